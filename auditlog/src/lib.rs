@@ -1,0 +1,43 @@
+//! # auditlog: the sealed audit log format
+//!
+//! This crate is the specification of the ingress audit log in code: what an entry is, how
+//! entries are chained, authenticated and committed to, how checkpoints are signed, and how a
+//! store is verified. It does no I/O and depends on no runtime, network or cloud crate, so the
+//! sealer, the offline verifier and any future verifier share one implementation.
+//!
+//! Standards followed:
+//! - entries are serialized with RFC 8785 JSON canonicalization ([`jcs`]);
+//! - every entry is a leaf of an RFC 6962 / RFC 9162 Merkle tree ([`merkle`]);
+//! - checkpoints are C2SP `tlog-checkpoint` bodies ([`checkpoint`]) inside C2SP `signed-note`
+//!   envelopes signed with Ed25519 ([`note`]).
+//!
+//! The byte-level format is documented in `docs/log-format.md`, with test vectors that the
+//! tests in this crate check.
+//!
+//! # Layout
+//! - [`timestamp`]: RFC 3339 UTC timestamps with nanoseconds.
+//! - [`jcs`]: RFC 8785 canonical JSON.
+//! - [`merkle`]: RFC 6962 tree hashing, incremental frontier, inclusion and consistency proofs.
+//! - [`note`]: C2SP signed notes and Ed25519 note keys.
+//! - [`checkpoint`]: C2SP tlog-checkpoint bodies.
+//! - [`event`]: the ingest schema of access events, validated before sealing.
+//! - [`entry`]: entry kinds and their canonical bytes.
+//! - [`chain`]: the hash chain and the per-entry HMAC.
+//! - [`record`]: one sealed record, one line of a segment file.
+//! - [`seal`]: the writer's state machine (entry → record).
+//! - [`head`]: what this log's checkpoints carry (size, root, chain head, time).
+//! - [`layout`]: object names in a store.
+//! - [`verify`]: verification of a whole store, without I/O.
+pub mod chain;
+pub mod checkpoint;
+pub mod entry;
+pub mod event;
+pub mod head;
+pub mod jcs;
+pub mod layout;
+pub mod merkle;
+pub mod note;
+pub mod record;
+pub mod seal;
+pub mod timestamp;
+pub mod verify;

@@ -1,0 +1,593 @@
+//! Verification of a whole store, without I/O.
+//!
+//! The caller lists the store, hands every checkpoint to [`StoreVerifier::add_checkpoint`],
+//! checks each segment with [`check_segment`] (a pure function, so segments can be checked
+//! in parallel) and feeds the results to [`StoreVerifier::absorb`] in log order. [`finish`]
+//! returns the [`Report`].
+//!
+//! What is detected, and how:
+//! - a modified, inserted, deleted or reordered entry: the recomputed chain or the sequence
+//!   number disagrees with the stored one at that line;
+//! - an entry spliced in from another log: the chain starts at a genesis bound to the origin;
+//! - a deleted or duplicated segment: the segments' sequence ranges must tile `0..n`;
+//! - a truncated tail or a rollback: a signed checkpoint commits to more entries than the
+//!   store holds (the newest checkpoint in the store, or a trusted one kept by the verifier);
+//! - a forged or re-signed checkpoint: Ed25519 signature by the log's key;
+//! - a fork, or a store rewritten by someone holding the HMAC key: the recomputed Merkle root
+//!   at a checkpoint's size differs from the signed root;
+//! - without the signing key but with the HMAC key, an attacker can recompute chain and MACs,
+//!   never the signatures; with neither key, a recomputed chain fails the MAC check.
+//!
+//! [`finish`]: StoreVerifier::finish
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+use crate::chain::{self, MacKey};
+use crate::entry::EntryHead;
+use crate::head::LogHead;
+use crate::layout;
+use crate::merkle::{self, Frontier, Hash, leaf_hash};
+use crate::note::NoteVerifier;
+use crate::record::parse_record;
+use crate::timestamp::Timestamp;
+
+/// At most this many problems are kept in a report; the total is still counted.
+pub const MAX_PROBLEMS: usize = 1000;
+
+/// The class of a problem, stable for machines (`--json`) and documented.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProblemClass {
+    /// A line that is not a sealed record, or an entry that is not valid JSON.
+    MalformedRecord,
+    /// A segment whose last line has no newline: a torn or cut file.
+    TornSegment,
+    /// An entry whose `seq` is not its position.
+    SequenceMismatch,
+    /// A stored chain value that does not follow from the previous entry and this one.
+    ChainBroken,
+    /// A MAC that does not verify under the HMAC key.
+    MacMismatch,
+    /// Entries missing between two segments (a deleted segment).
+    MissingEntries,
+    /// A segment that covers entries already covered (a duplicated segment).
+    OverlappingSegment,
+    /// A segment whose name disagrees with its content.
+    SegmentNameMismatch,
+    /// A checkpoint that does not parse, is not signed by the log's key, or is misnamed.
+    BadCheckpoint,
+    /// A signed root or chain value that differs from the store's (fork or rewrite).
+    CheckpointMismatch,
+    /// A signed checkpoint commits to more entries than the store holds (truncation, rollback).
+    Truncated,
+    /// The store holds entries but no valid checkpoint signs any of them.
+    NoCheckpoint,
+    /// An object in the store that is not part of the layout.
+    UnknownObject,
+}
+
+/// One finding, with where it is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub class: ProblemClass,
+    /// Store key, with `:line` where a line is concerned (1-based).
+    pub location: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.location, self.message)
+    }
+}
+
+/// The result of checking one segment on its own.
+#[derive(Debug, Clone)]
+pub struct SegmentCheck {
+    pub key: String,
+    /// `(first, last)` from the segment's name, if it is a valid name.
+    pub range: Option<(u64, u64)>,
+    pub records: u64,
+    pub leaves: Vec<Hash>,
+    /// Stored chain value of each record in `leaves`.
+    pub chains: Vec<Hash>,
+    /// Leaf hash and stored chain value of the first record, linked by [`StoreVerifier::absorb`].
+    pub first: Option<(Hash, Hash)>,
+    /// Stored chain value of the last record.
+    pub last_chain: Option<Hash>,
+    pub kinds: BTreeMap<&'static str, u64>,
+    pub problems: Vec<Problem>,
+}
+
+/// Check one segment's records: framing, JSON, sequence numbers, the chain inside the
+/// segment, and MACs when the HMAC key is given.
+pub fn check_segment(key: &str, bytes: &[u8], mac_key: Option<&MacKey>) -> SegmentCheck {
+    let range = layout::parse_segment_key(key);
+    let mut check = SegmentCheck {
+        key: key.to_owned(),
+        range,
+        records: 0,
+        leaves: Vec::with_capacity(bytes.len() / 400 + 1),
+        chains: Vec::with_capacity(bytes.len() / 400 + 1),
+        first: None,
+        last_chain: None,
+        kinds: BTreeMap::new(),
+        problems: Vec::new(),
+    };
+    let Some((first_seq, last_seq)) = range else {
+        check.problem(
+            ProblemClass::UnknownObject,
+            key.to_owned(),
+            "not a segment name (segments/<20 digits>-<20 digits>.ndjson)".into(),
+        );
+        return check;
+    };
+    let mut previous: Option<Hash> = None;
+    let body = match bytes.last() {
+        None => &bytes[..0],
+        Some(b'\n') => &bytes[..bytes.len() - 1],
+        Some(_) => {
+            let line_no = bytes.iter().filter(|&&b| b == b'\n').count() + 1;
+            check.problem(
+                ProblemClass::TornSegment,
+                format!("{key}:{line_no}"),
+                "last line has no newline: the segment was cut or torn".into(),
+            );
+            bytes
+        }
+    };
+    if body.is_empty() {
+        check.problem(
+            ProblemClass::SegmentNameMismatch,
+            key.to_owned(),
+            "segment is empty".into(),
+        );
+        return check;
+    }
+    for (i, line) in body.split(|&b| b == b'\n').enumerate() {
+        let line_no = i + 1;
+        let expected = first_seq + i as u64;
+        check.records += 1;
+        let at = || format!("{key}:{line_no}");
+        let record = match parse_record(line) {
+            Ok(r) => r,
+            Err(e) => {
+                check.problem(ProblemClass::MalformedRecord, at(), e.to_string());
+                previous = None;
+                continue;
+            }
+        };
+        let head: EntryHead = match serde_json::from_slice(record.entry) {
+            Ok(h) => h,
+            Err(e) => {
+                check.problem(
+                    ProblemClass::MalformedRecord,
+                    at(),
+                    format!("entry is not a valid entry: {e}"),
+                );
+                previous = None;
+                continue;
+            }
+        };
+        *check.kinds.entry(head.kind.as_str()).or_default() += 1;
+        if head.seq != expected {
+            check.problem(
+                ProblemClass::SequenceMismatch,
+                at(),
+                format!("entry has seq {} where {expected} belongs", head.seq),
+            );
+        }
+        let leaf = leaf_hash(record.entry);
+        check.leaves.push(leaf);
+        check.chains.push(record.chain);
+        match previous {
+            None if i == 0 => check.first = Some((leaf, record.chain)),
+            Some(prev) if chain::next(&prev, &leaf) != record.chain => check.problem(
+                ProblemClass::ChainBroken,
+                at(),
+                format!(
+                    "entry {expected} does not chain to the entry before it \
+                     (modified, inserted, removed or reordered)"
+                ),
+            ),
+            _ => {}
+        }
+        if let Some(k) = mac_key
+            && !k.verify(&record.chain, &record.mac)
+        {
+            check.problem(
+                ProblemClass::MacMismatch,
+                at(),
+                format!("entry {expected} has a MAC that the HMAC key does not produce"),
+            );
+        }
+        previous = Some(record.chain);
+        check.last_chain = Some(record.chain);
+    }
+    let expected_count = last_seq - first_seq + 1;
+    if check.records != expected_count {
+        check.problem(
+            ProblemClass::SegmentNameMismatch,
+            key.to_owned(),
+            format!(
+                "name promises {expected_count} entries ({first_seq}..={last_seq}), \
+                 the segment holds {}",
+                check.records
+            ),
+        );
+    }
+    check
+}
+
+impl SegmentCheck {
+    fn problem(&mut self, class: ProblemClass, location: String, message: String) {
+        if self.problems.len() < MAX_PROBLEMS {
+            self.problems.push(Problem {
+                class,
+                location,
+                message,
+            });
+        }
+    }
+}
+
+/// Summary of one signed checkpoint, as shown in a report.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CheckpointSummary {
+    pub key: String,
+    pub size: u64,
+    pub root: String,
+    pub time: Timestamp,
+}
+
+/// The outcome of a verification.
+#[derive(Clone, Debug, Serialize)]
+pub struct Report {
+    /// True when no problem was found.
+    pub ok: bool,
+    pub origin: String,
+    pub entries: u64,
+    pub segments: u64,
+    pub entries_by_kind: BTreeMap<&'static str, u64>,
+    /// Valid checkpoints found in the store.
+    pub checkpoints: u64,
+    pub newest_checkpoint: Option<CheckpointSummary>,
+    pub trusted_checkpoint: Option<CheckpointSummary>,
+    /// Whether MACs were checked (the HMAC key was given).
+    pub mac_checked: bool,
+    /// Merkle root and chain head recomputed from the store.
+    pub root: String,
+    pub chain_head: String,
+    /// Total number of problems; at most [`MAX_PROBLEMS`] are listed.
+    pub problem_count: u64,
+    pub problems: Vec<Problem>,
+    /// Facts worth knowing that are not evidence of tampering.
+    pub warnings: Vec<String>,
+}
+
+struct PendingCheckpoint {
+    head: LogHead,
+    key: String,
+    trusted: bool,
+}
+
+/// Accumulates a store's checkpoints and segments and produces the [`Report`].
+pub struct StoreVerifier {
+    verifier: NoteVerifier,
+    mac_checked: bool,
+    next_seq: u64,
+    head: Hash,
+    frontier: Frontier,
+    /// Checkpoints still to be compared, by tree size.
+    pending: BTreeMap<u64, Vec<PendingCheckpoint>>,
+    checkpoints: u64,
+    newest: Option<CheckpointSummary>,
+    trusted: Option<CheckpointSummary>,
+    segments: u64,
+    kinds: BTreeMap<&'static str, u64>,
+    problems: Vec<Problem>,
+    problem_count: u64,
+    warnings: Vec<String>,
+}
+
+impl StoreVerifier {
+    /// Verify the log whose origin is the verifier key's name. `mac_checked` says whether the
+    /// caller passes the HMAC key to [`check_segment`].
+    pub fn new(verifier: NoteVerifier, mac_checked: bool) -> Self {
+        let head = chain::genesis(verifier.name());
+        StoreVerifier {
+            verifier,
+            mac_checked,
+            next_seq: 0,
+            head,
+            frontier: Frontier::new(),
+            pending: BTreeMap::new(),
+            checkpoints: 0,
+            newest: None,
+            trusted: None,
+            segments: 0,
+            kinds: BTreeMap::new(),
+            problems: Vec::new(),
+            problem_count: 0,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// The log's origin (the verifier key's name).
+    pub fn origin(&self) -> &str {
+        self.verifier.name()
+    }
+
+    /// Add a checkpoint found in the store under `key`. Must be called before any segment is
+    /// absorbed.
+    pub fn add_checkpoint(&mut self, key: &str, signed: &str) {
+        let head = match LogHead::open(signed, &self.verifier) {
+            Ok(h) => h,
+            Err(e) => {
+                self.add_problem(
+                    ProblemClass::BadCheckpoint,
+                    key.to_owned(),
+                    format!("checkpoint rejected: {e}"),
+                );
+                return;
+            }
+        };
+        if head.key() != key {
+            self.add_problem(
+                ProblemClass::BadCheckpoint,
+                key.to_owned(),
+                format!(
+                    "checkpoint for size {} signed at {} is stored under the wrong name (expected {})",
+                    head.size,
+                    head.time,
+                    head.key()
+                ),
+            );
+            return;
+        }
+        self.checkpoints += 1;
+        let summary = summary(key, &head);
+        let newer = match &self.newest {
+            None => true,
+            Some(n) => (summary.size, summary.time) > (n.size, n.time),
+        };
+        if newer {
+            self.newest = Some(summary);
+        }
+        self.expect_checkpoint(PendingCheckpoint {
+            head,
+            key: key.to_owned(),
+            trusted: false,
+        });
+    }
+
+    /// Queue a checkpoint for comparison when the log reaches its size. Checkpoints of the
+    /// empty log are compared at once.
+    fn expect_checkpoint(&mut self, cp: PendingCheckpoint) {
+        if cp.head.size == 0 {
+            let genesis = chain::genesis(self.verifier.name());
+            self.compare_checkpoints(vec![cp], 0, &merkle::empty_root(), Some(&genesis));
+        } else {
+            self.pending.entry(cp.head.size).or_default().push(cp);
+        }
+    }
+
+    /// Report an object that does not belong in the store's layout.
+    pub fn unknown_object(&mut self, key: &str) {
+        self.add_problem(
+            ProblemClass::UnknownObject,
+            key.to_owned(),
+            "object is not part of the store layout (segments/, checkpoints/)".into(),
+        );
+    }
+
+    /// The Merkle tree recomputed so far.
+    pub fn frontier(&self) -> &Frontier {
+        &self.frontier
+    }
+
+    /// The last stored chain value linked so far (the genesis value for an empty log).
+    pub fn head(&self) -> Hash {
+        self.head
+    }
+
+    /// Add a checkpoint the verifier trusts from an earlier run (kept outside the store).
+    /// Errors if it is not a valid checkpoint of this log.
+    pub fn add_trusted_checkpoint(&mut self, name: &str, signed: &str) -> Result<(), String> {
+        let head = LogHead::open(signed, &self.verifier)
+            .map_err(|e| format!("trusted checkpoint {name} is not valid for this log: {e}"))?;
+        self.trusted = Some(summary(name, &head));
+        self.expect_checkpoint(PendingCheckpoint {
+            head,
+            key: name.to_owned(),
+            trusted: true,
+        });
+        Ok(())
+    }
+
+    /// Link a checked segment to the log so far. Segments must come in key order.
+    pub fn absorb(&mut self, check: SegmentCheck) {
+        for p in check.problems {
+            self.add_problem(p.class, p.location, p.message);
+        }
+        for (kind, n) in check.kinds {
+            *self.kinds.entry(kind).or_default() += n;
+        }
+        let Some((first, _)) = check.range else {
+            return;
+        };
+        self.segments += 1;
+        if first < self.next_seq {
+            self.add_problem(
+                ProblemClass::OverlappingSegment,
+                check.key,
+                format!(
+                    "starts at entry {first}, but entries up to {} are already in earlier segments \
+                     (duplicated segment)",
+                    self.next_seq - 1
+                ),
+            );
+            return;
+        }
+        if first > self.next_seq {
+            self.add_problem(
+                ProblemClass::MissingEntries,
+                check.key.clone(),
+                format!(
+                    "entries {}..={} are missing before this segment (deleted segment)",
+                    self.next_seq,
+                    first - 1
+                ),
+            );
+            // Nothing can be recomputed across a hole: stop linking here.
+            self.next_seq = u64::MAX;
+            return;
+        }
+        if let Some((leaf, stored)) = check.first
+            && chain::next(&self.head, &leaf) != stored
+        {
+            let what = if first == 0 {
+                "does not start from this log's genesis value (spliced from another log?)"
+            } else {
+                "does not chain to the last entry of the previous segment"
+            };
+            self.add_problem(
+                ProblemClass::ChainBroken,
+                format!("{}:1", check.key),
+                format!("entry {first} {what}"),
+            );
+        }
+        for (leaf, stored_chain) in check.leaves.iter().zip(&check.chains) {
+            self.frontier.push(*leaf);
+            let size = self.frontier.size();
+            if self.pending.first_key_value().map(|(s, _)| *s) == Some(size) {
+                let (_, cps) = self.pending.pop_first().expect("checked above");
+                let root = self.frontier.root();
+                self.compare_checkpoints(cps, size, &root, Some(stored_chain));
+            }
+        }
+        self.next_seq = first + check.leaves.len() as u64;
+        if let Some(c) = check.last_chain {
+            self.head = c;
+        }
+    }
+
+    fn compare_checkpoints(
+        &mut self,
+        cps: Vec<PendingCheckpoint>,
+        size: u64,
+        root: &Hash,
+        chain: Option<&Hash>,
+    ) {
+        for cp in cps {
+            let who = if cp.trusted {
+                "trusted checkpoint"
+            } else {
+                "checkpoint"
+            };
+            if &cp.head.root != root {
+                self.add_problem(
+                    ProblemClass::CheckpointMismatch,
+                    cp.key,
+                    format!(
+                        "{who} signs root {} for {size} entries, the store's entries give {} \
+                         (store rewritten or forked)",
+                        hex::encode(cp.head.root),
+                        hex::encode(root)
+                    ),
+                );
+            } else if let Some(c) = chain
+                && &cp.head.chain != c
+            {
+                self.add_problem(
+                    ProblemClass::CheckpointMismatch,
+                    cp.key,
+                    format!(
+                        "{who} signs a chain head for {size} entries that the store does not have"
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Record a problem found by the caller (e.g. an unreadable object).
+    pub fn add_problem(&mut self, class: ProblemClass, location: String, message: String) {
+        self.problem_count += 1;
+        if self.problems.len() < MAX_PROBLEMS {
+            self.problems.push(Problem {
+                class,
+                location,
+                message,
+            });
+        }
+    }
+
+    /// Finish: compare what is left and produce the report.
+    pub fn finish(mut self) -> Report {
+        let size = self.frontier.size();
+        let leftover: Vec<_> = std::mem::take(&mut self.pending)
+            .into_values()
+            .flatten()
+            .collect();
+        for cp in leftover {
+            let who = if cp.trusted {
+                "trusted checkpoint"
+            } else {
+                "checkpoint"
+            };
+            self.add_problem(
+                ProblemClass::Truncated,
+                cp.key,
+                format!(
+                    "{who} signed at {} commits to {} entries, the store holds {size} \
+                     (truncated or rolled back)",
+                    cp.head.time, cp.head.size
+                ),
+            );
+        }
+        match &self.newest {
+            None if size > 0 => self.add_problem(
+                ProblemClass::NoCheckpoint,
+                layout::CHECKPOINTS.to_owned(),
+                format!("no valid signed checkpoint covers any of the {size} entries"),
+            ),
+            Some(n) if n.size < size => self.warnings.push(format!(
+                "entries {}..={} come after the newest checkpoint and are not yet signed",
+                n.size,
+                size - 1
+            )),
+            _ => {}
+        }
+        if !self.mac_checked {
+            self.warnings
+                .push("MACs not checked (no HMAC key given); chain and signatures were".into());
+        }
+        Report {
+            ok: self.problem_count == 0,
+            origin: self.verifier.name().to_owned(),
+            entries: size,
+            segments: self.segments,
+            entries_by_kind: self.kinds,
+            checkpoints: self.checkpoints,
+            newest_checkpoint: self.newest,
+            trusted_checkpoint: self.trusted,
+            mac_checked: self.mac_checked,
+            root: hex::encode(self.frontier.root()),
+            chain_head: hex::encode(self.head),
+            problem_count: self.problem_count,
+            problems: self.problems,
+            warnings: self.warnings,
+        }
+    }
+}
+
+fn summary(key: &str, head: &LogHead) -> CheckpointSummary {
+    CheckpointSummary {
+        key: key.to_owned(),
+        size: head.size,
+        root: hex::encode(head.root),
+        time: head.time,
+    }
+}

@@ -1,0 +1,171 @@
+//! The HTTP API. [`app`] builds the router, so tests can call it without a socket.
+//!
+//! | method and path      | what                                                        |
+//! |----------------------|-------------------------------------------------------------|
+//! | `POST /v1/events`    | ingest a batch (NDJSON or JSON array); 200 once durable     |
+//! | `GET /v1/checkpoint` | the newest signed checkpoint (C2SP signed note)             |
+//! | `GET /verify`        | verify the whole store now; JSON report                     |
+//! | `GET /healthz`       | the process is alive                                        |
+//! | `GET /readyz`        | ready to accept events and the store is healthy             |
+//! | `GET /metrics`       | Prometheus text format                                      |
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use auditlog::chain::MacKey;
+use auditlog::note::NoteVerifier;
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde_json::json;
+use tokio::sync::Semaphore;
+
+use crate::audit::{self, VerifyOptions};
+use crate::ingest::{self, BodyFormat, IngestError, IngestLimits};
+use crate::metrics::Metrics;
+use crate::store::Store;
+use crate::uploader::LatestCheckpoint;
+use crate::writer::WriterHandle;
+
+/// What the handlers share.
+pub struct AppState<S> {
+    pub writer: WriterHandle,
+    pub store: S,
+    pub verifier: NoteVerifier,
+    pub mac_key: MacKey,
+    pub metrics: Arc<Metrics>,
+    pub latest: LatestCheckpoint,
+    pub limits: IngestLimits,
+    pub max_body_bytes: usize,
+    /// Bounds the batches parsed or waiting for the disk at once.
+    pub inflight: Semaphore,
+    /// One full verification at a time.
+    pub verify_lock: tokio::sync::Mutex<()>,
+}
+
+pub fn app<S: Store + Clone>(state: Arc<AppState<S>>) -> Router {
+    let body_limit = state.max_body_bytes;
+    Router::new()
+        .route("/v1/events", post(post_events::<S>))
+        .route("/v1/checkpoint", get(get_checkpoint::<S>))
+        .route("/verify", get(get_verify::<S>))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(get_ready::<S>))
+        .route("/metrics", get(get_metrics::<S>))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state)
+}
+
+fn json_error(status: StatusCode, body: &IngestError) -> Response {
+    (status, axum::Json(body)).into_response()
+}
+
+async fn post_events<S: Store + Clone>(
+    State(state): State<Arc<AppState<S>>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let refuse = |status, error: IngestError| {
+        Metrics::add(&state.metrics.batches_rejected_invalid, 1);
+        json_error(status, &error)
+    };
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let Some(format) = BodyFormat::from_content_type(content_type) else {
+        return refuse(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            IngestError {
+                error: "unsupported_media_type",
+                message: format!(
+                    "content type {content_type:?} is not accepted; send application/x-ndjson or application/json"
+                ),
+                line: None,
+                index: None,
+                field: None,
+            },
+        );
+    };
+    let Ok(_permit) = state.inflight.acquire().await else {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let events = match ingest::parse_batch(&body, format, &state.limits) {
+        Ok(e) => e,
+        Err(e) => {
+            let status = if e.error == "too_large" {
+                StatusCode::PAYLOAD_TOO_LARGE
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            return refuse(status, e);
+        }
+    };
+    match state.writer.submit(events).await {
+        Ok(ack) => (StatusCode::OK, axum::Json(ack)).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "1")],
+            axum::Json(json!({"error": "unavailable", "message": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+async fn get_checkpoint<S: Store + Clone>(State(state): State<Arc<AppState<S>>>) -> Response {
+    match state.latest.read().await.clone() {
+        Some(text) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no checkpoint published yet\n",
+        )
+            .into_response(),
+    }
+}
+
+async fn get_verify<S: Store + Clone>(State(state): State<Arc<AppState<S>>>) -> Response {
+    let _one_at_a_time = state.verify_lock.lock().await;
+    let options = VerifyOptions {
+        mac_key: Some(state.mac_key.clone()),
+        trusted: None,
+        progress: false,
+    };
+    match audit::verify(&state.store, &state.verifier, &options).await {
+        Ok(report) => axum::Json(report).into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"error": "store_unreadable", "message": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+async fn get_ready<S: Store + Clone>(State(state): State<Arc<AppState<S>>>) -> Response {
+    let m = &state.metrics;
+    let ready = m.ready.load(Relaxed) && !m.writer_failed.load(Relaxed);
+    let body = json!({
+        "ready": ready,
+        "writer_failed": m.writer_failed.load(Relaxed),
+        "integrity_alarms": m.integrity_alarms.load(Relaxed),
+        "log_size": m.log_size.load(Relaxed),
+        "checkpoint_size": m.checkpoint_size.load(Relaxed),
+        "upload_lag_entries": m.upload_lag(),
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+async fn get_metrics<S: Store + Clone>(State(state): State<Arc<AppState<S>>>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,243 @@
+//! `sealer serve` configuration: flags, `SEALER_*` environment variables and an optional
+//! TOML file, in that order of precedence, then the defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::Args;
+use serde::Deserialize;
+
+/// Options of `sealer serve`. Every one can also be set in the config file under the same
+/// name with `_` for `-` (e.g. `segment_max_age = "10s"`).
+#[derive(Args, Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServeOptions {
+    /// Address to listen on [default: 127.0.0.1:8787].
+    #[arg(long, env = "SEALER_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Where sealed segments and checkpoints go: a directory or file://PATH
+    /// [default: <data-dir>/store].
+    #[arg(long, env = "SEALER_STORE")]
+    pub store: Option<String>,
+    /// Working directory for the write-ahead log [default: ./sealer-data].
+    #[arg(long, env = "SEALER_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Directory holding signing.key and hmac.key (from `sealer keygen`).
+    #[arg(long, env = "SEALER_KEYS")]
+    pub keys: Option<PathBuf>,
+    /// Generate throw-away keys for this run (development only; nobody can verify later).
+    #[arg(long, env = "SEALER_DEV_KEYS")]
+    #[serde(default)]
+    pub dev_keys: bool,
+    /// Origin (log name) for --dev-keys [default: dev.invalid/<hostname>].
+    #[arg(long, env = "SEALER_ORIGIN")]
+    pub origin: Option<String>,
+    /// Publish a signed checkpoint at least this often, even with no traffic [default: 60s].
+    #[arg(long, env = "SEALER_CHECKPOINT_INTERVAL", value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub checkpoint_interval: Option<Duration>,
+    /// Close the open segment when it is this old [default: 10s].
+    #[arg(long, env = "SEALER_SEGMENT_MAX_AGE", value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub segment_max_age: Option<Duration>,
+    /// Close the open segment when it reaches this many bytes [default: 33554432].
+    #[arg(long, env = "SEALER_SEGMENT_MAX_BYTES")]
+    pub segment_max_bytes: Option<u64>,
+    /// Largest accepted request body in bytes (413 above) [default: 16777216].
+    #[arg(long, env = "SEALER_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<usize>,
+    /// Most events in one request (413 above) [default: 10000].
+    #[arg(long, env = "SEALER_MAX_BATCH_EVENTS")]
+    pub max_batch_events: Option<usize>,
+    /// Largest single event in bytes [default: 65536].
+    #[arg(long, env = "SEALER_MAX_EVENT_BYTES")]
+    pub max_event_bytes: Option<usize>,
+    /// Longest string field of an event in bytes [default: 8192].
+    #[arg(long, env = "SEALER_MAX_FIELD_BYTES")]
+    pub max_field_bytes: Option<usize>,
+    /// Most batches being parsed or waiting for the disk at once [default: 64].
+    #[arg(long, env = "SEALER_MAX_INFLIGHT_BATCHES")]
+    pub max_inflight_batches: Option<usize>,
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    pub store: String,
+    pub data_dir: PathBuf,
+    pub keys: Option<PathBuf>,
+    pub dev_keys: bool,
+    pub origin: Option<String>,
+    pub checkpoint_interval: Duration,
+    pub segment_max_age: Duration,
+    pub segment_max_bytes: u64,
+    pub max_body_bytes: usize,
+    pub max_batch_events: usize,
+    pub max_event_bytes: usize,
+    pub max_field_bytes: usize,
+    pub max_inflight_batches: usize,
+}
+
+impl ServeOptions {
+    /// Fill what the flags and environment left unset from `file`, then from the defaults.
+    pub fn resolve(self, file: Option<&Path>) -> anyhow::Result<ServeConfig> {
+        let f = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("failed to read config file {}", path.display()))?;
+                toml::from_str::<ServeOptions>(&text)
+                    .with_context(|| format!("invalid config file {}", path.display()))?
+            }
+            None => ServeOptions::default(),
+        };
+        let data_dir = self
+            .data_dir
+            .or(f.data_dir)
+            .unwrap_or_else(|| PathBuf::from("sealer-data"));
+        let store = self
+            .store
+            .or(f.store)
+            .unwrap_or_else(|| data_dir.join("store").to_string_lossy().into_owned());
+        let config = ServeConfig {
+            listen: self
+                .listen
+                .or(f.listen)
+                .unwrap_or_else(|| "127.0.0.1:8787".parse().expect("valid address")),
+            store,
+            data_dir,
+            keys: self.keys.or(f.keys),
+            dev_keys: self.dev_keys || f.dev_keys,
+            origin: self.origin.or(f.origin),
+            checkpoint_interval: self
+                .checkpoint_interval
+                .or(f.checkpoint_interval)
+                .unwrap_or(Duration::from_secs(60)),
+            segment_max_age: self
+                .segment_max_age
+                .or(f.segment_max_age)
+                .unwrap_or(Duration::from_secs(10)),
+            segment_max_bytes: self
+                .segment_max_bytes
+                .or(f.segment_max_bytes)
+                .unwrap_or(32 << 20),
+            max_body_bytes: self.max_body_bytes.or(f.max_body_bytes).unwrap_or(16 << 20),
+            max_batch_events: self
+                .max_batch_events
+                .or(f.max_batch_events)
+                .unwrap_or(10_000),
+            max_event_bytes: self
+                .max_event_bytes
+                .or(f.max_event_bytes)
+                .unwrap_or(64 << 10),
+            max_field_bytes: self
+                .max_field_bytes
+                .or(f.max_field_bytes)
+                .unwrap_or(8 << 10),
+            max_inflight_batches: self
+                .max_inflight_batches
+                .or(f.max_inflight_batches)
+                .unwrap_or(64),
+        };
+        config.check()?;
+        Ok(config)
+    }
+}
+
+impl ServeConfig {
+    fn check(&self) -> anyhow::Result<()> {
+        if self.keys.is_some() && self.dev_keys {
+            bail!("--keys and --dev-keys exclude each other: choose one");
+        }
+        if self.keys.is_none() && !self.dev_keys {
+            bail!(
+                "no keys: give --keys DIR (create them with `sealer keygen --out DIR`), \
+                 or --dev-keys for throw-away development keys"
+            );
+        }
+        if self.checkpoint_interval < Duration::from_millis(100) {
+            bail!("--checkpoint-interval must be at least 100ms");
+        }
+        if self.segment_max_age < Duration::from_millis(10) {
+            bail!("--segment-max-age must be at least 10ms");
+        }
+        if self.max_batch_events == 0 || self.max_inflight_batches == 0 {
+            bail!("--max-batch-events and --max-inflight-batches must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Parse `250ms`, `10s`, `5m`, `1h`, or a plain number of seconds.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (number, unit) = match s.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => s.split_at(i),
+        None => (s, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("invalid duration {s:?}: expected e.g. 500ms, 10s, 5m, 1h"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        _ => Err(format!(
+            "invalid duration {s:?}: unit must be ms, s, m or h"
+        )),
+    }
+}
+
+fn de_duration<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s = String::deserialize(d)?;
+    parse_duration(&s)
+        .map(Some)
+        .map_err(serde::de::Error::custom)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+
+    #[test]
+    fn flags_override_file_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("sealer.toml");
+        std::fs::write(
+            &file,
+            "listen = \"127.0.0.1:9000\"\nsegment_max_age = \"2s\"\ndev_keys = true\n",
+        )
+        .unwrap();
+        let flags = ServeOptions {
+            listen: Some("127.0.0.1:9100".parse().unwrap()),
+            ..Default::default()
+        };
+        let c = flags.resolve(Some(&file)).unwrap();
+        assert_eq!(c.listen.port(), 9100);
+        assert_eq!(c.segment_max_age, Duration::from_secs(2));
+        assert_eq!(c.checkpoint_interval, Duration::from_secs(60));
+        assert!(c.dev_keys);
+
+        std::fs::write(&file, "segment_max_agee = \"2s\"\n").unwrap();
+        let err = ServeOptions::default().resolve(Some(&file)).unwrap_err();
+        assert!(format!("{err:#}").contains("segment_max_agee"), "{err:#}");
+    }
+
+    #[test]
+    fn keys_are_required() {
+        let err = ServeOptions::default().resolve(None).unwrap_err();
+        assert!(err.to_string().contains("sealer keygen"), "{err}");
+    }
+}

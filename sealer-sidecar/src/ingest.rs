@@ -1,0 +1,241 @@
+//! Parsing ingest bodies: NDJSON or a JSON array of [`IngestLine`]s, all or nothing.
+
+use auditlog::entry::{EntryKind, EntrySource};
+use auditlog::event::{IngestLine, Limits};
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::writer::PreparedEvent;
+
+/// Bounds on one request.
+#[derive(Clone, Copy, Debug)]
+pub struct IngestLimits {
+    pub max_batch_events: usize,
+    pub max_event_bytes: usize,
+    pub event: Limits,
+}
+
+/// The two accepted body formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFormat {
+    /// `application/x-ndjson`: one event per line.
+    Ndjson,
+    /// `application/json`: an array of events (or one event object).
+    Json,
+}
+
+impl BodyFormat {
+    /// The format named by a `Content-Type` header, if it is one we accept.
+    pub fn from_content_type(value: &str) -> Option<BodyFormat> {
+        let mime = value.split(';').next().unwrap_or("").trim();
+        match mime.to_ascii_lowercase().as_str() {
+            "application/x-ndjson" | "application/ndjson" | "application/jsonl" => {
+                Some(BodyFormat::Ndjson)
+            }
+            "application/json" => Some(BodyFormat::Json),
+            _ => None,
+        }
+    }
+}
+
+/// A refused batch: what is wrong and where. Nothing of the batch was sealed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct IngestError {
+    /// `invalid_json`, `invalid_event` or `too_large`.
+    pub error: &'static str,
+    pub message: String,
+    /// 1-based line of an NDJSON body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<usize>,
+    /// 0-based index in a JSON array body.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index: Option<usize>,
+    /// Dotted path of the offending field inside the event.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+impl IngestError {
+    fn new(error: &'static str, message: String) -> Self {
+        IngestError {
+            error,
+            message,
+            line: None,
+            index: None,
+            field: None,
+        }
+    }
+}
+
+/// Parse and validate a whole body. The first bad event refuses the batch.
+pub fn parse_batch(
+    body: &[u8],
+    format: BodyFormat,
+    limits: &IngestLimits,
+) -> Result<Vec<PreparedEvent>, IngestError> {
+    match format {
+        BodyFormat::Ndjson => parse_ndjson(body, limits),
+        BodyFormat::Json => parse_json(body, limits),
+    }
+}
+
+fn parse_ndjson(body: &[u8], limits: &IngestLimits) -> Result<Vec<PreparedEvent>, IngestError> {
+    let mut out = Vec::with_capacity(body.len() / 400 + 1);
+    for (i, line) in body.split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        check_count(out.len(), limits)?;
+        let event = prepare(line, limits).map_err(|mut e| {
+            e.line = Some(i + 1);
+            e
+        })?;
+        out.push(event);
+    }
+    Ok(out)
+}
+
+fn parse_json(body: &[u8], limits: &IngestLimits) -> Result<Vec<PreparedEvent>, IngestError> {
+    let trimmed = body.trim_ascii_start();
+    if trimmed.first() == Some(&b'{') {
+        return Ok(vec![prepare(body, limits)?]);
+    }
+    let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| {
+        IngestError::new(
+            "invalid_json",
+            format!("body is not a JSON array of events: {e}"),
+        )
+    })?;
+    if items.len() > limits.max_batch_events {
+        check_count(items.len(), limits)?;
+    }
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, raw)| {
+            prepare(raw.get().as_bytes(), limits).map_err(|mut e| {
+                e.index = Some(i);
+                e
+            })
+        })
+        .collect()
+}
+
+fn check_count(n: usize, limits: &IngestLimits) -> Result<(), IngestError> {
+    if n >= limits.max_batch_events {
+        return Err(IngestError::new(
+            "too_large",
+            format!(
+                "batch has more than {} events; split it",
+                limits.max_batch_events
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn prepare(bytes: &[u8], limits: &IngestLimits) -> Result<PreparedEvent, IngestError> {
+    if bytes.len() > limits.max_event_bytes {
+        return Err(IngestError::new(
+            "too_large",
+            format!(
+                "event is {} bytes; the limit is {}",
+                bytes.len(),
+                limits.max_event_bytes
+            ),
+        ));
+    }
+    let line = IngestLine::parse(bytes, &limits.event).map_err(|e| {
+        let syntax = e.field.is_empty();
+        IngestError {
+            error: if syntax {
+                "invalid_json"
+            } else {
+                "invalid_event"
+            },
+            message: e.to_string(),
+            line: None,
+            index: None,
+            field: (!syntax).then(|| e.field.clone()),
+        }
+    })?;
+    let event_json = serde_json::to_vec(&line.event).expect("events serialize");
+    Ok(PreparedEvent {
+        kind: EntryKind::Http,
+        source: Some(EntrySource {
+            id: line.source.id,
+            seq: Some(line.source.seq),
+        }),
+        event_json,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> IngestLimits {
+        IngestLimits {
+            max_batch_events: 3,
+            max_event_bytes: 4096,
+            event: Limits::default(),
+        }
+    }
+
+    fn line(seq: u64) -> String {
+        format!(
+            r#"{{"source":{{"id":"gw/w0/a","seq":{seq}}},"event":{{"start_time":"2026-11-28T07:00:00Z","http":{{"request":{{"method":"GET"}},"response":{{"status_code":200}}}},"url":{{"path":"/"}}}}}}"#
+        )
+    }
+
+    #[test]
+    fn parses_ndjson_and_arrays() {
+        let body = format!("{}\n\n{}\r\n", line(1), line(2));
+        let events = parse_batch(body.as_bytes(), BodyFormat::Ndjson, &limits()).unwrap();
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[1].source.as_ref().unwrap().seq, Some(2));
+        let body = format!("[{},{}]", line(1), line(2));
+        let events = parse_batch(body.as_bytes(), BodyFormat::Json, &limits()).unwrap();
+        assert_eq!(events.len(), 2);
+        assert!(auditlog::jcs::is_canonical(&events[0].event_json));
+    }
+
+    #[test]
+    fn names_line_and_field() {
+        let bad = line(2).replace(r#""method":"GET""#, r#""method":7"#);
+        let body = format!("{}\n{bad}\n", line(1));
+        let err = parse_batch(body.as_bytes(), BodyFormat::Ndjson, &limits()).unwrap_err();
+        assert_eq!(err.error, "invalid_event");
+        assert_eq!(err.line, Some(2));
+        assert_eq!(err.field.as_deref(), Some("event.http.request.method"));
+
+        let err = parse_batch(b"{not json\n", BodyFormat::Ndjson, &limits()).unwrap_err();
+        assert_eq!((err.error, err.line), ("invalid_json", Some(1)));
+
+        let missing = line(1).replace(r#","url":{"path":"/"}"#, "");
+        let err = parse_batch(missing.as_bytes(), BodyFormat::Ndjson, &limits()).unwrap_err();
+        assert!(err.message.contains("missing field `url`"), "{err:?}");
+        assert_eq!(err.field.as_deref(), Some("event"));
+    }
+
+    #[test]
+    fn enforces_batch_limit() {
+        let body = (1..=4).map(line).collect::<Vec<_>>().join("\n");
+        let err = parse_batch(body.as_bytes(), BodyFormat::Ndjson, &limits()).unwrap_err();
+        assert_eq!(err.error, "too_large");
+    }
+
+    #[test]
+    fn content_types() {
+        assert_eq!(
+            BodyFormat::from_content_type("application/x-ndjson; charset=utf-8"),
+            Some(BodyFormat::Ndjson)
+        );
+        assert_eq!(
+            BodyFormat::from_content_type("Application/JSON"),
+            Some(BodyFormat::Json)
+        );
+        assert_eq!(BodyFormat::from_content_type("text/plain"), None);
+    }
+}

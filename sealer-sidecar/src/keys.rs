@@ -1,0 +1,207 @@
+//! Key files: the Ed25519 checkpoint signing key, its public key, and the HMAC key.
+//!
+//! | file          | content                                               | mode |
+//! |---------------|-------------------------------------------------------|------|
+//! | `signing.key` | C2SP note signer key `PRIVATE+KEY+<origin>+<id>+<b64>` | 0600 |
+//! | `signing.pub` | C2SP note verifier key `<origin>+<id>+<b64>`           | 0644 |
+//! | `hmac.key`    | 64 lowercase hex digits (32 bytes)                     | 0600 |
+//!
+//! The key name is the log's origin, so the public key alone tells a verifier which log it
+//! verifies. Secret key files readable by group or others are refused.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use auditlog::chain::{MAC_KEY_LEN, MacKey};
+use auditlog::note::{NoteSigner, NoteVerifier};
+
+pub const SIGNING_KEY_FILE: &str = "signing.key";
+pub const PUBLIC_KEY_FILE: &str = "signing.pub";
+pub const HMAC_KEY_FILE: &str = "hmac.key";
+
+/// The secrets a sealer needs.
+pub struct SealerKeys {
+    pub signer: NoteSigner,
+    pub mac_key: MacKey,
+}
+
+/// A fresh signing seed and HMAC key from the OS random source.
+fn random_secrets() -> anyhow::Result<([u8; 32], [u8; MAC_KEY_LEN])> {
+    let mut seed = [0u8; 32];
+    let mut mac = [0u8; MAC_KEY_LEN];
+    getrandom::fill(&mut seed).context("failed to read the OS random source")?;
+    getrandom::fill(&mut mac).context("failed to read the OS random source")?;
+    Ok((seed, mac))
+}
+
+/// Check that `origin` can be a log origin and note key name.
+pub fn check_origin(origin: &str) -> anyhow::Result<()> {
+    if origin.is_empty()
+        || origin.len() > 256
+        || origin
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '+')
+    {
+        bail!(
+            "invalid origin {origin:?}: use 1 to 256 characters without spaces or '+', \
+             e.g. \"audit.example.com/gateway-eu1\""
+        );
+    }
+    Ok(())
+}
+
+/// Write a new key set into `dir`. Never overwrites an existing key file.
+pub fn generate(dir: &Path, origin: &str) -> anyhow::Result<Vec<PathBuf>> {
+    check_origin(origin)?;
+    fs::create_dir_all(dir)
+        .with_context(|| format!("failed to create key directory {}", dir.display()))?;
+    let paths: Vec<PathBuf> = [SIGNING_KEY_FILE, PUBLIC_KEY_FILE, HMAC_KEY_FILE]
+        .iter()
+        .map(|f| dir.join(f))
+        .collect();
+    for p in &paths {
+        if p.exists() {
+            bail!(
+                "{} already exists; keys are never overwritten (remove it yourself, or use another --out)",
+                p.display()
+            );
+        }
+    }
+    let (seed, mac) = random_secrets()?;
+    let signer = NoteSigner::from_seed(origin, seed).context("failed to create signing key")?;
+    write_new(&paths[0], &(signer.to_skey_string() + "\n"), 0o600)?;
+    write_new(
+        &paths[1],
+        &(signer.verifier().to_vkey_string() + "\n"),
+        0o644,
+    )?;
+    write_new(&paths[2], &(hex::encode(mac) + "\n"), 0o600)?;
+    Ok(paths)
+}
+
+/// Ephemeral keys for development (`serve --dev-keys`).
+pub fn ephemeral(origin: &str) -> anyhow::Result<SealerKeys> {
+    check_origin(origin)?;
+    let (seed, mac) = random_secrets()?;
+    Ok(SealerKeys {
+        signer: NoteSigner::from_seed(origin, seed).context("failed to create signing key")?,
+        mac_key: MacKey::new(&mac),
+    })
+}
+
+fn write_new(path: &Path, content: &str, mode: u32) -> anyhow::Result<()> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .with_context(|| format!("failed to create {}", path.display()))?;
+    f.write_all(content.as_bytes())
+        .and_then(|_| f.sync_all())
+        .with_context(|| format!("failed to write {}", path.display()))
+}
+
+/// Read a secret key file, refusing loose permissions.
+fn read_secret(path: &Path) -> anyhow::Result<String> {
+    let meta = fs::metadata(path).with_context(|| {
+        format!(
+            "failed to read key file {} (create keys with `sealer keygen --out DIR`)",
+            path.display()
+        )
+    })?;
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        bail!(
+            "key file {} has mode {mode:04o}, readable by others; run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        );
+    }
+    fs::read_to_string(path).with_context(|| format!("failed to read key file {}", path.display()))
+}
+
+pub fn load_signer(path: &Path) -> anyhow::Result<NoteSigner> {
+    let text = read_secret(path)?;
+    NoteSigner::parse(&text).with_context(|| {
+        format!(
+            "{} is not a signing key (expected PRIVATE+KEY+<origin>+<id>+<base64>)",
+            path.display()
+        )
+    })
+}
+
+pub fn load_mac_key(path: &Path) -> anyhow::Result<MacKey> {
+    let text = read_secret(path)?;
+    let bytes = hex::decode(text.trim())
+        .ok()
+        .and_then(|b| <[u8; MAC_KEY_LEN]>::try_from(b).ok())
+        .with_context(|| {
+            format!(
+                "{} is not an HMAC key (expected {} hex digits)",
+                path.display(),
+                MAC_KEY_LEN * 2
+            )
+        })?;
+    Ok(MacKey::new(&bytes))
+}
+
+pub fn load_public(path: &Path) -> anyhow::Result<NoteVerifier> {
+    let text = fs::read_to_string(path)
+        .with_context(|| format!("failed to read public key {}", path.display()))?;
+    NoteVerifier::parse(&text).with_context(|| {
+        format!(
+            "{} is not a public key (expected <origin>+<id>+<base64>)",
+            path.display()
+        )
+    })
+}
+
+/// Load `signing.key` and `hmac.key` from a key directory.
+pub fn load_dir(dir: &Path) -> anyhow::Result<SealerKeys> {
+    Ok(SealerKeys {
+        signer: load_signer(&dir.join(SIGNING_KEY_FILE))?,
+        mac_key: load_mac_key(&dir.join(HMAC_KEY_FILE))?,
+    })
+}
+
+/// This machine's host name, for default origins.
+pub fn hostname() -> String {
+    fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn generate_then_load() {
+        let dir = tempfile::tempdir().unwrap();
+        generate(dir.path(), "test.example/log").unwrap();
+        let keys = load_dir(dir.path()).unwrap();
+        let public = load_public(&dir.path().join(PUBLIC_KEY_FILE)).unwrap();
+        assert_eq!(keys.signer.verifier(), public);
+        assert_eq!(public.name(), "test.example/log");
+        let err = generate(dir.path(), "test.example/log").unwrap_err();
+        assert!(err.to_string().contains("never overwritten"), "{err}");
+    }
+
+    #[test]
+    fn refuses_loose_permissions_and_bad_origins() {
+        let dir = tempfile::tempdir().unwrap();
+        generate(dir.path(), "o").unwrap();
+        let key = dir.path().join(HMAC_KEY_FILE);
+        fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+        let err = load_mac_key(&key).unwrap_err().to_string();
+        assert!(err.contains("chmod 600"), "{err}");
+        assert!(check_origin("has space").is_err());
+        assert!(check_origin("a+b").is_err());
+        assert!(check_origin("").is_err());
+    }
+}

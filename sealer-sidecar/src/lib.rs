@@ -1,0 +1,38 @@
+//! # sealer: the audit log's writer, store and verifier
+//!
+//! The `sealer` binary runs beside an ingress gateway. It takes access events over HTTP on
+//! loopback, seals them into the hash-chained, HMAC'd, Merkle-committed log defined by the
+//! [`auditlog`] crate, acknowledges a batch only once it is durable in the write-ahead log,
+//! stores finished segments write-once, and publishes Ed25519-signed C2SP checkpoints. The
+//! same binary verifies a store offline.
+//!
+//! # Layout
+//! - [`cli`]: the command line (`serve`, `verify`, `keygen`, `export`, `checkpoint`).
+//! - [`config`]: `serve` configuration from flags, environment and file.
+//! - [`server`]: wiring of `serve`: recovery, writer, uploader, HTTP, shutdown.
+//! - [`api`]: the HTTP API.
+//! - [`ingest`]: parsing and validating ingest bodies.
+//! - [`writer`]: the thread that seals batches into the WAL with group commit.
+//! - [`wal`]: the write-ahead log files.
+//! - [`sources`]: per-source sequence numbers, gaps and replays.
+//! - [`uploader`]: stores segments and publishes signed checkpoints.
+//! - [`recovery`]: rebuilds state from the store and the WAL at start.
+//! - [`store`]: the write-once storage trait and its implementations.
+//! - [`audit`]: verification and export over a store.
+//! - [`keys`]: key files.
+//! - [`metrics`]: Prometheus metrics.
+
+pub mod api;
+pub mod audit;
+pub mod cli;
+pub mod config;
+pub mod ingest;
+pub mod keys;
+pub mod metrics;
+pub mod recovery;
+pub mod server;
+pub mod sources;
+pub mod store;
+pub mod uploader;
+pub mod wal;
+pub mod writer;

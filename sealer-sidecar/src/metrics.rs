@@ -1,0 +1,162 @@
+//! Counters and gauges, rendered in the Prometheus text exposition format.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+
+/// Every metric the sealer exports. Shared by the writer, the uploader and the HTTP layer.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    pub events_received: AtomicU64,
+    pub entries_sealed: AtomicU64,
+    pub duplicates_dropped: AtomicU64,
+    pub gap_entries: AtomicU64,
+    pub batches_rejected_invalid: AtomicU64,
+    pub batches_rejected_unavailable: AtomicU64,
+    pub wal_commits: AtomicU64,
+    pub wal_fsync_nanos: AtomicU64,
+    pub wal_failures: AtomicU64,
+    pub segments_uploaded: AtomicU64,
+    pub upload_retries: AtomicU64,
+    pub checkpoints_published: AtomicU64,
+    pub integrity_alarms: AtomicU64,
+    /// Entries sealed into the WAL (the log size as the writer sees it).
+    pub log_size: AtomicU64,
+    /// Entries covered by the newest stored checkpoint.
+    pub checkpoint_size: AtomicU64,
+    pub checkpoint_unix_seconds: AtomicU64,
+    pub writer_failed: AtomicBool,
+    pub ready: AtomicBool,
+}
+
+impl Metrics {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Relaxed);
+    }
+
+    /// Entries sealed but not yet in the store under a checkpoint.
+    pub fn upload_lag(&self) -> u64 {
+        self.log_size
+            .load(Relaxed)
+            .saturating_sub(self.checkpoint_size.load(Relaxed))
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(2048);
+        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+            );
+        };
+        let c = |a: &AtomicU64| a.load(Relaxed);
+        metric(
+            "sealer_events_received_total",
+            "counter",
+            "Events received in valid batches.",
+            c(&self.events_received),
+        );
+        metric(
+            "sealer_entries_sealed_total",
+            "counter",
+            "Entries sealed into the write-ahead log (all kinds).",
+            c(&self.entries_sealed),
+        );
+        metric(
+            "sealer_duplicates_dropped_total",
+            "counter",
+            "Replayed events already sealed, not sealed again.",
+            c(&self.duplicates_dropped),
+        );
+        metric(
+            "sealer_gap_entries_total",
+            "counter",
+            "Gap entries sealed for events that never arrived.",
+            c(&self.gap_entries),
+        );
+        metric(
+            "sealer_batches_rejected_invalid_total",
+            "counter",
+            "Batches refused for invalid input (4xx).",
+            c(&self.batches_rejected_invalid),
+        );
+        metric(
+            "sealer_batches_rejected_unavailable_total",
+            "counter",
+            "Batches refused because they could not be made durable (503).",
+            c(&self.batches_rejected_unavailable),
+        );
+        metric(
+            "sealer_wal_commits_total",
+            "counter",
+            "Group commits (write + fdatasync) of the write-ahead log.",
+            c(&self.wal_commits),
+        );
+        metric(
+            "sealer_wal_fsync_seconds_total",
+            "counter",
+            "Time spent in write-ahead log commits, in seconds (integer part).",
+            c(&self.wal_fsync_nanos) / 1_000_000_000,
+        );
+        metric(
+            "sealer_wal_failures_total",
+            "counter",
+            "Failed write-ahead log commits.",
+            c(&self.wal_failures),
+        );
+        metric(
+            "sealer_segments_uploaded_total",
+            "counter",
+            "Segments written to the store.",
+            c(&self.segments_uploaded),
+        );
+        metric(
+            "sealer_upload_retries_total",
+            "counter",
+            "Store writes retried after an error.",
+            c(&self.upload_retries),
+        );
+        metric(
+            "sealer_checkpoints_published_total",
+            "counter",
+            "Signed checkpoints written to the store.",
+            c(&self.checkpoints_published),
+        );
+        metric(
+            "sealer_integrity_alarms_total",
+            "counter",
+            "Objects found in the store with unexpected content.",
+            c(&self.integrity_alarms),
+        );
+        metric(
+            "sealer_log_size",
+            "gauge",
+            "Entries sealed (the next sequence number).",
+            c(&self.log_size),
+        );
+        metric(
+            "sealer_checkpoint_size",
+            "gauge",
+            "Entries covered by the newest stored checkpoint.",
+            c(&self.checkpoint_size),
+        );
+        metric(
+            "sealer_checkpoint_timestamp_seconds",
+            "gauge",
+            "Unix time of the newest stored checkpoint.",
+            c(&self.checkpoint_unix_seconds),
+        );
+        metric(
+            "sealer_upload_lag_entries",
+            "gauge",
+            "Entries sealed but not yet covered by a stored checkpoint.",
+            self.upload_lag(),
+        );
+        metric(
+            "sealer_ready",
+            "gauge",
+            "1 when the sealer accepts events and its store is healthy.",
+            u64::from(self.ready.load(Relaxed)),
+        );
+        out
+    }
+}

@@ -1,0 +1,238 @@
+//! Start-up recovery: rebuild the writer's state from the store and the write-ahead log.
+//!
+//! 1. The store is verified in full (chain, MACs, signed checkpoints). A sealer never
+//!    appends to a log that fails verification.
+//! 2. WAL files left by the previous run are read in order. A file that the store already
+//!    holds byte for byte was uploaded just before a crash and is removed. The last file may
+//!    end in a torn record (the crash hit mid-write); that record was never acknowledged, so
+//!    it is cut off and reported. Any other damage stops the start.
+//! 3. The remaining WAL files become closed segments for the uploader, and the per-source
+//!    sequence watermarks are rebuilt from every entry so replays and gaps are recognised.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use auditlog::chain::{self, MacKey};
+use auditlog::entry::{EntryKind, EntrySource};
+use auditlog::layout;
+use auditlog::merkle::{Frontier, Hash, leaf_hash};
+use auditlog::note::NoteVerifier;
+use auditlog::record::parse_record;
+use auditlog::seal::LogSealer;
+use serde::Deserialize;
+
+use crate::audit::{self, VerifyOptions};
+use crate::sources::SourceTracker;
+use crate::store::Store;
+use crate::uploader::StoredState;
+use crate::wal;
+use crate::writer::ClosedSegment;
+
+/// Everything the writer and uploader start from.
+pub struct Recovered {
+    pub sealer: LogSealer,
+    pub sources: SourceTracker,
+    /// What the store holds.
+    pub stored: StoredState,
+    /// WAL files to upload before anything new.
+    pub pending: Vec<ClosedSegment>,
+    /// Bytes of torn tail cut from the last WAL file.
+    pub torn_bytes: u64,
+}
+
+/// The parts of an entry recovery needs.
+#[derive(Deserialize)]
+struct SourceView {
+    kind: EntryKind,
+    #[serde(default)]
+    source: Option<EntrySource>,
+    event: serde_json::Value,
+}
+
+fn restore_source(sources: &mut SourceTracker, entry: &[u8]) -> anyhow::Result<()> {
+    let view: SourceView = serde_json::from_slice(entry).context("entry is not valid JSON")?;
+    let Some(src) = view.source else {
+        return Ok(());
+    };
+    let seq = match view.kind {
+        EntryKind::Gap => view.event.get("last_seq").and_then(|v| v.as_u64()),
+        _ => src.seq,
+    };
+    if let Some(seq) = seq {
+        sources.restore(&src.id, seq);
+    }
+    Ok(())
+}
+
+pub async fn recover<S: Store>(
+    store: &S,
+    wal_dir: &Path,
+    verifier: &NoteVerifier,
+    mac_key: &MacKey,
+) -> anyhow::Result<Recovered> {
+    // 1. The store.
+    let options = VerifyOptions {
+        mac_key: Some(mac_key.clone()),
+        trusted: None,
+        progress: false,
+    };
+    let (report, frontier, head) = audit::verify_with_state(store, verifier, &options)
+        .await
+        .with_context(|| format!("failed to read the store {}", store.describe()))?;
+    if !report.ok {
+        let first = &report.problems[0];
+        bail!(
+            "the store {} fails verification, so the sealer will not append to it: {first} \
+             ({} problem(s) in all; run `sealer verify` for the full report)",
+            store.describe(),
+            report.problem_count
+        );
+    }
+    let stored = StoredState {
+        size: frontier.size(),
+        root: frontier.root(),
+        chain: head,
+    };
+    let mut sources = SourceTracker::default();
+    for obj in store.list(layout::SEGMENTS).await? {
+        let bytes = store
+            .get(&obj.key)
+            .await?
+            .with_context(|| format!("{} disappeared during recovery", obj.key))?;
+        for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            let record = parse_record(line).map_err(|e| anyhow::anyhow!("{}: {e}", obj.key))?;
+            restore_source(&mut sources, record.entry)
+                .with_context(|| format!("in {}", obj.key))?;
+        }
+    }
+
+    // 2. The write-ahead log.
+    fs::create_dir_all(wal_dir)
+        .with_context(|| format!("failed to create WAL directory {}", wal_dir.display()))?;
+    let files = wal::list(wal_dir)
+        .with_context(|| format!("failed to list WAL directory {}", wal_dir.display()))?;
+    let mut tail = Tail {
+        frontier,
+        head,
+        mac_key,
+    };
+    let mut pending = Vec::new();
+    let mut torn_bytes = 0;
+    let count = files.len();
+    for (i, (first, path)) in files.into_iter().enumerate() {
+        let is_last = i + 1 == count;
+        let bytes =
+            fs::read(&path).with_context(|| format!("failed to read {}", path.display()))?;
+        if first < tail.frontier.size() {
+            already_stored(store, first, &path, &bytes).await?;
+            continue;
+        }
+        if first != tail.frontier.size() {
+            bail!(
+                "WAL file {} starts at entry {first} but the log has {} entries: entries are missing",
+                path.display(),
+                tail.frontier.size()
+            );
+        }
+        let good = tail.absorb(&bytes, &path, &mut sources)?;
+        if good < bytes.len() {
+            if !is_last {
+                bail!(
+                    "WAL file {} is damaged at byte {good} and is not the newest file; \
+                     refusing to start (inspect it, and the store, before going on)",
+                    path.display()
+                );
+            }
+            let cut = (bytes.len() - good) as u64;
+            tracing::warn!(
+                path = %path.display(),
+                bytes = cut,
+                "cutting a torn, never-acknowledged record from the end of the write-ahead log"
+            );
+            let f = fs::OpenOptions::new().write(true).open(&path)?;
+            f.set_len(good as u64)?;
+            f.sync_all()?;
+            torn_bytes += cut;
+        }
+        if good == 0 {
+            fs::remove_file(&path)?;
+            wal::sync_dir(wal_dir)?;
+            continue;
+        }
+        pending.push(ClosedSegment {
+            path: path.clone(),
+            first,
+            last: tail.frontier.size() - 1,
+            root: tail.frontier.root(),
+            chain: tail.head,
+        });
+    }
+    Ok(Recovered {
+        sealer: LogSealer::resume(mac_key.clone(), tail.head, tail.frontier),
+        sources,
+        stored,
+        pending,
+        torn_bytes,
+    })
+}
+
+/// A WAL file whose entries the store already has: it must be the stored segment, byte for
+/// byte, and is then removed.
+async fn already_stored<S: Store>(
+    store: &S,
+    first: u64,
+    path: &PathBuf,
+    bytes: &[u8],
+) -> anyhow::Result<()> {
+    let lines = bytes.iter().filter(|&&b| b == b'\n').count() as u64;
+    let key = layout::segment_key(first, first + lines.max(1) - 1);
+    match store.get(&key).await? {
+        Some(stored) if stored == bytes => {
+            tracing::info!(path = %path.display(), key, "WAL file already stored; removing it");
+            fs::remove_file(path)?;
+            Ok(())
+        }
+        _ => bail!(
+            "WAL file {} overlaps entries already in the store but differs from {key}: \
+             integrity alarm, refusing to start",
+            path.display()
+        ),
+    }
+}
+
+/// The log state while WAL records are appended to it.
+struct Tail<'a> {
+    frontier: Frontier,
+    head: Hash,
+    mac_key: &'a MacKey,
+}
+
+impl Tail<'_> {
+    /// Absorb the valid records at the start of `bytes`; returns how many bytes they span.
+    fn absorb(
+        &mut self,
+        bytes: &[u8],
+        path: &Path,
+        sources: &mut SourceTracker,
+    ) -> anyhow::Result<usize> {
+        let mut offset = 0;
+        while let Some(len) = bytes[offset..].iter().position(|&b| b == b'\n') {
+            let line = &bytes[offset..offset + len];
+            let Ok(record) = parse_record(line) else {
+                break;
+            };
+            let leaf = leaf_hash(record.entry);
+            let chain = chain::next(&self.head, &leaf);
+            if chain != record.chain || !self.mac_key.verify(&chain, &record.mac) {
+                break;
+            }
+            restore_source(sources, record.entry)
+                .with_context(|| format!("in {}", path.display()))?;
+            self.frontier.push(leaf);
+            self.head = chain;
+            offset += len + 1;
+        }
+        Ok(offset)
+    }
+}

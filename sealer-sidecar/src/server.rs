@@ -1,0 +1,167 @@
+//! `sealer serve`: recovery, then the writer thread, the uploader task and the HTTP server,
+//! all stopped by one shutdown signal.
+
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use anyhow::{Context, bail};
+use auditlog::event::Limits;
+use tokio::net::TcpListener;
+use tokio::sync::{RwLock, Semaphore, mpsc, watch};
+
+use crate::api::{AppState, app};
+use crate::config::ServeConfig;
+use crate::ingest::IngestLimits;
+use crate::keys::{self, SealerKeys};
+use crate::metrics::Metrics;
+use crate::recovery;
+use crate::store::{AnyStore, Store};
+use crate::uploader::Uploader;
+use crate::writer::{self, SegmentPolicy, WriterState};
+
+/// Take an exclusive lock on the data directory, so two sealers never share a WAL.
+fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("failed to create data directory {}", dir.display()))?;
+    let path = dir.join("sealer.lock");
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("failed to open {}", path.display()))?;
+    // SAFETY: flock on a valid, open file descriptor has no memory-safety preconditions.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+    if rc != 0 {
+        bail!(
+            "another sealer is already running with data directory {}",
+            dir.display()
+        );
+    }
+    Ok(file)
+}
+
+fn load_keys(config: &ServeConfig) -> anyhow::Result<SealerKeys> {
+    match &config.keys {
+        Some(dir) => keys::load_dir(dir),
+        None => {
+            let origin = config
+                .origin
+                .clone()
+                .unwrap_or_else(|| format!("dev.invalid/{}", keys::hostname()));
+            tracing::warn!(
+                origin,
+                "DEVELOPMENT KEYS: generated for this run only and never saved; \
+                 nobody will be able to verify this log's checkpoints later"
+            );
+            keys::ephemeral(&origin)
+        }
+    }
+}
+
+/// Run the sealer until `shutdown` resolves, then drain and stop cleanly.
+pub async fn run(
+    config: ServeConfig,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let keys = load_keys(&config)?;
+    let verifier = keys.signer.verifier();
+    let store = AnyStore::open(&config.store)?;
+    let _lock = lock_data_dir(&config.data_dir)?;
+    let wal_dir = config.data_dir.join("wal");
+
+    tracing::info!(store = %store.describe(), origin = verifier.name(), "recovering");
+    let recovered = recovery::recover(&store, &wal_dir, &verifier, &keys.mac_key).await?;
+    tracing::info!(
+        stored_entries = recovered.stored.size,
+        log_size = recovered.sealer.size(),
+        pending_segments = recovered.pending.len(),
+        torn_bytes = recovered.torn_bytes,
+        sources = recovered.sources.len(),
+        "recovered"
+    );
+
+    let metrics = Arc::new(Metrics::default());
+    metrics
+        .checkpoint_size
+        .store(recovered.stored.size, Relaxed);
+    let (seg_tx, seg_rx) = mpsc::unbounded_channel();
+    for seg in recovered.pending {
+        seg_tx.send(seg).expect("receiver is alive");
+    }
+    let (writer, writer_thread) = writer::spawn(
+        WriterState {
+            sealer: recovered.sealer,
+            sources: recovered.sources,
+            wal_dir,
+        },
+        SegmentPolicy {
+            max_bytes: config.segment_max_bytes,
+            max_age: config.segment_max_age,
+        },
+        seg_tx,
+        metrics.clone(),
+    )
+    .context("failed to start the writer")?;
+
+    let latest = Arc::new(RwLock::new(None));
+    let (stop_uploads_tx, stop_uploads_rx) = watch::channel(false);
+    let uploader = Uploader {
+        store: store.clone(),
+        signer: keys.signer,
+        checkpoint_interval: config.checkpoint_interval,
+        metrics: metrics.clone(),
+        latest: latest.clone(),
+        stored: recovered.stored,
+    };
+    let uploader_task = tokio::spawn(uploader.run(seg_rx, stop_uploads_rx));
+
+    let state = Arc::new(AppState {
+        writer: writer.clone(),
+        store,
+        verifier,
+        mac_key: keys.mac_key,
+        metrics: metrics.clone(),
+        latest,
+        limits: IngestLimits {
+            max_batch_events: config.max_batch_events,
+            max_event_bytes: config.max_event_bytes,
+            event: Limits {
+                max_field_bytes: config.max_field_bytes,
+                ..Limits::default()
+            },
+        },
+        max_body_bytes: config.max_body_bytes,
+        inflight: Semaphore::new(config.max_inflight_batches),
+        verify_lock: tokio::sync::Mutex::new(()),
+    });
+    metrics.ready.store(true, Relaxed);
+    tracing::info!(listen = %listener.local_addr()?, "sealer ready");
+    let served = axum::serve(listener, app(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
+
+    tracing::info!("shutting down: sealing what is queued and storing the last segment");
+    metrics.ready.store(false, Relaxed);
+    writer.shutdown();
+    tokio::task::spawn_blocking(move || writer_thread.join())
+        .await?
+        .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+    let _ = stop_uploads_tx.send(true);
+    uploader_task.await?;
+    served.context("HTTP server failed")
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler installs");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

@@ -1,0 +1,252 @@
+//! The local write-once directory store.
+//!
+//! Each object is written as follows, so that a crash at any moment leaves either no object
+//! or the complete object, and an existing object is never replaced:
+//!
+//! 1. create `.tmp/<random>` with `O_CREAT|O_EXCL`, write the bytes, `fsync` it;
+//! 2. make it read-only (mode 0444);
+//! 3. `link(2)` it to its final name: `link` fails with `EEXIST` instead of replacing, unlike
+//!    `rename(2)`;
+//! 4. `fsync` the directory that now holds the name, then remove the temporary name.
+//!
+//! If the final name already exists, the stored bytes are compared with the new ones:
+//! identical is success, different is [`StoreError::Conflict`].
+
+use std::fs::{self, File, OpenOptions, Permissions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use super::{ObjectInfo, PutOutcome, Store, StoreError, check_key};
+
+const TMP_DIR: &str = ".tmp";
+
+#[derive(Clone, Debug)]
+pub struct LocalStore {
+    root: PathBuf,
+}
+
+impl LocalStore {
+    /// Open (creating if needed) a store rooted at `path`.
+    pub fn open(path: impl AsRef<Path>) -> anyhow::Result<LocalStore> {
+        let root = path.as_ref().to_path_buf();
+        fs::create_dir_all(root.join(TMP_DIR)).map_err(|e| {
+            anyhow::anyhow!(
+                "failed to create store directory {}: {e}",
+                root.join(TMP_DIR).display()
+            )
+        })?;
+        Ok(LocalStore { root })
+    }
+
+    /// Open an existing store for reading; fails if the directory does not exist.
+    pub fn open_existing(path: impl AsRef<Path>) -> anyhow::Result<LocalStore> {
+        let root = path.as_ref().to_path_buf();
+        if !root.is_dir() {
+            anyhow::bail!("store directory {} does not exist", root.display());
+        }
+        Ok(LocalStore { root })
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn put_blocking(&self, key: &str, bytes: &[u8]) -> Result<PutOutcome, StoreError> {
+        let io = |e: std::io::Error| StoreError::Io {
+            key: key.to_owned(),
+            source: e,
+        };
+        let target = self.root.join(key);
+        if target.exists() {
+            return self.compare_existing(key, &target, bytes);
+        }
+        let parent = target.parent().expect("keys are checked to name a file");
+        fs::create_dir_all(parent).map_err(io)?;
+        let tmp_dir = self.root.join(TMP_DIR);
+        fs::create_dir_all(&tmp_dir).map_err(io)?;
+        let tmp = tmp_dir.join(random_name());
+        let result = (|| {
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()?;
+            f.set_permissions(Permissions::from_mode(0o444))?;
+            drop(f);
+            fs::hard_link(&tmp, &target)
+        })();
+        let outcome = match result {
+            Ok(()) => {
+                sync_dir(parent).map_err(io)?;
+                Ok(PutOutcome::Created)
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                self.compare_existing(key, &target, bytes)
+            }
+            Err(e) => Err(io(e)),
+        };
+        // The temporary name is ours alone; removing it never touches a stored object.
+        let _ = fs::remove_file(&tmp);
+        outcome
+    }
+
+    fn compare_existing(
+        &self,
+        key: &str,
+        target: &Path,
+        bytes: &[u8],
+    ) -> Result<PutOutcome, StoreError> {
+        let existing = fs::read(target).map_err(|e| StoreError::Io {
+            key: key.to_owned(),
+            source: e,
+        })?;
+        if existing == bytes {
+            // Make sure the earlier writer's link is durable before reporting success.
+            if let Some(parent) = target.parent() {
+                sync_dir(parent).map_err(|e| StoreError::Io {
+                    key: key.to_owned(),
+                    source: e,
+                })?;
+            }
+            Ok(PutOutcome::AlreadyPresent)
+        } else {
+            Err(StoreError::Conflict {
+                key: key.to_owned(),
+            })
+        }
+    }
+
+    fn list_blocking(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        let mut out = Vec::new();
+        walk(&self.root, &self.root, &mut out).map_err(|e| StoreError::Io {
+            key: prefix.to_owned(),
+            source: e,
+        })?;
+        out.retain(|o| o.key.starts_with(prefix));
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectInfo>) -> std::io::Result<()> {
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with('.') {
+            continue;
+        }
+        let path = entry.path();
+        let meta = entry.metadata()?;
+        if meta.is_dir() {
+            walk(root, &path, out)?;
+        } else {
+            let rel = path.strip_prefix(root).expect("walk stays under root");
+            out.push(ObjectInfo {
+                key: rel.to_string_lossy().into_owned(),
+                size: meta.len(),
+            });
+        }
+    }
+    Ok(())
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+fn random_name() -> String {
+    let mut b = [0u8; 16];
+    getrandom::fill(&mut b).expect("the OS random source is available");
+    hex::encode(b)
+}
+
+impl Store for LocalStore {
+    async fn put_if_absent(&self, key: &str, bytes: Bytes) -> Result<PutOutcome, StoreError> {
+        check_key(key)?;
+        let this = self.clone();
+        let key = key.to_owned();
+        tokio::task::spawn_blocking(move || this.put_blocking(&key, &bytes))
+            .await
+            .expect("store task does not panic")
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        check_key(key)?;
+        let path = self.root.join(key);
+        match tokio::fs::read(&path).await {
+            Ok(b) => Ok(Some(Bytes::from(b))),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(StoreError::Io {
+                key: key.to_owned(),
+                source: e,
+            }),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        let this = self.clone();
+        let prefix = prefix.to_owned();
+        tokio::task::spawn_blocking(move || this.list_blocking(&prefix))
+            .await
+            .expect("store task does not panic")
+    }
+
+    fn describe(&self) -> String {
+        format!("local:{}", self.root.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn writes_once_and_never_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let key = "segments/a.ndjson";
+        let put = store.put_if_absent(key, Bytes::from_static(b"one\n")).await;
+        assert_eq!(put.unwrap(), PutOutcome::Created);
+        let again = store.put_if_absent(key, Bytes::from_static(b"one\n")).await;
+        assert_eq!(again.unwrap(), PutOutcome::AlreadyPresent);
+        let other = store.put_if_absent(key, Bytes::from_static(b"two\n")).await;
+        assert!(matches!(other, Err(StoreError::Conflict { .. })));
+        assert_eq!(store.get(key).await.unwrap().unwrap(), &b"one\n"[..]);
+        let mode = fs::metadata(dir.path().join(key))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o444);
+        assert!(
+            fs::read_dir(dir.path().join(TMP_DIR))
+                .unwrap()
+                .next()
+                .is_none()
+        );
+        let listed = store.list("segments/").await.unwrap();
+        assert_eq!(
+            listed,
+            vec![ObjectInfo {
+                key: key.into(),
+                size: 4
+            }]
+        );
+        assert_eq!(store.get("segments/missing").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn rejects_keys_that_escape() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        for key in ["../x", "/etc/passwd", "a/../../b", ".tmp/x", "a//b", "a b"] {
+            let r = store.put_if_absent(key, Bytes::from_static(b"x")).await;
+            assert!(matches!(r, Err(StoreError::BadKey { .. })), "{key}");
+        }
+    }
+}

@@ -1,0 +1,143 @@
+//! Write-once object storage for sealed segments and checkpoints.
+//!
+//! A [`Store`] has three operations. None of them can change or remove an object, and no
+//! other code path in the sealer can: the log is append-only by construction.
+//!
+//! - [`Store::put_if_absent`] creates an object, or finds it already there. If the bytes
+//!   already stored are identical, that is success (an idempotent retry after a crash); if
+//!   they differ, it is [`StoreError::Conflict`], an integrity alarm that is never "fixed".
+//! - [`Store::get`] reads an object.
+//! - [`Store::list`] lists objects under a prefix, in key order.
+//!
+//! [`LocalStore`] is the default; [`MemoryStore`] is for tests and can be told to fail.
+
+mod local;
+mod memory;
+
+use std::future::Future;
+
+use bytes::Bytes;
+
+pub use local::LocalStore;
+pub use memory::{FailMode, MemoryStore};
+
+/// An object's key and size, as listed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub key: String,
+    pub size: u64,
+}
+
+/// The result of a successful [`Store::put_if_absent`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PutOutcome {
+    /// The object was created by this call.
+    Created,
+    /// An identical object was already there.
+    AlreadyPresent,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// An object exists under the key with different content.
+    #[error("integrity alarm: {key} already exists in the store with different content")]
+    Conflict { key: String },
+    #[error("store I/O failed on {key}: {source}")]
+    Io {
+        key: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("invalid store key {key:?}: {reason}")]
+    BadKey { key: String, reason: &'static str },
+}
+
+/// Write-once object storage. Keys are `/`-separated relative paths.
+pub trait Store: Send + Sync + 'static {
+    fn put_if_absent(
+        &self,
+        key: &str,
+        bytes: Bytes,
+    ) -> impl Future<Output = Result<PutOutcome, StoreError>> + Send;
+
+    fn get(&self, key: &str) -> impl Future<Output = Result<Option<Bytes>, StoreError>> + Send;
+
+    fn list(
+        &self,
+        prefix: &str,
+    ) -> impl Future<Output = Result<Vec<ObjectInfo>, StoreError>> + Send;
+
+    /// A short description for logs and reports (`local:/var/lib/audit`).
+    fn describe(&self) -> String;
+}
+
+/// Any store the sealer can be configured with, chosen by [`AnyStore::open`].
+#[derive(Clone, Debug)]
+pub enum AnyStore {
+    Local(LocalStore),
+}
+
+impl AnyStore {
+    /// Open a store from its location: a directory path or `file://PATH`.
+    pub fn open(location: &str) -> anyhow::Result<AnyStore> {
+        if location.contains("://") && !location.starts_with("file://") {
+            anyhow::bail!(
+                "unsupported store location {location:?}: give a directory path or file://PATH"
+            );
+        }
+        let path = location.strip_prefix("file://").unwrap_or(location);
+        Ok(AnyStore::Local(LocalStore::open(path)?))
+    }
+}
+
+impl Store for AnyStore {
+    async fn put_if_absent(&self, key: &str, bytes: Bytes) -> Result<PutOutcome, StoreError> {
+        match self {
+            AnyStore::Local(s) => s.put_if_absent(key, bytes).await,
+        }
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+        match self {
+            AnyStore::Local(s) => s.get(key).await,
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        match self {
+            AnyStore::Local(s) => s.list(prefix).await,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            AnyStore::Local(s) => s.describe(),
+        }
+    }
+}
+
+/// Reject keys that could escape the store or name something odd.
+pub(crate) fn check_key(key: &str) -> Result<(), StoreError> {
+    let bad = |reason| {
+        Err(StoreError::BadKey {
+            key: key.to_owned(),
+            reason,
+        })
+    };
+    if key.is_empty() || key.starts_with('/') || key.ends_with('/') {
+        return bad("must be a relative path naming a file");
+    }
+    if key
+        .split('/')
+        .any(|part| part.is_empty() || part == "." || part == ".." || part.starts_with('.'))
+    {
+        return bad("path components must be non-empty and not start with '.'");
+    }
+    if !key
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"-_./".contains(&b))
+    {
+        return bad("only ASCII letters, digits, '-', '_', '.' and '/' are allowed");
+    }
+    Ok(())
+}

@@ -1,0 +1,184 @@
+//! The uploader: stores finished segments in order and publishes signed checkpoints.
+//!
+//! For each closed segment, in log order: write it to the store (retrying with backoff),
+//! then sign and store a checkpoint for the log up to its last entry, then remove the WAL
+//! file. Between segments it signs a fresh checkpoint of the same state every
+//! `checkpoint_interval`, so a quiet log still proves every interval that it was alive and
+//! had nothing more. A store object that exists with different content stops the uploader
+//! and raises an integrity alarm; nothing is ever overwritten.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use auditlog::head::LogHead;
+use auditlog::layout;
+use auditlog::merkle::Hash;
+use auditlog::note::NoteSigner;
+use auditlog::timestamp::Timestamp;
+use bytes::Bytes;
+use tokio::sync::{RwLock, mpsc, watch};
+
+use crate::metrics::Metrics;
+use crate::store::{PutOutcome, Store, StoreError};
+use crate::wal;
+use crate::writer::ClosedSegment;
+
+/// The log state a checkpoint commits to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoredState {
+    pub size: u64,
+    pub root: Hash,
+    pub chain: Hash,
+}
+
+/// The newest checkpoint, for `GET /v1/checkpoint`.
+pub type LatestCheckpoint = Arc<RwLock<Option<String>>>;
+
+pub struct Uploader<S> {
+    pub store: S,
+    pub signer: NoteSigner,
+    pub checkpoint_interval: Duration,
+    pub metrics: Arc<Metrics>,
+    pub latest: LatestCheckpoint,
+    /// The state already in the store when the sealer started.
+    pub stored: StoredState,
+}
+
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+impl<S: Store> Uploader<S> {
+    /// Run until `segments` is closed (the writer stopped) and every segment is stored, or
+    /// until `shutdown` fires and a pending upload keeps failing.
+    pub async fn run(
+        mut self,
+        mut segments: mpsc::UnboundedReceiver<ClosedSegment>,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        if self.publish_checkpoint(&mut shutdown).await.is_err() {
+            return;
+        }
+        let mut ticker = tokio::time::interval(self.checkpoint_interval);
+        ticker.tick().await;
+        loop {
+            tokio::select! {
+                seg = segments.recv() => {
+                    let Some(seg) = seg else { break };
+                    if self.store_segment(&seg, &mut shutdown).await.is_err() {
+                        return;
+                    }
+                    ticker.reset();
+                }
+                _ = ticker.tick() => {
+                    if self.publish_checkpoint(&mut shutdown).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        tracing::info!(size = self.stored.size, "uploader stopped");
+    }
+
+    async fn store_segment(
+        &mut self,
+        seg: &ClosedSegment,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), ()> {
+        let bytes = match tokio::fs::read(&seg.path).await {
+            Ok(b) => Bytes::from(b),
+            Err(e) => {
+                tracing::error!(path = %seg.path.display(), error = %e, "cannot read closed WAL file; upload stopped");
+                self.metrics.ready.store(false, Relaxed);
+                return Err(());
+            }
+        };
+        let key = layout::segment_key(seg.first, seg.last);
+        self.put_with_retry(&key, bytes, shutdown).await?;
+        Metrics::add(&self.metrics.segments_uploaded, 1);
+        self.stored = StoredState {
+            size: seg.last + 1,
+            root: seg.root,
+            chain: seg.chain,
+        };
+        self.publish_checkpoint(shutdown).await?;
+        if let Err(e) = tokio::fs::remove_file(&seg.path).await {
+            tracing::warn!(path = %seg.path.display(), error = %e, "stored segment's WAL file not removed");
+        } else if let Some(dir) = seg.path.parent() {
+            let _ = wal::sync_dir(dir);
+        }
+        tracing::info!(key, entries = seg.last - seg.first + 1, "segment stored");
+        Ok(())
+    }
+
+    /// Sign the stored state with the current time and store the checkpoint.
+    async fn publish_checkpoint(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<(), ()> {
+        let head = LogHead {
+            origin: self.signer.name().to_owned(),
+            size: self.stored.size,
+            root: self.stored.root,
+            chain: self.stored.chain,
+            time: Timestamp::now(),
+        };
+        let text = match head.sign(&self.signer) {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::error!(error = %e, "failed to sign checkpoint");
+                return Err(());
+            }
+        };
+        self.put_with_retry(&head.key(), Bytes::from(text.clone()), shutdown)
+            .await?;
+        let m = &self.metrics;
+        Metrics::add(&m.checkpoints_published, 1);
+        m.checkpoint_size.store(head.size, Relaxed);
+        m.checkpoint_unix_seconds.store(
+            (head.time.unix_nanos() / 1_000_000_000).max(0) as u64,
+            Relaxed,
+        );
+        *self.latest.write().await = Some(text);
+        tracing::debug!(size = head.size, "checkpoint published");
+        Ok(())
+    }
+
+    /// Write an object, retrying transient errors with exponential backoff. A conflict is an
+    /// integrity alarm and ends the uploader. Once `shutdown` has fired, gives up after the
+    /// next failure so the process can exit; the WAL keeps the data for the next start.
+    async fn put_with_retry(
+        &self,
+        key: &str,
+        bytes: Bytes,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), ()> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match self.store.put_if_absent(key, bytes.clone()).await {
+                Ok(PutOutcome::Created) => return Ok(()),
+                Ok(PutOutcome::AlreadyPresent) => {
+                    tracing::info!(
+                        key,
+                        "object already stored with identical content (retry after a crash)"
+                    );
+                    return Ok(());
+                }
+                Err(e @ StoreError::Conflict { .. }) => {
+                    Metrics::add(&self.metrics.integrity_alarms, 1);
+                    self.metrics.ready.store(false, Relaxed);
+                    tracing::error!(key, error = %e, "INTEGRITY ALARM: uploads stopped, nothing was overwritten");
+                    return Err(());
+                }
+                Err(e) => {
+                    Metrics::add(&self.metrics.upload_retries, 1);
+                    tracing::warn!(key, error = %e, retry_in = ?backoff, "store write failed; retrying");
+                    if *shutdown.borrow() {
+                        return Err(());
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = shutdown.changed() => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The write-ahead log: where sealed records become durable before they are acknowledged.
+//!
+//! The WAL is a directory of files named `<first seq, 20 digits>.wal`, each holding sealed
+//! record lines exactly as they will appear in the store. The open file grows by one
+//! `write` + `fdatasync` per group of batches (group commit); when it is closed it is, byte
+//! for byte, the segment the uploader stores, and it is removed only once the store has it.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The open WAL file.
+#[derive(Debug)]
+pub struct Wal {
+    dir: PathBuf,
+    path: PathBuf,
+    file: File,
+    first_seq: u64,
+    len: u64,
+    entries: u64,
+    opened_at: Instant,
+}
+
+/// A closed WAL file, ready to become the segment `first..=last`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClosedWal {
+    pub path: PathBuf,
+    pub first: u64,
+    pub last: u64,
+}
+
+/// Path of the WAL file whose first entry is `first_seq`.
+pub fn wal_path(dir: &Path, first_seq: u64) -> PathBuf {
+    dir.join(format!("{first_seq:020}.wal"))
+}
+
+/// The WAL files in `dir`, ordered by first entry.
+pub fn list(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if let Some(first) = name.strip_suffix(".wal").and_then(|n| n.parse().ok()) {
+            out.push((first, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Wal {
+    /// Create a new, empty WAL file. Fails if it exists.
+    pub fn create(dir: &Path, first_seq: u64) -> io::Result<Wal> {
+        let path = wal_path(dir, first_seq);
+        let file = OpenOptions::new()
+            .append(true)
+            .create_new(true)
+            .open(&path)?;
+        sync_dir(dir)?;
+        Ok(Wal {
+            dir: dir.to_path_buf(),
+            path,
+            file,
+            first_seq,
+            len: 0,
+            entries: 0,
+            opened_at: Instant::now(),
+        })
+    }
+
+    /// Append `bytes` holding `entries` records and make them durable.
+    ///
+    /// On error the file is cut back to its previous length, so a failed group leaves no
+    /// trace; if even that fails, the error says so and the WAL must not be used again.
+    pub fn append(&mut self, bytes: &[u8], entries: u64) -> Result<(), AppendError> {
+        let result = self
+            .file
+            .write_all(bytes)
+            .and_then(|_| self.file.sync_data());
+        match result {
+            Ok(()) => {
+                self.len += bytes.len() as u64;
+                self.entries += entries;
+                Ok(())
+            }
+            Err(write) => match self
+                .file
+                .set_len(self.len)
+                .and_then(|_| self.file.sync_data())
+            {
+                Ok(()) => Err(AppendError::Rejected(write)),
+                Err(cut) => Err(AppendError::Poisoned { write, cut }),
+            },
+        }
+    }
+
+    pub fn entries(&self) -> u64 {
+        self.entries
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+
+    pub fn age(&self) -> std::time::Duration {
+        self.opened_at.elapsed()
+    }
+
+    pub fn first_seq(&self) -> u64 {
+        self.first_seq
+    }
+
+    /// Close the file. An empty WAL is removed and gives `None`.
+    pub fn close(self) -> io::Result<Option<ClosedWal>> {
+        self.file.sync_all()?;
+        if self.entries == 0 {
+            fs::remove_file(&self.path)?;
+            sync_dir(&self.dir)?;
+            return Ok(None);
+        }
+        Ok(Some(ClosedWal {
+            path: self.path,
+            first: self.first_seq,
+            last: self.first_seq + self.entries - 1,
+        }))
+    }
+}
+
+/// A failed [`Wal::append`].
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// Nothing was made durable and the file is as before.
+    #[error("write-ahead log write failed: {0}")]
+    Rejected(io::Error),
+    /// The write failed and the file could not be cut back.
+    #[error("write-ahead log write failed ({write}) and could not be rolled back ({cut})")]
+    Poisoned { write: io::Error, cut: io::Error },
+}

@@ -1,0 +1,43 @@
+//! Project automation, run as `cargo xtask <task>`.
+//!
+//! - `demo [--once] [--store DIR] [--keys DIR]`: start a sealer, stream realistic access
+//!   events into it, print them as they are sealed, then verify the store.
+//! - `test`: install what the tests need, then run every gate and every test.
+//! - `bench`: measure ingest and verification throughput (see docs/benchmarks.md).
+
+mod bench;
+mod demo;
+mod tasks;
+mod test;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (task, rest) = match args.split_first() {
+        Some((t, r)) => (t.as_str(), r),
+        None => ("help", &[][..]),
+    };
+    let result = match task {
+        "demo" => demo::run(rest),
+        "test" => test::run(rest),
+        "bench" => bench::run(rest),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask <task>\n\n\
+                 tasks:\n  \
+                 demo [--once] [--store DIR] [--keys DIR]   run the sealer on sample traffic and verify it\n  \
+                 test                                       install test tools, run every gate and test\n  \
+                 bench [--seconds N]                        measure ingest and verification throughput"
+            );
+            return ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("xtask {task}: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! `cargo xtask test`: install what the tests need, then run every gate and every test.
+//!
+//! Gates, in order: `cargo fmt --check`, `cargo clippy -D warnings` on every target,
+//! `cargo doc` without warnings, then the whole test suite (unit, property and end-to-end
+//! tests of the real binaries) with cargo-nextest when present, else `cargo test`, plus the
+//! doc tests. Everything shares the workspace's one target directory.
+
+use std::process::Command;
+
+use anyhow::Context;
+
+use crate::tasks::{self, cargo};
+
+/// Make sure the toolchain components the gates use are installed.
+fn install_tools() -> anyhow::Result<bool> {
+    let installed = Command::new("rustup")
+        .args(["component", "list", "--installed"])
+        .output()
+        .context("failed to run rustup (the Rust toolchain is installed with rustup)")?;
+    let list = String::from_utf8_lossy(&installed.stdout);
+    for component in ["rustfmt", "clippy"] {
+        if !list.lines().any(|l| l.starts_with(component)) {
+            tasks::run(Command::new("rustup").args(["component", "add", component]))?;
+        }
+    }
+    let nextest = cargo()
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    Ok(nextest)
+}
+
+pub fn run(args: &[String]) -> anyhow::Result<u8> {
+    if let Some(a) = args.first() {
+        anyhow::bail!("`cargo xtask test` takes no options (got {a:?})");
+    }
+    let nextest = install_tools()?;
+    tasks::run(cargo().args(["fmt", "--all", "--check"]))?;
+    tasks::run(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    tasks::run(
+        cargo()
+            .args(["doc", "--workspace", "--no-deps", "--quiet"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
+    // End-to-end tests run the real binaries: build them first.
+    tasks::run(cargo().args(["build", "--workspace", "--bins"]))?;
+    if nextest {
+        tasks::run(cargo().args([
+            "nextest",
+            "run",
+            "--workspace",
+            "--no-fail-fast",
+            "--failure-output",
+            "final",
+        ]))?;
+    } else {
+        tasks::run(cargo().args([
+            "test",
+            "--workspace",
+            "--no-fail-fast",
+            "--lib",
+            "--bins",
+            "--tests",
+        ]))?;
+    }
+    tasks::run(cargo().args(["test", "--workspace", "--doc", "--quiet"]))?;
+    eprintln!("xtask test: every gate and test passed");
+    Ok(0)
+}
