@@ -64,6 +64,8 @@ pub enum ProblemClass {
     Truncated,
     /// The store holds entries but no valid checkpoint signs any of them.
     NoCheckpoint,
+    /// Entries after the newest checkpoint: nothing signed vouches for them.
+    UnsignedTail,
     /// An object in the store that is not part of the layout.
     UnknownObject,
 }
@@ -553,11 +555,17 @@ impl StoreVerifier {
                 layout::CHECKPOINTS.to_owned(),
                 format!("no valid signed checkpoint covers any of the {size} entries"),
             ),
-            Some(n) if n.size < size => self.warnings.push(format!(
-                "entries {}..={} come after the newest checkpoint and are not yet signed",
-                n.size,
-                size - 1
-            )),
+            Some(n) if n.size < size => self.add_problem(
+                ProblemClass::UnsignedTail,
+                layout::segment_key(n.size, size - 1),
+                format!(
+                    "entries {}..={} come after the newest checkpoint: no signature covers them \
+                     (the newest checkpoint was deleted, or the sealer stopped between storing \
+                     a segment and its checkpoint)",
+                    n.size,
+                    size - 1
+                ),
+            ),
             _ => {}
         }
         if !self.mac_checked {

@@ -42,8 +42,9 @@ pub struct AppState<S> {
     pub max_body_bytes: usize,
     /// Bounds the batches parsed or waiting for the disk at once.
     pub inflight: Semaphore,
-    /// One full verification at a time.
-    pub verify_lock: tokio::sync::Mutex<()>,
+    /// Held by a verification, and by the uploader between storing a segment and its
+    /// checkpoint, so `/verify` never sees a segment whose checkpoint is still being written.
+    pub verify_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 pub fn app<S: Store + Clone>(state: Arc<AppState<S>>) -> Router {

@@ -20,6 +20,7 @@ use auditlog::merkle::{Frontier, Hash, leaf_hash};
 use auditlog::note::NoteVerifier;
 use auditlog::record::parse_record;
 use auditlog::seal::LogSealer;
+use auditlog::verify::ProblemClass;
 use serde::Deserialize;
 
 use crate::audit::{self, VerifyOptions};
@@ -65,23 +66,40 @@ fn restore_source(sources: &mut SourceTracker, entry: &[u8]) -> anyhow::Result<(
     Ok(())
 }
 
+/// Where the uploader keeps a copy of the newest checkpoint it stored.
+pub fn last_checkpoint_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("last-checkpoint.note")
+}
+
 pub async fn recover<S: Store>(
     store: &S,
+    data_dir: &Path,
     wal_dir: &Path,
     verifier: &NoteVerifier,
     mac_key: &MacKey,
 ) -> anyhow::Result<Recovered> {
-    // 1. The store.
+    // 1. The store, against the last checkpoint this sealer published (kept in the data
+    //    directory), so a store rolled back behind the sealer's back is refused.
+    let trusted = match fs::read_to_string(last_checkpoint_path(data_dir)) {
+        Ok(text) => Some((last_checkpoint_path(data_dir).display().to_string(), text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(e).context("failed to read the last published checkpoint"),
+    };
     let options = VerifyOptions {
         mac_key: Some(mac_key.clone()),
-        trusted: None,
+        trusted,
         progress: false,
     };
     let (report, frontier, head) = audit::verify_with_state(store, verifier, &options)
         .await
         .with_context(|| format!("failed to read the store {}", store.describe()))?;
-    if !report.ok {
-        let first = &report.problems[0];
+    // Entries after the newest checkpoint are normal after a crash between storing a segment
+    // and its checkpoint; the uploader signs them first thing.
+    let fatal = report
+        .problems
+        .iter()
+        .find(|p| p.class != ProblemClass::UnsignedTail);
+    if let Some(first) = fatal {
         bail!(
             "the store {} fails verification, so the sealer will not append to it: {first} \
              ({} problem(s) in all; run `sealer verify` for the full report)",

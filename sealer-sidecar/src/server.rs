@@ -75,7 +75,8 @@ pub async fn run(
     let wal_dir = config.data_dir.join("wal");
 
     tracing::info!(store = %store.describe(), origin = verifier.name(), "recovering");
-    let recovered = recovery::recover(&store, &wal_dir, &verifier, &keys.mac_key).await?;
+    let recovered =
+        recovery::recover(&store, &config.data_dir, &wal_dir, &verifier, &keys.mac_key).await?;
     tracing::info!(
         stored_entries = recovered.stored.size,
         log_size = recovered.sealer.size(),
@@ -109,6 +110,7 @@ pub async fn run(
     .context("failed to start the writer")?;
 
     let latest = Arc::new(RwLock::new(None));
+    let verify_lock = Arc::new(tokio::sync::Mutex::new(()));
     let (stop_uploads_tx, stop_uploads_rx) = watch::channel(false);
     let uploader = Uploader {
         store: store.clone(),
@@ -117,6 +119,8 @@ pub async fn run(
         metrics: metrics.clone(),
         latest: latest.clone(),
         stored: recovered.stored,
+        publish_lock: verify_lock.clone(),
+        last_checkpoint_file: recovery::last_checkpoint_path(&config.data_dir),
     };
     let uploader_task = tokio::spawn(uploader.run(seg_rx, stop_uploads_rx));
 
@@ -137,7 +141,7 @@ pub async fn run(
         },
         max_body_bytes: config.max_body_bytes,
         inflight: Semaphore::new(config.max_inflight_batches),
-        verify_lock: tokio::sync::Mutex::new(()),
+        verify_lock,
     });
     metrics.ready.store(true, Relaxed);
     tracing::info!(listen = %listener.local_addr()?, "sealer ready");

@@ -7,6 +7,7 @@
 //! had nothing more. A store object that exists with different content stops the uploader
 //! and raises an integrity alarm; nothing is ever overwritten.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
@@ -43,6 +44,10 @@ pub struct Uploader<S> {
     pub latest: LatestCheckpoint,
     /// The state already in the store when the sealer started.
     pub stored: StoredState,
+    /// Held from storing a segment until its checkpoint is stored (see `AppState`).
+    pub publish_lock: Arc<tokio::sync::Mutex<()>>,
+    /// A local copy of the newest stored checkpoint, trusted by the next start's recovery.
+    pub last_checkpoint_file: PathBuf,
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
@@ -93,6 +98,8 @@ impl<S: Store> Uploader<S> {
             }
         };
         let key = layout::segment_key(seg.first, seg.last);
+        let lock = self.publish_lock.clone();
+        let _publishing = lock.lock().await;
         self.put_with_retry(&key, bytes, shutdown).await?;
         Metrics::add(&self.metrics.segments_uploaded, 1);
         self.stored = StoredState {
@@ -135,9 +142,32 @@ impl<S: Store> Uploader<S> {
             (head.time.unix_nanos() / 1_000_000_000).max(0) as u64,
             Relaxed,
         );
+        if let Err(e) = self.keep_local_copy(&text).await {
+            tracing::warn!(path = %self.last_checkpoint_file.display(), error = %e, "failed to keep a local copy of the newest checkpoint");
+        }
         *self.latest.write().await = Some(text);
         tracing::debug!(size = head.size, "checkpoint published");
         Ok(())
+    }
+
+    /// Replace the local copy atomically (temp file, fsync, rename, fsync the directory).
+    async fn keep_local_copy(&self, text: &str) -> std::io::Result<()> {
+        let path = self.last_checkpoint_file.clone();
+        let text = text.to_owned();
+        tokio::task::spawn_blocking(move || {
+            use std::io::Write;
+            let tmp = path.with_extension("note.tmp");
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(text.as_bytes())?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            match path.parent() {
+                Some(dir) => wal::sync_dir(dir),
+                None => Ok(()),
+            }
+        })
+        .await
+        .map_err(std::io::Error::other)?
     }
 
     /// Write an object, retrying transient errors with exponential backoff. A conflict is an
