@@ -126,8 +126,8 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
         }
     );
     println!(
-        "{:>6}  {:<8} {:<7} {:>3}  {:<22} {:<28} {}",
-        "seq", "kind", "method", "st", "host", "path", "who"
+        "{:>6}  {:<8} {:<7} {:>3}  {:<22} {:<28} who",
+        "seq", "kind", "method", "st", "host", "path"
     );
 
     let stop = Arc::new(AtomicBool::new(false));
