@@ -78,12 +78,13 @@ pub struct StartEvent {
 /// Append the canonical bytes of an entry to `out`.
 ///
 /// `event_json` must already be canonical JSON (RFC 8785) of the event object; it is copied
-/// verbatim. Everything else is written here in canonical member order.
+/// verbatim. `sealed_at` is a [`Timestamp`] in its canonical text form. Everything else is
+/// written here in canonical member order.
 pub fn write_entry(
     out: &mut Vec<u8>,
     kind: EntryKind,
     seq: u64,
-    sealed_at: Timestamp,
+    sealed_at: &str,
     source: Option<&EntrySource>,
     event_json: &[u8],
 ) {
@@ -92,7 +93,7 @@ pub fn write_entry(
     out.extend_from_slice(b",\"kind\":\"");
     out.extend_from_slice(kind.as_str().as_bytes());
     out.extend_from_slice(b"\",\"sealed_at\":\"");
-    out.extend_from_slice(sealed_at.to_string().as_bytes());
+    out.extend_from_slice(sealed_at.as_bytes());
     out.extend_from_slice(b"\",\"seq\":");
     out.extend_from_slice(seq.to_string().as_bytes());
     if let Some(source) = source {

@@ -17,6 +17,8 @@ pub struct LogSealer {
     head: Hash,
     frontier: Frontier,
     entry: Vec<u8>,
+    /// The last `sealed_at` and its text: a group of entries shares one timestamp.
+    time_text: (Timestamp, String),
 }
 
 /// Position and chain value of a record just sealed.
@@ -39,6 +41,10 @@ impl LogSealer {
             head,
             frontier,
             entry: Vec::with_capacity(1024),
+            time_text: (
+                Timestamp::from_unix_nanos(0),
+                Timestamp::from_unix_nanos(0).to_string(),
+            ),
         }
     }
 
@@ -67,8 +73,18 @@ impl LogSealer {
         event_json: &[u8],
     ) -> Sealed {
         let seq = self.frontier.size();
+        if self.time_text.0 != sealed_at {
+            self.time_text = (sealed_at, sealed_at.to_string());
+        }
         self.entry.clear();
-        write_entry(&mut self.entry, kind, seq, sealed_at, source, event_json);
+        write_entry(
+            &mut self.entry,
+            kind,
+            seq,
+            &self.time_text.1,
+            source,
+            event_json,
+        );
         let leaf = leaf_hash(&self.entry);
         self.head = chain::next(&self.head, &leaf);
         self.frontier.push(leaf);

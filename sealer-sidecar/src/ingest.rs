@@ -227,6 +227,13 @@ mod tests {
     }
 
     #[test]
+    fn the_published_example_events_are_valid() {
+        let body = include_bytes!("../../examples/events.ndjson");
+        let events = parse_batch(body, BodyFormat::Ndjson, &limits()).unwrap();
+        assert_eq!(events.len(), 3);
+    }
+
+    #[test]
     fn content_types() {
         assert_eq!(
             BodyFormat::from_content_type("application/x-ndjson; charset=utf-8"),
