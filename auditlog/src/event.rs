@@ -214,19 +214,42 @@ pub struct UserAgent {
     pub original: String,
 }
 
-/// Why an ingest line was refused. `field` is a dotted path inside the line.
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{field}: {message}")]
+/// Why an ingest line was refused.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EventError {
+    /// Dotted path of the offending field inside the line; empty for the line as a whole.
     pub field: String,
     pub message: String,
+    /// The line is not JSON at all (as opposed to JSON that is not a valid event).
+    pub syntax: bool,
 }
+
+impl std::fmt::Display for EventError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.field.is_empty() {
+            f.write_str(&self.message)
+        } else {
+            write!(f, "{}: {}", self.field, self.message)
+        }
+    }
+}
+
+impl std::error::Error for EventError {}
 
 impl EventError {
     fn new(field: &str, message: impl Into<String>) -> Self {
         EventError {
             field: field.to_owned(),
             message: message.into(),
+            syntax: false,
+        }
+    }
+
+    fn syntax(message: String) -> Self {
+        EventError {
+            field: String::new(),
+            message,
+            syntax: true,
         }
     }
 }
@@ -246,20 +269,17 @@ impl IngestLine {
 
     fn explain(line: &[u8], plain: serde_json::Error) -> EventError {
         if plain.is_syntax() || plain.is_eof() {
-            return EventError::new("", strip_position(&plain.to_string()));
+            return EventError::syntax(strip_position(&plain.to_string()));
         }
         let mut de = serde_json::Deserializer::from_slice(line);
         match serde_path_to_error::deserialize::<_, IngestLine>(&mut de) {
             Err(e) => {
                 let path = e.path().to_string();
                 let field = if path == "." { String::new() } else { path };
-                EventError {
-                    field,
-                    message: strip_position(&e.into_inner().to_string()),
-                }
+                EventError::new(&field, strip_position(&e.into_inner().to_string()))
             }
             // The value parsed: the error is after it (trailing characters).
-            Ok(_) => EventError::new("", strip_position(&plain.to_string())),
+            Ok(_) => EventError::syntax(strip_position(&plain.to_string())),
         }
     }
 

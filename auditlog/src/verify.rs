@@ -279,7 +279,10 @@ struct PendingCheckpoint {
 pub struct StoreVerifier {
     verifier: NoteVerifier,
     mac_checked: bool,
+    /// Where the next segment must start, by the names of the segments so far.
     next_seq: u64,
+    /// False once a hole is found: the tree cannot be recomputed past it.
+    tree_intact: bool,
     head: Hash,
     frontier: Frontier,
     /// Checkpoints still to be compared, by tree size.
@@ -303,6 +306,7 @@ impl StoreVerifier {
             verifier,
             mac_checked,
             next_seq: 0,
+            tree_intact: true,
             head,
             frontier: Frontier::new(),
             pending: BTreeMap::new(),
@@ -417,7 +421,7 @@ impl StoreVerifier {
         for (kind, n) in check.kinds {
             *self.kinds.entry(kind).or_default() += n;
         }
-        let Some((first, _)) = check.range else {
+        let Some((first, last)) = check.range else {
             return;
         };
         self.segments += 1;
@@ -443,34 +447,35 @@ impl StoreVerifier {
                     first - 1
                 ),
             );
-            // Nothing can be recomputed across a hole: stop linking here.
-            self.next_seq = u64::MAX;
-            return;
+            // The tree cannot be recomputed across a hole; segments are still checked.
+            self.tree_intact = false;
         }
-        if let Some((leaf, stored)) = check.first
-            && chain::next(&self.head, &leaf) != stored
-        {
-            let what = if first == 0 {
-                "does not start from this log's genesis value (spliced from another log?)"
-            } else {
-                "does not chain to the last entry of the previous segment"
-            };
-            self.add_problem(
-                ProblemClass::ChainBroken,
-                format!("{}:1", check.key),
-                format!("entry {first} {what}"),
-            );
-        }
-        for (leaf, stored_chain) in check.leaves.iter().zip(&check.chains) {
-            self.frontier.push(*leaf);
-            let size = self.frontier.size();
-            if self.pending.first_key_value().map(|(s, _)| *s) == Some(size) {
-                let (_, cps) = self.pending.pop_first().expect("checked above");
-                let root = self.frontier.root();
-                self.compare_checkpoints(cps, size, &root, Some(stored_chain));
+        self.next_seq = last + 1;
+        if self.tree_intact {
+            if let Some((leaf, stored)) = check.first
+                && chain::next(&self.head, &leaf) != stored
+            {
+                let what = if first == 0 {
+                    "does not start from this log's genesis value (spliced from another log?)"
+                } else {
+                    "does not chain to the last entry of the previous segment"
+                };
+                self.add_problem(
+                    ProblemClass::ChainBroken,
+                    format!("{}:1", check.key),
+                    format!("entry {first} {what}"),
+                );
+            }
+            for (leaf, stored_chain) in check.leaves.iter().zip(&check.chains) {
+                self.frontier.push(*leaf);
+                let size = self.frontier.size();
+                if self.pending.first_key_value().map(|(s, _)| *s) == Some(size) {
+                    let (_, cps) = self.pending.pop_first().expect("checked above");
+                    let root = self.frontier.root();
+                    self.compare_checkpoints(cps, size, &root, Some(stored_chain));
+                }
             }
         }
-        self.next_seq = first + check.leaves.len() as u64;
         if let Some(c) = check.last_chain {
             self.head = c;
         }
@@ -539,13 +544,24 @@ impl StoreVerifier {
             } else {
                 "checkpoint"
             };
+            if !self.tree_intact && cp.head.size <= self.next_seq {
+                self.add_problem(
+                    ProblemClass::MissingEntries,
+                    cp.key,
+                    format!(
+                        "{who} for {} entries cannot be checked: entries before it are missing",
+                        cp.head.size
+                    ),
+                );
+                continue;
+            }
             self.add_problem(
                 ProblemClass::Truncated,
                 cp.key,
                 format!(
-                    "{who} signed at {} commits to {} entries, the store holds {size} \
+                    "{who} signed at {} commits to {} entries, the store holds {} \
                      (truncated or rolled back)",
-                    cp.head.time, cp.head.size
+                    cp.head.time, cp.head.size, self.next_seq
                 ),
             );
         }

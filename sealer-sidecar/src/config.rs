@@ -42,7 +42,7 @@ pub struct ServeOptions {
     #[arg(long, env = "SEALER_SEGMENT_MAX_AGE", value_parser = parse_duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub segment_max_age: Option<Duration>,
-    /// Close the open segment when it reaches this many bytes [default: 33554432].
+    /// Close the open segment when it reaches this many bytes [default: 8388608].
     #[arg(long, env = "SEALER_SEGMENT_MAX_BYTES")]
     pub segment_max_bytes: Option<u64>,
     /// Largest accepted request body in bytes (413 above) [default: 16777216].
@@ -122,7 +122,7 @@ impl ServeOptions {
             segment_max_bytes: self
                 .segment_max_bytes
                 .or(f.segment_max_bytes)
-                .unwrap_or(32 << 20),
+                .unwrap_or(8 << 20),
             max_body_bytes: self.max_body_bytes.or(f.max_body_bytes).unwrap_or(16 << 20),
             max_batch_events: self
                 .max_batch_events

@@ -146,19 +146,16 @@ fn prepare(bytes: &[u8], limits: &IngestLimits) -> Result<PreparedEvent, IngestE
             ),
         ));
     }
-    let line = IngestLine::parse(bytes, &limits.event).map_err(|e| {
-        let syntax = e.field.is_empty();
-        IngestError {
-            error: if syntax {
-                "invalid_json"
-            } else {
-                "invalid_event"
-            },
-            message: e.to_string(),
-            line: None,
-            index: None,
-            field: (!syntax).then(|| e.field.clone()),
-        }
+    let line = IngestLine::parse(bytes, &limits.event).map_err(|e| IngestError {
+        error: if e.syntax {
+            "invalid_json"
+        } else {
+            "invalid_event"
+        },
+        message: e.to_string(),
+        line: None,
+        index: None,
+        field: (!e.field.is_empty()).then(|| e.field.clone()),
     })?;
     let event_json = serde_json::to_vec(&line.event).expect("events serialize");
     Ok(PreparedEvent {
