@@ -109,3 +109,453 @@ fn invalid_event_is_400_naming_line_and_field() {
     );
 }
 
+/// Poll `ready` until it returns `Some`, for at most 30 s.
+fn wait_for<T>(s: &Sealer, what: &str, mut ready: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(v) = ready() {
+            return v;
+        }
+        if Instant::now() > deadline {
+            s.fail(&format!("timed out waiting for {what}"));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A valid NDJSON batch of exactly `len` bytes: events from seq 1, the last one's URL path
+/// padded to fill.
+fn batch_of_exactly(len: usize) -> (String, u64) {
+    let mut body = String::new();
+    let mut seq = 1;
+    // Leave room for one more event with a short path.
+    while body.len() + 2 * event(SOURCE, seq, 200).len() + 2 < len {
+        body += &(event(SOURCE, seq, 200) + "\n");
+        seq += 1;
+    }
+    let short = event_with(seq, &["event", "url", "path"], Some(json!("/")));
+    let pad = len - body.len() - short.len() - 1;
+    let path = format!("/{}", "x".repeat(pad));
+    body += &(event_with(seq, &["event", "url", "path"], Some(json!(path))) + "\n");
+    assert_eq!(body.len(), len);
+    (body, seq)
+}
+
+/// The members of a JSON object, sorted.
+fn members(body: &Value) -> Vec<String> {
+    let mut keys: Vec<String> = body
+        .as_object()
+        .map(|o| o.keys().cloned().collect())
+        .unwrap_or_default();
+    keys.sort();
+    keys
+}
+
+#[test]
+fn missing_top_level_member_is_invalid_event() {
+    let s = sealer("e2e.test/api-missing-member");
+    let good = events(SOURCE, 1, 2);
+    for member in ["source", "event"] {
+        let line = event_with(3, &[member], None);
+        let body = expect_answer(
+            &s,
+            s.post_ndjson(&format!("{good}{line}\n")),
+            400,
+            json!({"error": "invalid_event", "line": 3}),
+        );
+        check(
+            &s,
+            members(&body) == ["error", "line", "message"],
+            format!("exactly error, line and message without {member}: {body}"),
+        );
+        let message = body["message"].as_str().unwrap_or("");
+        check(
+            &s,
+            message.contains(member),
+            format!("the message names the missing {member}: {body}"),
+        );
+        check(
+            &s,
+            !message.is_empty() && !message.starts_with(": "),
+            format!("the message does not start with an empty field name: {body}"),
+        );
+    }
+    check(
+        &s,
+        s.metric("sealer_log_size") == 1,
+        "nothing but the start entry sealed",
+    );
+}
+
+#[test]
+fn one_bad_line_seals_nothing() {
+    let s = sealer("e2e.test/api-atomic");
+    s.seal(&events(SOURCE, 1, 2));
+    let size = s.metric("sealer_log_size");
+    check(
+        &s,
+        size == 3,
+        format!("start entry and 2 events, got {size}"),
+    );
+    let rejected = s.metric("sealer_batches_rejected_invalid_total");
+
+    let good = [
+        event(SOURCE, 3, 200),
+        event(SOURCE, 4, 200),
+        event(SOURCE, 5, 200),
+    ];
+    let bad = event_with(
+        99,
+        &["event", "http", "response", "status_code"],
+        Some(json!(-1)),
+    );
+    let body = format!("{}\n{}\n{bad}\n{}\n", good[0], good[1], good[2]);
+    expect_answer(
+        &s,
+        s.post_ndjson(&body),
+        400,
+        json!({"error": "invalid_event", "line": 3, "field": "event.http.response.status_code"}),
+    );
+    check(
+        &s,
+        s.metric("sealer_log_size") == size,
+        "a refused batch seals nothing",
+    );
+    check(
+        &s,
+        s.metric("sealer_batches_rejected_invalid_total") == rejected + 1,
+        "the refused batch is counted",
+    );
+
+    // The good lines' source sequence numbers were not consumed: they seal as new.
+    let ack = s.seal(&(good.join("\n") + "\n"));
+    check(
+        &s,
+        ack["accepted"] == 3
+            && ack["sealed"] == 3
+            && ack["duplicates"] == 0
+            && ack["gaps"] == 0
+            && ack["first_seq"] == size
+            && ack["last_seq"] == size + 2,
+        format!("the good lines sealed at {size}..: {ack}"),
+    );
+}
+
+#[test]
+fn body_over_the_limit_is_413() {
+    let s = Sealer::start(
+        "e2e.test/api-body-limit",
+        &["--checkpoint-interval", "2s", "--max-body-bytes", "4096"],
+    );
+    let (too_big, _) = batch_of_exactly(4097);
+    let (status, body) = s.post_ndjson(&too_big);
+    check(
+        &s,
+        status == 413,
+        format!("a 4097-byte body: expected 413, got {status}: {body}"),
+    );
+    check(
+        &s,
+        s.metric("sealer_log_size") == 1,
+        "nothing of the refused body sealed",
+    );
+
+    let (fits, n) = batch_of_exactly(4096);
+    let ack = s.seal(&fits);
+    check(
+        &s,
+        ack["accepted"] == n && ack["sealed"] == n && ack["first_seq"] == 1,
+        format!("a 4096-byte body of {n} events seals them all: {ack}"),
+    );
+}
+
+#[test]
+fn batch_over_the_limit_is_413() {
+    let s = Sealer::start(
+        "e2e.test/api-batch-limit",
+        &["--checkpoint-interval", "2s", "--max-batch-events", "10"],
+    );
+    expect_answer(
+        &s,
+        s.post_ndjson(&events(SOURCE, 1, 11)),
+        413,
+        json!({"error": "too_large"}),
+    );
+    let array: Vec<String> = (1..=11).map(|seq| event(SOURCE, seq, 200)).collect();
+    expect_answer(
+        &s,
+        s.post("application/json", &format!("[{}]", array.join(","))),
+        413,
+        json!({"error": "too_large"}),
+    );
+    check(
+        &s,
+        s.metric("sealer_log_size") == 1,
+        "nothing of the refused batches sealed",
+    );
+
+    let ack = s.seal(&events(SOURCE, 1, 10));
+    check(
+        &s,
+        ack["accepted"] == 10 && ack["sealed"] == 10 && ack["duplicates"] == 0,
+        format!("a batch of exactly 10 events is accepted: {ack}"),
+    );
+    let array: Vec<String> = (11..=20).map(|seq| event(SOURCE, seq, 200)).collect();
+    expect_answer(
+        &s,
+        s.post("application/json", &format!("[{}]", array.join(","))),
+        200,
+        json!({"accepted": 10, "sealed": 10, "duplicates": 0, "first_seq": 11}),
+    );
+}
+
+#[test]
+fn json_array_and_single_object_bodies() {
+    let s = sealer("e2e.test/api-json");
+    let array: Vec<String> = (1..=3).map(|seq| event(SOURCE, seq, 200)).collect();
+    expect_answer(
+        &s,
+        s.post("application/json", &format!("[{}]", array.join(","))),
+        200,
+        json!({"accepted": 3, "sealed": 3, "duplicates": 0, "gaps": 0, "first_seq": 1, "last_seq": 3}),
+    );
+    expect_answer(
+        &s,
+        s.post("application/json", &event(SOURCE, 4, 200)),
+        200,
+        json!({"accepted": 1, "sealed": 1, "duplicates": 0, "gaps": 0, "first_seq": 4, "last_seq": 4}),
+    );
+
+    let bad = event_with(6, &["event", "http", "request", "method"], Some(json!(7)));
+    let body = format!(
+        "[{},{bad},{}]",
+        event(SOURCE, 5, 200),
+        event(SOURCE, 7, 200)
+    );
+    let answer = expect_answer(
+        &s,
+        s.post("application/json", &body),
+        400,
+        json!({"error": "invalid_event", "index": 1, "field": "event.http.request.method"}),
+    );
+    check(&s, answer.get("line").is_none(), "no line for a JSON array");
+    check(
+        &s,
+        s.metric("sealer_log_size") == 5,
+        "the refused array sealed nothing",
+    );
+}
+
+#[test]
+fn replayed_batch_is_acknowledged_as_duplicates() {
+    let s = sealer("e2e.test/api-replay");
+    let batch = events(SOURCE, 1, 5);
+    let first = s.seal(&batch);
+    check(
+        &s,
+        first["sealed"] == 5 && first["duplicates"] == 0 && first["first_seq"] == 1,
+        format!("first delivery sealed: {first}"),
+    );
+    let size = s.metric("sealer_log_size");
+    check(
+        &s,
+        size == 6,
+        format!("start entry and 5 events, got {size}"),
+    );
+
+    expect_answer(
+        &s,
+        s.post_ndjson(&batch),
+        200,
+        json!({"accepted": 5, "sealed": 0, "duplicates": 5, "gaps": 0,
+               "first_seq": null, "last_seq": null}),
+    );
+    check(
+        &s,
+        s.metric("sealer_log_size") == size,
+        "a replay seals nothing",
+    );
+}
+
+#[test]
+fn sequence_jump_seals_a_gap() {
+    let mut s = sealer("e2e.test/api-gap");
+    s.seal(&events(SOURCE, 1, 3));
+    let ack = s.seal(&(event(SOURCE, 7, 200) + "\n"));
+    check(
+        &s,
+        ack["accepted"] == 1
+            && ack["gaps"] == 1
+            && ack["sealed"] == 2
+            && ack["duplicates"] == 0
+            && ack["first_seq"] == 4
+            && ack["last_seq"] == 5,
+        format!("a gap entry and the event: {ack}"),
+    );
+    s.stop();
+
+    let (store, pk) = (s.store(), s.public_key());
+    let export = s.run(&[
+        "export",
+        "--store",
+        store.to_str().unwrap(),
+        "--public-key",
+        pk.to_str().unwrap(),
+    ]);
+    export.expect_code(0);
+    let entries: Vec<Value> = export
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("an exported entry is JSON"))
+        .collect();
+    let at = entries
+        .iter()
+        .position(|e| e["kind"] == "http" && e["source"]["seq"] == 7)
+        .unwrap_or_else(|| export.fail("no entry with source seq 7"));
+    check(&s, at > 0, "the entry of seq 7 is not the first");
+    let gap = &entries[at - 1];
+    check(
+        &s,
+        gap["kind"] == "gap"
+            && gap["event"]
+                == json!({"count": 3, "first_seq": 4, "last_seq": 6, "reason": "sequence_jump"})
+            && gap["source"] == json!({"id": SOURCE})
+            && gap["seq"] == 4,
+        format!("a gap entry for 4..=6 right before seq 7: {gap}"),
+    );
+    check(
+        &s,
+        entries.iter().filter(|e| e["kind"] == "gap").count() == 1,
+        "exactly one gap entry",
+    );
+}
+
+#[test]
+fn checkpoint_endpoint_returns_a_signed_note() {
+    let s = Sealer::start(
+        "e2e.test/api-checkpoint",
+        &["--checkpoint-interval", "2s", "--segment-max-age", "200ms"],
+    );
+    s.seal(&events(SOURCE, 1, 3));
+    let verifier = NoteVerifier::parse(&std::fs::read_to_string(s.public_key()).unwrap())
+        .expect("signing.pub is a verifier key");
+
+    // Wait until a checkpoint covers the start entry and the 3 events.
+    let (text, head) = wait_for(&s, "a checkpoint of 4 entries", || {
+        let (status, text) = s.get("/v1/checkpoint");
+        if status != 200 {
+            return None;
+        }
+        let head = LogHead::open(&text, &verifier)
+            .unwrap_or_else(|e| s.fail(&format!("checkpoint does not verify ({e}):\n{text}")));
+        (head.size == 4).then_some((text, head))
+    });
+    check(
+        &s,
+        text.lines().next() == Some(s.origin.as_str()),
+        format!("the first line is the origin:\n{text}"),
+    );
+    check(
+        &s,
+        head.origin == s.origin,
+        "the head's origin is the log's",
+    );
+
+    // The signed root is the root of the store's entries.
+    let report = s.get_json("/verify");
+    let root: String = head.root.iter().map(|b| format!("{b:02x}")).collect();
+    check(
+        &s,
+        report["entries"] == 4 && report["root"] == root.as_str(),
+        format!("signed root {root} is the store's: {report}"),
+    );
+
+    // A byte changed anywhere breaks the signature.
+    let forged = text.replacen("\n4\n", "\n5\n", 1);
+    check(&s, forged != text, "the size line was edited");
+    check(
+        &s,
+        LogHead::open(&forged, &verifier).is_err(),
+        "an edited checkpoint does not verify",
+    );
+}
+
+#[test]
+fn verify_metrics_ready_and_health_endpoints() {
+    let s = sealer("e2e.test/api-endpoints");
+    s.seal(&events(SOURCE, 1, 4));
+
+    let report = s.get_json("/verify");
+    check(
+        &s,
+        report["ok"] == true && report["mac_checked"] == true && report["problem_count"] == 0,
+        format!("the store verifies with MACs: {report}"),
+    );
+
+    let sealed = s.metric("sealer_entries_sealed_total");
+    check(
+        &s,
+        sealed == 5,
+        format!("start entry and 4 events sealed, got {sealed}"),
+    );
+    check(
+        &s,
+        s.metric("sealer_log_size") == 5,
+        "sealer_log_size is the next position",
+    );
+    check(
+        &s,
+        s.metric("sealer_events_received_total") == 4,
+        "4 events received",
+    );
+
+    let ready = s.get_json("/readyz");
+    check(
+        &s,
+        ready["ready"] == true && ready["writer_failed"] == false && ready["log_size"] == 5,
+        format!("ready: {ready}"),
+    );
+    let (status, body) = s.get("/healthz");
+    check(
+        &s,
+        status == 200,
+        format!("/healthz answered {status}: {body}"),
+    );
+}
+
+#[test]
+fn restart_after_sigkill_keeps_sources_and_positions() {
+    let mut s = sealer("e2e.test/api-restart");
+    let batch = events(SOURCE, 1, 5);
+    let ack = s.seal(&batch);
+    check(
+        &s,
+        ack["sealed"] == 5 && ack["first_seq"] == 1 && ack["last_seq"] == 5,
+        format!("sealed at 1..=5: {ack}"),
+    );
+
+    s.kill9();
+    s.restart();
+
+    expect_answer(
+        &s,
+        s.post_ndjson(&batch),
+        200,
+        json!({"accepted": 5, "sealed": 0, "duplicates": 5, "gaps": 0, "first_seq": null}),
+    );
+    // Entry 6 is the second start entry; the next event goes to 7, with no gap.
+    expect_answer(
+        &s,
+        s.post_ndjson(&(event(SOURCE, 6, 200) + "\n")),
+        200,
+        json!({"accepted": 1, "sealed": 1, "duplicates": 0, "gaps": 0, "first_seq": 7, "last_seq": 7}),
+    );
+    s.stop();
+
+    let run = s.verify(&["--json"]);
+    run.expect_code(0);
+    let report = run.json();
+    if report["entries"] != 8 || report["entries_by_kind"] != json!({"start": 2, "http": 6}) {
+        run.fail("expected 8 entries: 2 start entries and 6 events");
+    }
+}

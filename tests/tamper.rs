@@ -334,3 +334,396 @@ fn deleted_segment() {
         .expect_code(1)
         .expect_problem("missing_entries", &next.key);
 }
+
+/// `sealer verify --json` of `store` with `public_key` and no HMAC key.
+fn verify_without_hmac(s: &Sealer, store: &Path, public_key: &Path) -> e2e::Run {
+    s.run(&[
+        "verify",
+        "--store",
+        path(store),
+        "--public-key",
+        path(public_key),
+        "--json",
+    ])
+}
+
+/// `sealer verify --json` with another public key (and the log's HMAC key).
+fn verify_with_key(s: &Sealer, public_key: &Path) -> e2e::Run {
+    let (store, hk) = (s.store(), s.hmac_key());
+    s.run(&[
+        "verify",
+        "--store",
+        path(&store),
+        "--public-key",
+        path(public_key),
+        "--hmac-key",
+        path(&hk),
+        "--json",
+    ])
+}
+
+/// A second key set for `origin` in `<sealer dir>/<dir>`.
+fn other_keys(s: &Sealer, dir: &str, origin: &str) -> PathBuf {
+    let out = s.root().join(dir);
+    s.run(&["keygen", "--out", path(&out), "--origin", origin])
+        .expect_code(0);
+    out
+}
+
+/// The signed note with its body edited; the signature lines are kept as they are.
+fn forge(signed: &str, edit: impl FnOnce(&mut Checkpoint)) -> String {
+    let note = Note::parse(signed).expect("a signed note");
+    let mut cp = Checkpoint::parse_body(&note.text).expect("a checkpoint body");
+    edit(&mut cp);
+    let forged = format!("{}{}", cp.to_body(), &signed[note.text.len()..]);
+    assert_ne!(forged, signed, "the edit changed nothing");
+    forged
+}
+
+fn read_checkpoint(store: &Path, key: &str) -> String {
+    fs::read_to_string(store.join(key)).expect("read checkpoint")
+}
+
+/// Panic unless the problems of `run` are exactly `expected`.
+fn expect_only(run: &e2e::Run, expected: &[(&str, &str)]) {
+    let found = run.problems();
+    let expected: Vec<(String, String)> = expected
+        .iter()
+        .map(|(c, l)| (c.to_string(), l.to_string()))
+        .collect();
+    if found != expected {
+        run.fail(&format!(
+            "expected exactly the problems {expected:#?}; found {found:#?}"
+        ));
+    }
+}
+
+#[test]
+fn deleted_segment_reports_no_phantom_overlap() {
+    let s = sealed_log("e2e.test/deleted-segment-no-overlap");
+    let seg = middle_segment(&s.store());
+    let next = next_segment(&s.store(), &seg);
+    fs::remove_file(&seg.path).unwrap();
+
+    s.verify(&["--json"])
+        .expect_code(1)
+        .expect_problem("missing_entries", &next.key)
+        .expect_no_class("overlapping_segment");
+}
+
+#[test]
+fn duplicated_segment() {
+    let s = sealed_log("e2e.test/duplicated-segment");
+    let seg = middle_segment(&s.store());
+    let next = next_segment(&s.store(), &seg);
+    let mut lines = read_lines(&seg.path);
+    lines.extend(read_lines(&next.path));
+    let key = layout::segment_key(seg.first, next.last);
+    write_lines(&s.store().join(&key), &lines);
+
+    let run = s.verify(&["--json"]);
+    run.expect_code(1);
+    expect_only(&run, &[("overlapping_segment", &key)]);
+}
+
+#[test]
+fn inserted_entry_does_not_cascade() {
+    let s = sealed_log("e2e.test/inserted-no-cascade");
+    let seg = middle_segment(&s.store());
+    let later: Vec<Segment> = segments(&s.store())
+        .into_iter()
+        .filter(|x| x.first > seg.last)
+        .collect();
+    assert!(!later.is_empty(), "{} is the last segment", seg.key);
+    let mut lines = read_lines(&seg.path);
+    lines.insert(2, lines[1].clone());
+    write_lines(&seg.path, &lines);
+
+    let run = s.verify(&["--json"]);
+    run.expect_code(1)
+        .expect_problem("chain_broken", &format!("{}:3", seg.key))
+        .expect_problem("segment_name_mismatch", &seg.key)
+        .expect_no_class("overlapping_segment")
+        .expect_no_class("missing_entries");
+    for (class, location) in run.problems() {
+        if later.iter().any(|x| location.starts_with(&x.key)) {
+            run.fail(&format!(
+                "{class} at {location}: a later segment is blamed for an insertion in {}",
+                seg.key
+            ));
+        }
+    }
+}
+
+#[test]
+fn truncated_tail() {
+    let s = sealed_log("e2e.test/truncated");
+    let segs = segments(&s.store());
+    assert!(segs.len() >= 3, "{segs:#?}");
+    for seg in &segs[segs.len() - 2..] {
+        fs::remove_file(&seg.path).unwrap();
+    }
+    let (newest, _) = newest_checkpoint(&s.store());
+
+    s.verify(&["--json"])
+        .expect_code(1)
+        .expect_problem("truncated", &newest);
+}
+
+#[test]
+fn rollback_is_caught_by_a_saved_checkpoint() {
+    let s = sealed_log("e2e.test/rollback");
+    let saved = s.root().join("saved.note");
+    s.verify(&["--json", "--save-checkpoint", path(&saved)])
+        .expect_code(0);
+    let (newest, _) = newest_checkpoint(&s.store());
+    if fs::read_to_string(&saved).ok() != Some(read_checkpoint(&s.store(), &newest)) {
+        panic!("{} is not the newest checkpoint {newest}", saved.display());
+    }
+
+    // Roll the store back by one segment, removing every checkpoint that would tell.
+    let last = segments(&s.store()).pop().unwrap();
+    fs::remove_file(&last.path).unwrap();
+    for (key, size) in checkpoints(&s.store()) {
+        if size > last.first {
+            fs::remove_file(s.store().join(key)).unwrap();
+        }
+    }
+    s.verify(&["--json"]).expect_code(0);
+
+    s.verify(&["--json", "--checkpoint", path(&saved)])
+        .expect_code(1)
+        .expect_problem("truncated", path(&saved));
+}
+
+#[test]
+fn deleted_checkpoints() {
+    let s = sealed_log("e2e.test/deleted-checkpoints");
+
+    let all = s.copy_store("no-checkpoints");
+    for (key, _) in checkpoints(&all) {
+        fs::remove_file(all.join(key)).unwrap();
+    }
+    s.verify_store(&all, &["--json"])
+        .expect_code(1)
+        .expect_problem("no_checkpoint", layout::CHECKPOINTS);
+
+    // The newest checkpoint; should the sealer have re-signed the same size on its timer,
+    // those copies too, so that what remains is an older size.
+    let (_, newest_size) = newest_checkpoint(&s.store());
+    for (key, size) in checkpoints(&s.store()) {
+        if size == newest_size {
+            fs::remove_file(s.store().join(key)).unwrap();
+        }
+    }
+    let (_, remaining) = newest_checkpoint(&s.store());
+    s.verify(&["--json"])
+        .expect_code(1)
+        .expect_problem(
+            "unsigned_tail",
+            &layout::segment_key(remaining, newest_size - 1),
+        )
+        .expect_no_class("no_checkpoint");
+}
+
+#[test]
+fn forged_checkpoint() {
+    let s = sealed_log("e2e.test/forged-checkpoint");
+    let (store, pk) = (s.store(), s.public_key());
+    s.run(&[
+        "checkpoint",
+        "--store",
+        path(&store),
+        "--public-key",
+        path(&pk),
+    ])
+    .expect_code(0);
+    let (newest, _) = newest_checkpoint(&store);
+    let signed = read_checkpoint(&store, &newest);
+
+    let copy = s.copy_store("forged-size");
+    fs::write(copy.join(&newest), forge(&signed, |cp| cp.size += 1)).unwrap();
+    s.verify_store(&copy, &["--json"])
+        .expect_code(1)
+        .expect_problem("bad_checkpoint", &newest);
+    s.run(&[
+        "checkpoint",
+        "--store",
+        path(&copy),
+        "--public-key",
+        path(&pk),
+    ])
+    .expect_code(1);
+
+    let copy = s.copy_store("forged-root");
+    fs::write(copy.join(&newest), forge(&signed, |cp| cp.root[0] ^= 1)).unwrap();
+    s.verify_store(&copy, &["--json"])
+        .expect_code(1)
+        .expect_problem("bad_checkpoint", &newest);
+    s.run(&[
+        "checkpoint",
+        "--store",
+        path(&copy),
+        "--public-key",
+        path(&pk),
+    ])
+    .expect_code(1);
+
+    // An older checkpoint, too.
+    let (older, _) = checkpoints(&store)[0].clone();
+    let copy = s.copy_store("forged-older");
+    let signed = read_checkpoint(&store, &older);
+    fs::write(copy.join(&older), forge(&signed, |cp| cp.root[31] ^= 0x80)).unwrap();
+    s.verify_store(&copy, &["--json"])
+        .expect_code(1)
+        .expect_problem("bad_checkpoint", &older);
+}
+
+#[test]
+fn checkpoint_signed_by_another_key_of_the_same_origin() {
+    let s = sealed_log("e2e.test/other-key");
+    let keys = other_keys(&s, "other-keys", &s.origin);
+    let other = NoteSigner::parse(&fs::read_to_string(keys.join("signing.key")).unwrap())
+        .expect("a signing key");
+    let verifier =
+        auditlog::note::NoteVerifier::parse(&fs::read_to_string(s.public_key()).unwrap())
+            .expect("a public key");
+    assert_eq!(other.name(), verifier.name(), "same origin");
+    assert_ne!(other.key_id(), verifier.key_id(), "another key");
+
+    let store = s.store();
+    let (newest, _) = newest_checkpoint(&store);
+    let head = LogHead::open(&read_checkpoint(&store, &newest), &verifier).expect("valid");
+    assert_eq!(head.key(), newest);
+
+    let copy = s.copy_store("re-signed");
+    fs::write(copy.join(&newest), head.sign(&other).unwrap()).unwrap();
+    s.verify_store(&copy, &["--json"])
+        .expect_code(1)
+        .expect_problem("bad_checkpoint", &newest);
+
+    // A head that claims more entries than the store holds, signed by the wrong key, is
+    // rejected for its signature and is no evidence of truncation.
+    let longer = LogHead {
+        size: head.size + 10,
+        ..head.clone()
+    };
+    let copy = s.copy_store("re-signed-longer");
+    fs::write(copy.join(longer.key()), longer.sign(&other).unwrap()).unwrap();
+    s.verify_store(&copy, &["--json"])
+        .expect_code(1)
+        .expect_problem("bad_checkpoint", &longer.key())
+        .expect_no_class("truncated");
+}
+
+#[test]
+fn entries_spliced_from_another_log() {
+    let s = sealed_log("e2e.test/splice-target");
+    let other = sealed_log("e2e.test/splice-source");
+    let theirs: Vec<Vec<u8>> = segments(&other.store())
+        .iter()
+        .flat_map(|seg| read_lines(&seg.path))
+        .collect();
+    let first = segments(&s.store()).remove(0);
+    assert_eq!(first.first, 0);
+    let spliced = &theirs[..=first.last as usize];
+    write_lines(&first.path, spliced);
+
+    let at = format!("{}:1", first.key);
+    s.verify(&["--json"])
+        .expect_code(1)
+        .expect_problem("chain_broken", &at);
+    verify_without_hmac(&s, &s.store(), &s.public_key())
+        .expect_code(1)
+        .expect_problem("chain_broken", &at);
+}
+
+#[test]
+fn torn_last_line() {
+    let s = sealed_log("e2e.test/torn");
+    let last = segments(&s.store()).pop().unwrap();
+    let lines = read_lines(&last.path);
+    let mut bytes = fs::read(&last.path).unwrap();
+    let last_line = lines.last().unwrap();
+    bytes.truncate(bytes.len() - 1 - last_line.len() / 2);
+    fs::write(&last.path, bytes).unwrap();
+
+    s.verify(&["--json"])
+        .expect_code(1)
+        .expect_problem("torn_segment", &format!("{}:{}", last.key, lines.len()));
+}
+
+#[test]
+fn unknown_objects() {
+    let s = sealed_log("e2e.test/unknown-objects");
+    fs::write(s.store().join("README.txt"), "hello\n").unwrap();
+    fs::write(s.store().join("segments/notes.ndjson"), "{}\n").unwrap();
+
+    s.verify(&["--json"])
+        .expect_code(1)
+        .expect_problem("unknown_object", "README.txt")
+        .expect_problem("unknown_object", "segments/notes.ndjson");
+}
+
+#[test]
+fn wrong_public_key() {
+    let s = sealed_log("e2e.test/wrong-key");
+    let first = segments(&s.store()).remove(0);
+
+    let elsewhere = other_keys(&s, "other-origin", "e2e.test/another-log");
+    verify_with_key(&s, &elsewhere.join("signing.pub"))
+        .expect_code(1)
+        .expect_class("bad_checkpoint")
+        .expect_problem("chain_broken", &format!("{}:1", first.key));
+
+    let same_origin = other_keys(&s, "same-origin", &s.origin);
+    verify_with_key(&s, &same_origin.join("signing.pub"))
+        .expect_code(1)
+        .expect_class("bad_checkpoint");
+}
+
+#[test]
+fn missing_store_is_an_error_not_a_verdict() {
+    let s = sealed_log("e2e.test/missing-store");
+    let run = s.verify_store(&s.root().join("no-such-store"), &["--json"]);
+    run.expect_code(2);
+    let stderr = String::from_utf8_lossy(&run.output.stderr);
+    if !stderr.contains("does not exist") {
+        run.fail("stderr should say that the store does not exist");
+    }
+}
+
+#[test]
+fn json_report_lists_every_problem() {
+    let s = sealed_log("e2e.test/json-report");
+    let seg = middle_segment(&s.store());
+    let mut lines = read_lines(&seg.path);
+    lines[1] = modify_status(&lines[1]);
+    write_lines(&seg.path, &lines);
+    let location = format!("{}:2", seg.key);
+
+    let run = s.verify(&["--json"]);
+    run.expect_code(1).expect_problem("chain_broken", &location);
+    let report = run.json();
+    let problems = report["problems"].as_array().expect("a problems array");
+    if report["ok"] != false || report["problem_count"] != problems.len() {
+        run.fail("ok is false and problem_count counts the problems listed");
+    }
+    for p in problems {
+        let text = |k: &str| p[k].as_str().is_some_and(|v| !v.is_empty());
+        if !(text("class") && text("location") && text("message")) {
+            run.fail(&format!(
+                "a problem without class, location or message: {p}"
+            ));
+        }
+    }
+
+    let human = s.verify(&[]);
+    human.expect_code(1);
+    let out = human.stdout();
+    if !out.starts_with("FAILED") || !out.contains(&location) {
+        human.fail(&format!(
+            "the report starts with FAILED and names {location}"
+        ));
+    }
+}

@@ -322,6 +322,13 @@ fn validate_source(source: &SourceRef, limits: &Limits) -> Result<(), EventError
 }
 
 impl HttpEvent {
+    /// The event's RFC 8785 canonical JSON (see the module docs for why `serde_json` gives it).
+    pub fn canonical_json(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512);
+        serde_json::to_writer(&mut out, self).expect("events hold only strings and integers");
+        out
+    }
+
     /// Check lengths, formats and ranges of every field.
     pub fn validate(&self, limits: &Limits) -> Result<(), EventError> {
         let text = |field: &str, value: &str| check_text(field, value, limits);

@@ -571,15 +571,17 @@ impl StoreVerifier {
                 layout::CHECKPOINTS.to_owned(),
                 format!("no valid signed checkpoint covers any of the {size} entries"),
             ),
-            Some(n) if n.size < size => self.add_problem(
+            // Measured by segment names, so a line inserted into a segment (already reported)
+            // does not also look like an unsigned entry at the end.
+            Some(n) if n.size < size.min(self.next_seq) => self.add_problem(
                 ProblemClass::UnsignedTail,
-                layout::segment_key(n.size, size - 1),
+                layout::segment_key(n.size, size.min(self.next_seq) - 1),
                 format!(
                     "entries {}..={} come after the newest checkpoint: no signature covers them \
                      (the newest checkpoint was deleted, or the sealer stopped between storing \
                      a segment and its checkpoint)",
                     n.size,
-                    size - 1
+                    size.min(self.next_seq) - 1
                 ),
             ),
             _ => {}

@@ -48,7 +48,7 @@ enum Command {
         /// Directory for the key files (created if needed; existing keys are never replaced).
         #[arg(long)]
         out: PathBuf,
-        /// The log's origin, which names the key [default: ingress-audit/<hostname>].
+        /// The log's origin, which names the key [default: ingress-audit/HOSTNAME].
         #[arg(long)]
         origin: Option<String>,
     },

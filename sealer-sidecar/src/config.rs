@@ -18,7 +18,7 @@ pub struct ServeOptions {
     #[arg(long, env = "SEALER_LISTEN")]
     pub listen: Option<SocketAddr>,
     /// Where sealed segments and checkpoints go: a directory or file://PATH
-    /// [default: <data-dir>/store].
+    /// [default: DATA_DIR/store].
     #[arg(long, env = "SEALER_STORE")]
     pub store: Option<String>,
     /// Working directory for the write-ahead log [default: ./sealer-data].
@@ -31,7 +31,7 @@ pub struct ServeOptions {
     #[arg(long, env = "SEALER_DEV_KEYS")]
     #[serde(default)]
     pub dev_keys: bool,
-    /// Origin (log name) for --dev-keys [default: dev.invalid/<hostname>].
+    /// Origin (log name) for --dev-keys [default: dev.invalid/HOSTNAME].
     #[arg(long, env = "SEALER_ORIGIN")]
     pub origin: Option<String>,
     /// Publish a signed checkpoint at least this often, even with no traffic [default: 60s].

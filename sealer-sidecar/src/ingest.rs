@@ -157,7 +157,7 @@ fn prepare(bytes: &[u8], limits: &IngestLimits) -> Result<PreparedEvent, IngestE
         index: None,
         field: (!e.field.is_empty()).then(|| e.field.clone()),
     })?;
-    let event_json = serde_json::to_vec(&line.event).expect("events serialize");
+    let event_json = line.event.canonical_json();
     Ok(PreparedEvent {
         kind: EntryKind::Http,
         source: Some(EntrySource {

@@ -168,6 +168,14 @@ pub async fn recover<S: Store>(
                 bytes = cut,
                 "cutting a torn, never-acknowledged record from the end of the write-ahead log"
             );
+            // A file already linked into the store must never be cut.
+            if std::os::unix::fs::MetadataExt::nlink(&fs::metadata(&path)?) > 1 {
+                bail!(
+                    "WAL file {} is damaged at byte {good} but is already linked into the store; \
+                     refusing to cut it",
+                    path.display()
+                );
+            }
             let f = fs::OpenOptions::new().write(true).open(&path)?;
             f.set_len(good as u64)?;
             f.sync_all()?;

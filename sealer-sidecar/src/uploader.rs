@@ -50,6 +50,12 @@ pub struct Uploader<S> {
     pub last_checkpoint_file: PathBuf,
 }
 
+/// What to store: bytes in memory, or a closed local file.
+enum Payload<'a> {
+    Bytes(Bytes),
+    File(&'a std::path::Path),
+}
+
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 impl<S: Store> Uploader<S> {
@@ -89,18 +95,11 @@ impl<S: Store> Uploader<S> {
         seg: &ClosedSegment,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), ()> {
-        let bytes = match tokio::fs::read(&seg.path).await {
-            Ok(b) => Bytes::from(b),
-            Err(e) => {
-                tracing::error!(path = %seg.path.display(), error = %e, "cannot read closed WAL file; upload stopped");
-                self.metrics.ready.store(false, Relaxed);
-                return Err(());
-            }
-        };
         let key = layout::segment_key(seg.first, seg.last);
         let lock = self.publish_lock.clone();
         let _publishing = lock.lock().await;
-        self.put_with_retry(&key, bytes, shutdown).await?;
+        self.put_with_retry(&key, Payload::File(&seg.path), shutdown)
+            .await?;
         Metrics::add(&self.metrics.segments_uploaded, 1);
         self.stored = StoredState {
             size: seg.last + 1,
@@ -133,8 +132,12 @@ impl<S: Store> Uploader<S> {
                 return Err(());
             }
         };
-        self.put_with_retry(&head.key(), Bytes::from(text.clone()), shutdown)
-            .await?;
+        self.put_with_retry(
+            &head.key(),
+            Payload::Bytes(Bytes::from(text.clone())),
+            shutdown,
+        )
+        .await?;
         let m = &self.metrics;
         Metrics::add(&m.checkpoints_published, 1);
         m.checkpoint_size.store(head.size, Relaxed);
@@ -176,12 +179,16 @@ impl<S: Store> Uploader<S> {
     async fn put_with_retry(
         &self,
         key: &str,
-        bytes: Bytes,
+        payload: Payload<'_>,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), ()> {
         let mut backoff = Duration::from_millis(100);
         loop {
-            match self.store.put_if_absent(key, bytes.clone()).await {
+            let result = match &payload {
+                Payload::Bytes(b) => self.store.put_if_absent(key, b.clone()).await,
+                Payload::File(p) => self.store.put_file_if_absent(key, p).await,
+            };
+            match result {
                 Ok(PutOutcome::Created) => return Ok(()),
                 Ok(PutOutcome::AlreadyPresent) => {
                     tracing::info!(

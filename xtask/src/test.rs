@@ -2,7 +2,7 @@
 //!
 //! Gates, in order: `cargo fmt --check`, `cargo clippy -D warnings` on every target,
 //! `cargo doc` without warnings, then the whole test suite (unit, property and end-to-end
-//! tests of the real binaries) with cargo-nextest when present, else `cargo test`, plus the
+//! tests of the real binaries) with cargo-nextest when present, else `cargo test`, after the
 //! doc tests. Everything shares the workspace's one target directory.
 
 use std::process::Command;
@@ -51,6 +51,8 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
     )?;
     // End-to-end tests run the real binaries: build them first.
     tasks::run(cargo().args(["build", "--workspace", "--bins"]))?;
+    tasks::run(cargo().args(["test", "--workspace", "--doc", "--quiet"]))?;
+    // The full suite runs last, so its summary is the last thing printed.
     if nextest {
         tasks::run(cargo().args([
             "nextest",
@@ -70,7 +72,6 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
             "--tests",
         ]))?;
     }
-    tasks::run(cargo().args(["test", "--workspace", "--doc", "--quiet"]))?;
     eprintln!("xtask test: every gate and test passed");
     Ok(0)
 }

@@ -11,6 +11,10 @@
 //!
 //! If the final name already exists, the stored bytes are compared with the new ones:
 //! identical is success, different is [`StoreError::Conflict`].
+//!
+//! A closed write-ahead log file on the same filesystem is stored without a copy: it was
+//! fsync'd when it was closed and is never written again, so it is made read-only and linked
+//! into place directly (steps 2 to 4), halving the bytes written per entry.
 
 use std::fs::{self, File, OpenOptions, Permissions};
 use std::io::{ErrorKind, Write};
@@ -89,6 +93,32 @@ impl LocalStore {
         // The temporary name is ours alone; removing it never touches a stored object.
         let _ = fs::remove_file(&tmp);
         outcome
+    }
+
+    fn put_file_blocking(&self, key: &str, source: &Path) -> Result<PutOutcome, StoreError> {
+        let io = |e: std::io::Error| StoreError::Io {
+            key: key.to_owned(),
+            source: e,
+        };
+        let target = self.root.join(key);
+        let parent = target.parent().expect("keys are checked to name a file");
+        fs::create_dir_all(parent).map_err(io)?;
+        fs::set_permissions(source, Permissions::from_mode(0o444)).map_err(io)?;
+        match fs::hard_link(source, &target) {
+            Ok(()) => {
+                sync_dir(parent).map_err(io)?;
+                Ok(PutOutcome::Created)
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                let bytes = fs::read(source).map_err(io)?;
+                self.compare_existing(key, &target, &bytes)
+            }
+            // Another filesystem (EXDEV) or no hard links: copy the bytes instead.
+            Err(_) => {
+                let bytes = fs::read(source).map_err(io)?;
+                self.put_blocking(key, &bytes)
+            }
+        }
     }
 
     fn compare_existing(
@@ -197,6 +227,16 @@ impl Store for LocalStore {
             .expect("store task does not panic")
     }
 
+    async fn put_file_if_absent(&self, key: &str, path: &Path) -> Result<PutOutcome, StoreError> {
+        check_key(key)?;
+        let this = self.clone();
+        let key = key.to_owned();
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || this.put_file_blocking(&key, &path))
+            .await
+            .expect("store task does not panic")
+    }
+
     fn describe(&self) -> String {
         format!("local:{}", self.root.display())
     }
@@ -238,6 +278,28 @@ mod tests {
             }]
         );
         assert_eq!(store.get("segments/missing").await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn links_closed_files_without_replacing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path().join("store")).unwrap();
+        let wal = dir.path().join("0.wal");
+        fs::write(&wal, b"line\n").unwrap();
+        let put = store.put_file_if_absent("segments/s.ndjson", &wal).await;
+        assert_eq!(put.unwrap(), PutOutcome::Created);
+        let again = store.put_file_if_absent("segments/s.ndjson", &wal).await;
+        assert_eq!(again.unwrap(), PutOutcome::AlreadyPresent);
+        let other = dir.path().join("1.wal");
+        fs::write(&other, b"different\n").unwrap();
+        let conflict = store.put_file_if_absent("segments/s.ndjson", &other).await;
+        assert!(matches!(conflict, Err(StoreError::Conflict { .. })));
+        let stored = dir.path().join("store/segments/s.ndjson");
+        assert_eq!(fs::read(&stored).unwrap(), b"line\n");
+        assert_eq!(
+            fs::metadata(&stored).unwrap().permissions().mode() & 0o777,
+            0o444
+        );
     }
 
     #[tokio::test]

@@ -15,6 +15,7 @@ mod local;
 mod memory;
 
 use std::future::Future;
+use std::path::Path;
 
 use bytes::Bytes;
 
@@ -67,6 +68,22 @@ pub trait Store: Send + Sync + 'static {
         prefix: &str,
     ) -> impl Future<Output = Result<Vec<ObjectInfo>, StoreError>> + Send;
 
+    /// Store the content of a closed, never-again-written local file. The default reads it
+    /// and calls [`Store::put_if_absent`]; the local store links the file instead of copying.
+    fn put_file_if_absent(
+        &self,
+        key: &str,
+        path: &Path,
+    ) -> impl Future<Output = Result<PutOutcome, StoreError>> + Send {
+        async move {
+            let bytes = tokio::fs::read(path).await.map_err(|e| StoreError::Io {
+                key: key.to_owned(),
+                source: e,
+            })?;
+            self.put_if_absent(key, Bytes::from(bytes)).await
+        }
+    }
+
     /// A short description for logs and reports (`local:/var/lib/audit`).
     fn describe(&self) -> String;
 }
@@ -106,6 +123,12 @@ impl Store for AnyStore {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         match self {
             AnyStore::Local(s) => s.list(prefix).await,
+        }
+    }
+
+    async fn put_file_if_absent(&self, key: &str, path: &Path) -> Result<PutOutcome, StoreError> {
+        match self {
+            AnyStore::Local(s) => s.put_file_if_absent(key, path).await,
         }
     }
 
