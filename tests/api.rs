@@ -251,8 +251,13 @@ fn body_over_the_limit_is_413() {
     let (status, body) = s.post_ndjson(&too_big);
     check(
         &s,
-        status == 413,
-        format!("a 4097-byte body: expected 413, got {status}: {body}"),
+        status == 413 && body["error"] == "too_large",
+        format!("a 4097-byte body: expected 413 too_large, got {status}: {body}"),
+    );
+    check(
+        &s,
+        s.metric("sealer_batches_rejected_invalid_total") == 1,
+        "the refused body is counted",
     );
     check(
         &s,

@@ -15,7 +15,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use auditlog::chain::MacKey;
 use auditlog::note::NoteVerifier;
 use axum::Router;
-use axum::body::Bytes;
+use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -42,13 +42,14 @@ pub struct AppState<S> {
     pub max_body_bytes: usize,
     /// Bounds the batches parsed or waiting for the disk at once.
     pub inflight: Semaphore,
+    /// The local copy of the newest checkpoint this sealer stored.
+    pub last_checkpoint_file: std::path::PathBuf,
     /// Held by a verification, and by the uploader between storing a segment and its
     /// checkpoint, so `/verify` never sees a segment whose checkpoint is still being written.
     pub verify_lock: Arc<tokio::sync::Mutex<()>>,
 }
 
 pub fn app<S: Store + Clone>(state: Arc<AppState<S>>) -> Router {
-    let body_limit = state.max_body_bytes;
     Router::new()
         .route("/v1/events", post(post_events::<S>))
         .route("/v1/checkpoint", get(get_checkpoint::<S>))
@@ -56,7 +57,8 @@ pub fn app<S: Store + Clone>(state: Arc<AppState<S>>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(get_ready::<S>))
         .route("/metrics", get(get_metrics::<S>))
-        .layer(DefaultBodyLimit::max(body_limit))
+        // Bodies are read by the handler itself, under its own limit, after it has a slot.
+        .layer(DefaultBodyLimit::disable())
         .with_state(state)
 }
 
@@ -67,7 +69,7 @@ fn json_error(status: StatusCode, body: &IngestError) -> Response {
 async fn post_events<S: Store + Clone>(
     State(state): State<Arc<AppState<S>>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let refuse = |status, error: IngestError| {
         Metrics::add(&state.metrics.batches_rejected_invalid, 1);
@@ -91,8 +93,30 @@ async fn post_events<S: Store + Clone>(
             },
         );
     };
+    let too_large = || IngestError {
+        error: "too_large",
+        message: format!(
+            "request body exceeds {} bytes; split the batch",
+            state.max_body_bytes
+        ),
+        line: None,
+        index: None,
+        field: None,
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
+        return refuse(StatusCode::PAYLOAD_TOO_LARGE, too_large());
+    }
+    // Wait for a slot before reading the body, so waiting requests hold no memory.
     let Ok(_permit) = state.inflight.acquire().await else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    };
+    let body = match axum::body::to_bytes(body, state.max_body_bytes).await {
+        Ok(b) => b,
+        Err(_) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, too_large()),
     };
     let events = match ingest::parse_batch(&body, format, &state.limits) {
         Ok(e) => e,
@@ -129,9 +153,14 @@ async fn get_checkpoint<S: Store + Clone>(State(state): State<Arc<AppState<S>>>)
 
 async fn get_verify<S: Store + Clone>(State(state): State<Arc<AppState<S>>>) -> Response {
     let _one_at_a_time = state.verify_lock.lock().await;
+    // Also against the last checkpoint this sealer published, which catches a rollback.
+    let trusted = tokio::fs::read_to_string(&state.last_checkpoint_file)
+        .await
+        .ok()
+        .map(|text| (state.last_checkpoint_file.display().to_string(), text));
     let options = VerifyOptions {
         mac_key: Some(state.mac_key.clone()),
-        trusted: None,
+        trusted,
         progress: false,
     };
     match audit::verify(&state.store, &state.verifier, &options).await {
@@ -146,10 +175,12 @@ async fn get_verify<S: Store + Clone>(State(state): State<Arc<AppState<S>>>) -> 
 
 async fn get_ready<S: Store + Clone>(State(state): State<Arc<AppState<S>>>) -> Response {
     let m = &state.metrics;
-    let ready = m.ready.load(Relaxed) && !m.writer_failed.load(Relaxed);
+    let ready = m.is_ready();
     let body = json!({
         "ready": ready,
         "writer_failed": m.writer_failed.load(Relaxed),
+        "wal_healthy": m.wal_healthy.load(Relaxed),
+        "store_healthy": m.store_healthy.load(Relaxed),
         "integrity_alarms": m.integrity_alarms.load(Relaxed),
         "log_size": m.log_size.load(Relaxed),
         "checkpoint_size": m.checkpoint_size.load(Relaxed),

@@ -121,10 +121,17 @@ pub fn main() -> ExitCode {
 
 fn init_tracing(serving: bool) {
     let default = if serving { "info" } else { "warn" };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("SEALER_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    use std::io::IsTerminal;
+    let filter = match std::env::var("SEALER_LOG") {
+        Ok(spec) => tracing_subscriber::EnvFilter::try_new(&spec).unwrap_or_else(|e| {
+            eprintln!("warning: ignoring SEALER_LOG={spec:?} ({e}); using {default:?}");
+            tracing_subscriber::EnvFilter::new(default)
+        }),
+        Err(_) => tracing_subscriber::EnvFilter::new(default),
+    };
     tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none())
         .with_writer(std::io::stderr)
         .init();
 }
@@ -152,7 +159,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Export { source, records } => {
             let (store, report) = verify_store(&source, None, false).await?;
             if !report.ok {
-                print_report(&report);
+                print_report(&mut std::io::stderr(), &report)?;
                 eprintln!("error: the store failed verification; nothing exported");
                 return Ok(EXIT_TAMPERED);
             }
@@ -242,7 +249,7 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
         serde_json::to_writer_pretty(&mut out, &report)?;
         writeln!(out)?;
     } else {
-        print_report(&report);
+        print_report(&mut std::io::stdout(), &report)?;
     }
     if !report.ok {
         return Ok(EXIT_TAMPERED);
@@ -265,9 +272,10 @@ async fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
     Ok(EXIT_OK)
 }
 
-fn print_report(r: &Report) {
+fn print_report(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
     if r.ok {
-        println!(
+        writeln!(
+            out,
             "OK: log {} verified: {} entries in {} segments, {} signed checkpoints{}",
             r.origin,
             r.entries,
@@ -278,37 +286,39 @@ fn print_report(r: &Report) {
             } else {
                 ""
             }
-        );
+        )?;
     } else {
-        println!(
+        writeln!(
+            out,
             "FAILED: log {}: {} problem(s) found; the first:",
             r.origin, r.problem_count
-        );
-        println!("  {}", r.problems[0]);
+        )?;
+        writeln!(out, "  {}", r.problems[0])?;
         if r.problems.len() > 1 {
-            println!("all problems:");
+            writeln!(out, "all problems:")?;
             for p in r.problems.iter().take(50) {
-                println!(
-                    "  [{}] {p}",
-                    serde_json::to_value(p.class)
-                        .unwrap_or_default()
-                        .as_str()
-                        .unwrap_or("")
-                );
+                let class = serde_json::to_value(p.class).unwrap_or_default();
+                writeln!(out, "  [{}] {p}", class.as_str().unwrap_or(""))?;
             }
         }
     }
     if let Some(c) = &r.newest_checkpoint {
-        println!(
+        writeln!(
+            out,
             "newest checkpoint: size {} signed at {} ({})",
             c.size, c.time, c.key
-        );
+        )?;
     }
     if let Some(c) = &r.trusted_checkpoint {
-        println!("trusted checkpoint: size {} signed at {}", c.size, c.time);
+        writeln!(
+            out,
+            "trusted checkpoint: size {} signed at {}",
+            c.size, c.time
+        )?;
     }
-    println!("root {}  chain head {}", r.root, r.chain_head);
+    writeln!(out, "root {}  chain head {}", r.root, r.chain_head)?;
     for w in &r.warnings {
-        println!("note: {w}");
+        writeln!(out, "note: {w}")?;
     }
+    Ok(())
 }

@@ -148,6 +148,13 @@ impl ServeOptions {
 
 impl ServeConfig {
     fn check(&self) -> anyhow::Result<()> {
+        if !self.listen.ip().is_loopback() {
+            bail!(
+                "--listen {}: the ingest API has no authentication yet, so it only listens on \
+                 loopback (127.0.0.1 or [::1]); run the sealer beside the gateway",
+                self.listen
+            );
+        }
         if self.keys.is_some() && self.dev_keys {
             bail!("--keys and --dev-keys exclude each other: choose one");
         }
@@ -233,6 +240,17 @@ mod tests {
         std::fs::write(&file, "segment_max_agee = \"2s\"\n").unwrap();
         let err = ServeOptions::default().resolve(Some(&file)).unwrap_err();
         assert!(format!("{err:#}").contains("segment_max_agee"), "{err:#}");
+    }
+
+    #[test]
+    fn refuses_to_listen_beyond_loopback() {
+        let flags = ServeOptions {
+            listen: Some("0.0.0.0:8787".parse().unwrap()),
+            dev_keys: true,
+            ..Default::default()
+        };
+        let err = flags.resolve(None).unwrap_err();
+        assert!(err.to_string().contains("loopback"), "{err}");
     }
 
     #[test]

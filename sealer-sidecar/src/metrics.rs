@@ -25,10 +25,31 @@ pub struct Metrics {
     pub checkpoint_size: AtomicU64,
     pub checkpoint_unix_seconds: AtomicU64,
     pub writer_failed: AtomicBool,
+    /// False while the last write-ahead log commit failed (e.g. the disk is full).
+    pub wal_healthy: AtomicBool,
+    /// False while the last store write failed.
+    pub store_healthy: AtomicBool,
+    /// Set once the sealer has started and cleared when it shuts down.
     pub ready: AtomicBool,
 }
 
 impl Metrics {
+    pub fn new() -> Self {
+        let m = Metrics::default();
+        m.wal_healthy.store(true, Relaxed);
+        m.store_healthy.store(true, Relaxed);
+        m
+    }
+
+    /// Ready to accept events, with a healthy disk and store and no integrity alarm.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Relaxed)
+            && !self.writer_failed.load(Relaxed)
+            && self.wal_healthy.load(Relaxed)
+            && self.store_healthy.load(Relaxed)
+            && self.integrity_alarms.load(Relaxed) == 0
+    }
+
     pub fn add(counter: &AtomicU64, n: u64) {
         counter.fetch_add(n, Relaxed);
     }
@@ -154,8 +175,8 @@ impl Metrics {
         metric(
             "sealer_ready",
             "gauge",
-            "1 when the sealer accepts events and its store is healthy.",
-            u64::from(self.ready.load(Relaxed)),
+            "1 when the sealer accepts events, its disk and store are healthy and no integrity alarm was raised.",
+            u64::from(self.is_ready()),
         );
         out
     }

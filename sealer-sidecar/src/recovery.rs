@@ -155,10 +155,24 @@ pub async fn recover<S: Store>(
         }
         let good = tail.absorb(&bytes, &path, &mut sources)?;
         if good < bytes.len() {
-            if !is_last {
+            // Only a torn tail may be cut: the last group written, never acknowledged. A
+            // valid record after the damage means acknowledged records are damaged.
+            let damaged_inside = bytes[good..]
+                .split(|&b| b == b'\n')
+                .skip(1)
+                .any(|line| parse_record(line).is_ok());
+            if !is_last || damaged_inside {
                 bail!(
-                    "WAL file {} is damaged at byte {good} and is not the newest file; \
+                    "WAL file {} is damaged at byte {good}, before records that were acknowledged; \
                      refusing to start (inspect it, and the store, before going on)",
+                    path.display()
+                );
+            }
+            // A file already linked into the store must never be cut.
+            if std::os::unix::fs::MetadataExt::nlink(&fs::metadata(&path)?) > 1 {
+                bail!(
+                    "WAL file {} is damaged at byte {good} but is already linked into the store; \
+                     refusing to cut it",
                     path.display()
                 );
             }
@@ -168,14 +182,6 @@ pub async fn recover<S: Store>(
                 bytes = cut,
                 "cutting a torn, never-acknowledged record from the end of the write-ahead log"
             );
-            // A file already linked into the store must never be cut.
-            if std::os::unix::fs::MetadataExt::nlink(&fs::metadata(&path)?) > 1 {
-                bail!(
-                    "WAL file {} is damaged at byte {good} but is already linked into the store; \
-                     refusing to cut it",
-                    path.display()
-                );
-            }
             let f = fs::OpenOptions::new().write(true).open(&path)?;
             f.set_len(good as u64)?;
             f.sync_all()?;
@@ -260,5 +266,97 @@ impl Tail<'_> {
             offset += len + 1;
         }
         Ok(offset)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use auditlog::note::NoteSigner;
+    use auditlog::timestamp::Timestamp;
+
+    const ORIGIN: &str = "recovery.test/log";
+
+    /// A data directory whose only WAL file holds three sealed records.
+    fn wal_with_three_records() -> (tempfile::TempDir, PathBuf, MacKey) {
+        let dir = tempfile::tempdir().unwrap();
+        let wal_dir = dir.path().join("wal");
+        fs::create_dir_all(&wal_dir).unwrap();
+        let mac = MacKey::new(&[3; 32]);
+        let mut sealer = LogSealer::new(ORIGIN, mac.clone());
+        let mut bytes = Vec::new();
+        for i in 0..3 {
+            let event = format!(r#"{{"n":{i}}}"#);
+            sealer.seal(
+                &mut bytes,
+                EntryKind::Start,
+                Timestamp::from_unix_nanos(i),
+                None,
+                event.as_bytes(),
+            );
+        }
+        let path = wal::wal_path(&wal_dir, 0);
+        fs::write(&path, &bytes).unwrap();
+        (dir, path, mac)
+    }
+
+    async fn recover_in(dir: &Path, mac: &MacKey) -> anyhow::Result<Recovered> {
+        let verifier = NoteSigner::from_seed(ORIGIN, [1; 32]).unwrap().verifier();
+        recover(
+            &MemoryStore::default(),
+            dir,
+            &dir.join("wal"),
+            &verifier,
+            mac,
+        )
+        .await
+    }
+
+    #[tokio::test]
+    async fn a_torn_tail_is_cut_and_reported() {
+        let (dir, path, mac) = wal_with_three_records();
+        let full = fs::read(&path).unwrap();
+        let second_end = full
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(1)
+            .unwrap()
+            .0
+            + 1;
+        fs::write(&path, &full[..second_end + 40]).unwrap();
+        let r = recover_in(dir.path(), &mac).await.unwrap();
+        assert_eq!(r.torn_bytes, 40);
+        assert_eq!(r.sealer.size(), 2);
+        assert_eq!(r.pending.len(), 1);
+        assert_eq!(fs::read(&path).unwrap(), &full[..second_end]);
+    }
+
+    #[tokio::test]
+    async fn damage_before_acknowledged_records_refuses_to_start() {
+        let (dir, path, mac) = wal_with_three_records();
+        let mut bytes = fs::read(&path).unwrap();
+        let first_end = bytes.iter().position(|b| *b == b'\n').unwrap();
+        bytes[first_end + 100] ^= 1;
+        fs::write(&path, &bytes).unwrap();
+        let err = recover_in(dir.path(), &mac)
+            .await
+            .err()
+            .expect("must refuse");
+        assert!(
+            err.to_string()
+                .contains("before records that were acknowledged"),
+            "{err}"
+        );
+        assert_eq!(fs::read(&path).unwrap(), bytes, "nothing was cut");
+    }
+
+    #[tokio::test]
+    async fn an_intact_wal_becomes_a_pending_segment() {
+        let (dir, _path, mac) = wal_with_three_records();
+        let r = recover_in(dir.path(), &mac).await.unwrap();
+        assert_eq!((r.torn_bytes, r.sealer.size(), r.pending.len()), (0, 3, 1));
+        assert_eq!((r.pending[0].first, r.pending[0].last), (0, 2));
     }
 }

@@ -86,7 +86,7 @@ pub async fn run(
         "recovered"
     );
 
-    let metrics = Arc::new(Metrics::default());
+    let metrics = Arc::new(Metrics::new());
     metrics
         .checkpoint_size
         .store(recovered.stored.size, Relaxed);
@@ -142,6 +142,7 @@ pub async fn run(
         max_body_bytes: config.max_body_bytes,
         inflight: Semaphore::new(config.max_inflight_batches),
         verify_lock,
+        last_checkpoint_file: recovery::last_checkpoint_path(&config.data_dir),
     });
     metrics.ready.store(true, Relaxed);
     tracing::info!(listen = %listener.local_addr()?, "sealer ready");

@@ -188,6 +188,9 @@ impl<S: Store> Uploader<S> {
                 Payload::Bytes(b) => self.store.put_if_absent(key, b.clone()).await,
                 Payload::File(p) => self.store.put_file_if_absent(key, p).await,
             };
+            if result.is_ok() {
+                self.metrics.store_healthy.store(true, Relaxed);
+            }
             match result {
                 Ok(PutOutcome::Created) => return Ok(()),
                 Ok(PutOutcome::AlreadyPresent) => {
@@ -205,6 +208,7 @@ impl<S: Store> Uploader<S> {
                 }
                 Err(e) => {
                     Metrics::add(&self.metrics.upload_retries, 1);
+                    self.metrics.store_healthy.store(false, Relaxed);
                     tracing::warn!(key, error = %e, retry_in = ?backoff, "store write failed; retrying");
                     if *shutdown.borrow() {
                         return Err(());

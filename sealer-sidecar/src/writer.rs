@@ -234,7 +234,10 @@ impl Writer {
             for (_, reply) in group.drain(..) {
                 let _ = reply.send(Err(Unavailable(reason.clone())));
             }
-            Metrics::add(&self.metrics.batches_rejected_unavailable, 1);
+            Metrics::add(
+                &self.metrics.batches_rejected_unavailable,
+                group.len() as u64,
+            );
             return;
         }
         let before = self.sealer.clone();
@@ -318,7 +321,10 @@ impl Writer {
         match result {
             Ok(()) => {
                 let m = &self.metrics;
-                Metrics::add(&m.wal_commits, 1);
+                m.wal_healthy.store(true, Relaxed);
+                if entries > 0 {
+                    Metrics::add(&m.wal_commits, 1);
+                }
                 Metrics::add(&m.entries_sealed, entries);
                 Metrics::add(&m.gap_entries, gaps);
                 Metrics::add(&m.duplicates_dropped, duplicates);
@@ -332,6 +338,7 @@ impl Writer {
                 self.sealer = before;
                 self.sources.rollback(&mut self.undo);
                 Metrics::add(&self.metrics.wal_failures, 1);
+                self.metrics.wal_healthy.store(false, Relaxed);
                 Metrics::add(
                     &self.metrics.batches_rejected_unavailable,
                     group.len() as u64,
