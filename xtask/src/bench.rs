@@ -1,4 +1,4 @@
-//! `cargo xtask bench [--seconds N] [--connections N] [--batch N]`: durable ingest over HTTP
+//! `cargo xtask bench [--seconds N] [--connections N] [--batch N] [--keep]`: durable ingest over HTTP
 //! on loopback, then offline verification, of ~400-byte access events, on the release build.
 //!
 //! Reported: events/s acknowledged (each acknowledgement means fsync'd in the WAL), entries/s
@@ -19,6 +19,7 @@ use crate::tasks;
 const TEMPLATE: &str = r#"{"source":{"id":"SRC","seq":SEQ},"event":{"start_time":"2026-11-28T07:00:00.123456789Z","duration_ns":1830000,"client":{"address":"203.0.113.7","port":51234},"enduser":{"id":"alice@example.com","source":"jwt"},"http":{"request":{"method":"GET"},"response":{"status_code":200,"body":{"size":1834}}},"server":{"address":"shop.example.com"},"url":{"path":"/products/4711","scheme":"https"},"user_agent":{"original":"okhttp/4.12"}}}"#;
 
 struct Options {
+    keep: bool,
     seconds: u64,
     connections: usize,
     batch: usize,
@@ -26,6 +27,7 @@ struct Options {
 
 fn parse(args: &[String]) -> anyhow::Result<Options> {
     let mut o = Options {
+        keep: false,
         seconds: 10,
         connections: 4,
         batch: 2000,
@@ -42,6 +44,7 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
             "--seconds" => o.seconds = value()?,
             "--connections" => o.connections = value()? as usize,
             "--batch" => o.batch = value()? as usize,
+            "--keep" => o.keep = true,
             other => bail!("unknown bench option {other:?}"),
         }
     }
@@ -201,7 +204,12 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
         "  ingest ÷ one-core sealing rate: {:.2}",
         ingest_rate / seal_rate
     );
-    println!("  store and log kept in {}", dir.display());
+    if o.keep {
+        println!("  store and log kept in {}", dir.display());
+    } else {
+        std::fs::remove_dir_all(&dir)
+            .with_context(|| format!("failed to remove {}", dir.display()))?;
+    }
     Ok(0)
 }
 

@@ -28,7 +28,7 @@ fn main() -> ExitCode {
                  tasks:\n  \
                  demo [--once] [--store DIR] [--keys DIR]   run the sealer on sample traffic and verify it\n  \
                  test                                       install test tools, run every gate and test\n  \
-                 bench [--seconds N]                        measure ingest and verification throughput"
+                 bench [--seconds N] [--keep]               measure ingest and verification throughput"
             );
             return ExitCode::from(2);
         }
