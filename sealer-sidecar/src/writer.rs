@@ -231,13 +231,13 @@ impl Writer {
 
     fn commit(&mut self, group: &mut Vec<(Vec<PreparedEvent>, Reply)>) {
         if let Some(reason) = &self.failed {
-            for (_, reply) in group.drain(..) {
-                let _ = reply.send(Err(Unavailable(reason.clone())));
-            }
             Metrics::add(
                 &self.metrics.batches_rejected_unavailable,
                 group.len() as u64,
             );
+            for (_, reply) in group.drain(..) {
+                let _ = reply.send(Err(Unavailable(reason.clone())));
+            }
             return;
         }
         let before = self.sealer.clone();
