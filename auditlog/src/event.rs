@@ -123,6 +123,10 @@ pub enum IdentitySource {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Envoy {
+    /// Why Envoy answered as it did (`via_upstream`, `route_not_found`, `rbac_access_denied…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_code_details: Option<String>,
+    /// Envoy's short response flags (`UH`, `NR`, `RL`, ...), comma-separated, `-` for none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub response_flags: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -345,6 +349,10 @@ impl HttpEvent {
         }
         if let Some(envoy) = &self.envoy {
             for (field, value) in [
+                (
+                    "event.envoy.response_code_details",
+                    &envoy.response_code_details,
+                ),
                 ("event.envoy.response_flags", &envoy.response_flags),
                 ("event.envoy.route", &envoy.route),
                 ("event.envoy.upstream_cluster", &envoy.upstream_cluster),

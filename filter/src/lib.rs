@@ -1,0 +1,27 @@
+//! # filter: the ingress audit filter
+//!
+//! A proxy-wasm HTTP filter (ABI 0.2.1, Rust SDK `proxy-wasm` 0.2, target `wasm32-wasip1`)
+//! that runs inside the Envoy or Istio ingress gateway and reports one access event per
+//! request to the local sealer, which chains, signs and stores it (see `docs/log-format.md`).
+//!
+//! - Events follow the sealer's ingest schema ([`auditlog::event::HttpEvent`], OpenTelemetry
+//!   names) and never contain credentials: only named headers are read, and secret query
+//!   parameters are redacted.
+//! - Each worker VM incarnation is its own source with sequence numbers 1, 2, 3, ...; batches
+//!   are sent in order with `dispatch_http_call` and leave the buffer only on the sealer's 2xx,
+//!   so loss shows up in the log as a `gap`.
+//! - `fail_open` keeps traffic flowing while the sealer is away; `fail_closed` refuses
+//!   requests it cannot audit.
+//!
+//! # Layout
+//! - [`config`]: the plugin configuration (`docs/filter-config.md`).
+//! - [`event`]: building the event from what was learned about a request.
+//! - [`delivery`]: the bounded, ordered, retrying per-worker queue.
+//! - `plugin` (wasm only): the host glue.
+
+pub mod config;
+pub mod delivery;
+pub mod event;
+
+#[cfg(target_arch = "wasm32")]
+mod plugin;

@@ -1,0 +1,446 @@
+//! The proxy-wasm glue: Envoy calls in here. Only host calls live in this module; the logic
+//! they feed is in [`crate::event`], [`crate::delivery`] and [`crate::config`].
+//!
+//! No host call result is unwrapped: a panic traps the VM and takes the gateway's audit with
+//! it. A failed host call leaves the field out (and, for facts every request has, lists it in
+//! the event's `unavailable`).
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use auditlog::event::IdentitySource as EventIdentity;
+use proxy_wasm::hostcalls;
+use proxy_wasm::traits::{Context, HttpContext, RootContext};
+use proxy_wasm::types::{Action, ContextType, LogLevel, MapType, MetricType};
+use sha2::{Digest, Sha256};
+
+use crate::config::{FailurePolicy, FilterConfig, IdentitySource};
+use crate::delivery::{Delivery, DeliveryLimits};
+use crate::event::{RequestFacts, build_event, ingest_line};
+
+proxy_wasm::main! {{
+    proxy_wasm::set_log_level(LogLevel::Info);
+    proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> { Box::new(AuditRoot::default()) });
+}}
+
+fn now_nanos() -> i64 {
+    hostcalls::get_current_time()
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos() as i64)
+}
+
+/// The start of the sealer's answer, for the log.
+fn response_excerpt(body_size: usize) -> String {
+    hostcalls::get_buffer(
+        proxy_wasm::types::BufferType::HttpCallResponseBody,
+        0,
+        body_size.min(300),
+    )
+    .ok()
+    .flatten()
+    .map(|b| String::from_utf8_lossy(&b).into_owned())
+    .unwrap_or_default()
+}
+
+fn log(level: LogLevel, message: &str) {
+    let _ = hostcalls::log(level, message);
+}
+
+/// Host metrics (visible in Envoy's `/stats` as `wasmcustom.ingress_audit.*`).
+#[derive(Default)]
+struct Metrics {
+    events: Option<u32>,
+    batches: Option<u32>,
+    delivery_failures: Option<u32>,
+    dropped: Option<u32>,
+    refused: Option<u32>,
+    buffered_bytes: Option<u32>,
+}
+
+impl Metrics {
+    fn define() -> Metrics {
+        let counter = |name: &str| hostcalls::define_metric(MetricType::Counter, name).ok();
+        Metrics {
+            events: counter("ingress_audit.events"),
+            batches: counter("ingress_audit.batches_delivered"),
+            delivery_failures: counter("ingress_audit.delivery_failures"),
+            dropped: counter("ingress_audit.events_dropped"),
+            refused: counter("ingress_audit.requests_refused"),
+            buffered_bytes: hostcalls::define_metric(
+                MetricType::Gauge,
+                "ingress_audit.buffered_bytes",
+            )
+            .ok(),
+        }
+    }
+
+    fn add(id: Option<u32>, n: u64) {
+        if let Some(id) = id
+            && n > 0
+        {
+            let _ = hostcalls::increment_metric(id, n as i64);
+        }
+    }
+
+    fn set(id: Option<u32>, v: u64) {
+        if let Some(id) = id {
+            let _ = hostcalls::record_metric(id, v);
+        }
+    }
+}
+
+/// What the root context and every request of this VM share.
+struct Shared {
+    config: Rc<FilterConfig>,
+    source: String,
+    delivery: Delivery,
+    metrics: Metrics,
+}
+
+#[derive(Default)]
+struct AuditRoot {
+    shared: Option<Rc<RefCell<Shared>>>,
+    /// The token of the call in flight to the sealer.
+    in_flight: Option<u32>,
+}
+
+impl AuditRoot {
+    /// Send the next batch if there is one and nothing is in flight.
+    fn flush(&mut self) {
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let mut s = shared.borrow_mut();
+        let now_ms = (now_nanos() / 1_000_000).max(0) as u64;
+        let Some(batch) = s.delivery.next_batch(now_ms) else {
+            return;
+        };
+        let config = s.config.clone();
+        let result = hostcalls::dispatch_http_call(
+            &config.cluster,
+            vec![
+                (":method", "POST"),
+                (":path", &config.sealer_path),
+                (":authority", &config.sealer_authority),
+                ("content-type", "application/x-ndjson"),
+            ],
+            Some(&batch.body),
+            vec![],
+            Duration::from_millis(config.sealer_timeout_ms),
+        );
+        match result {
+            Ok(token) => self.in_flight = Some(token),
+            Err(status) => {
+                s.delivery.failed(now_ms);
+                Metrics::add(s.metrics.delivery_failures, 1);
+                log(
+                    LogLevel::Warn,
+                    &format!(
+                        "ingress_audit: cannot call cluster {:?} ({status:?}); {} events kept for retry",
+                        config.cluster, batch.count
+                    ),
+                );
+            }
+        }
+    }
+}
+
+impl Context for AuditRoot {
+    fn on_http_call_response(
+        &mut self,
+        token: u32,
+        _headers: usize,
+        body_size: usize,
+        _trailers: usize,
+    ) {
+        if self.in_flight != Some(token) {
+            return;
+        }
+        self.in_flight = None;
+        let Some(shared) = self.shared.clone() else {
+            return;
+        };
+        let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
+            .ok()
+            .flatten()
+            .and_then(|s| s.parse::<u16>().ok());
+        {
+            let mut s = shared.borrow_mut();
+            match status {
+                Some(200..=299) => {
+                    s.delivery.delivered();
+                    Metrics::add(s.metrics.batches, 1);
+                }
+                // The sealer refused the events themselves: sending them again cannot help.
+                // They are dropped, counted, and the sealer records their numbers as a gap.
+                Some(code @ (400 | 413 | 415)) => {
+                    let n = s.delivery.rejected();
+                    Metrics::add(s.metrics.dropped, n as u64);
+                    log(
+                        LogLevel::Error,
+                        &format!(
+                            "ingress_audit: sealer refused a batch with {code} ({}); {n} events dropped",
+                            response_excerpt(body_size)
+                        ),
+                    );
+                }
+                other => {
+                    let now_ms = (now_nanos() / 1_000_000).max(0) as u64;
+                    s.delivery.failed(now_ms);
+                    Metrics::add(s.metrics.delivery_failures, 1);
+                    log(
+                        LogLevel::Warn,
+                        &format!(
+                            "ingress_audit: sealer answered {}; {} events kept for retry",
+                            other.map_or("nothing (timeout or reset)".to_string(), |c| c
+                                .to_string()),
+                            s.delivery.queued_events()
+                        ),
+                    );
+                }
+            }
+            Metrics::set(s.metrics.buffered_bytes, s.delivery.queued_bytes() as u64);
+        }
+        // Keep the pipe full: send what waits right away.
+        self.flush();
+    }
+}
+
+impl RootContext for AuditRoot {
+    fn on_configure(&mut self, _size: usize) -> bool {
+        let bytes = hostcalls::get_buffer(
+            proxy_wasm::types::BufferType::PluginConfiguration,
+            0,
+            usize::MAX,
+        )
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+        let config = match FilterConfig::parse(&bytes) {
+            Ok(c) => Rc::new(c),
+            Err(e) => {
+                log(LogLevel::Critical, &e);
+                return false;
+            }
+        };
+        let mut incarnation = [0u8; 8];
+        if getrandom::fill(&mut incarnation).is_err() {
+            incarnation = now_nanos().to_le_bytes();
+        }
+        let source = format!(
+            "{}/{}",
+            config.gateway,
+            incarnation
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        let limits = DeliveryLimits {
+            max_batch_events: config.max_batch_events,
+            max_batch_bytes: config.max_batch_bytes,
+            max_buffer_bytes: config.max_buffer_bytes,
+            backoff_min_ms: config.retry_backoff_min_ms,
+            backoff_max_ms: config.retry_backoff_max_ms,
+        };
+        log(
+            LogLevel::Info,
+            &format!(
+                "ingress_audit: configured; events from source {source} go to cluster {:?}",
+                config.cluster
+            ),
+        );
+        let _ = hostcalls::set_tick_period(Duration::from_millis(config.flush_interval_ms));
+        self.shared = Some(Rc::new(RefCell::new(Shared {
+            config,
+            source,
+            delivery: Delivery::new(limits),
+            metrics: Metrics::define(),
+        })));
+        true
+    }
+
+    fn on_tick(&mut self) {
+        self.flush();
+    }
+
+    fn create_http_context(&self, _context_id: u32) -> Option<Box<dyn HttpContext>> {
+        let shared = self.shared.clone()?;
+        Some(Box::new(AuditRequest {
+            shared,
+            facts: RequestFacts::default(),
+            identity_header: None,
+            hasher: None,
+            hashed: 0,
+        }))
+    }
+
+    fn get_type(&self) -> Option<ContextType> {
+        Some(ContextType::HttpContext)
+    }
+}
+
+struct AuditRequest {
+    shared: Rc<RefCell<Shared>>,
+    facts: RequestFacts,
+    /// The value of the first configured identity header present.
+    identity_header: Option<String>,
+    hasher: Option<Sha256>,
+    hashed: u64,
+}
+
+fn property_string(path: Vec<&str>) -> Option<String> {
+    hostcalls::get_property(path)
+        .ok()
+        .flatten()
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .filter(|s| !s.is_empty())
+}
+
+/// Integer properties are 8 bytes, little-endian.
+fn property_u64(path: Vec<&str>) -> Option<u64> {
+    let b = hostcalls::get_property(path).ok().flatten()?;
+    Some(u64::from_le_bytes(b.get(..8)?.try_into().ok()?))
+}
+
+impl AuditRequest {
+    fn identity(&self, config: &FilterConfig) -> Option<(String, EventIdentity)> {
+        for source in &config.identity {
+            let found = match source {
+                IdentitySource::Mtls => {
+                    property_string(vec!["connection", "uri_san_peer_certificate"])
+                        .or_else(|| property_string(vec!["connection", "subject_peer_certificate"]))
+                        .map(|id| (id, EventIdentity::Mtls))
+                }
+                IdentitySource::Jwt {
+                    metadata_key,
+                    claim,
+                } => property_string(vec![
+                    "metadata",
+                    "filter_metadata",
+                    "envoy.filters.http.jwt_authn",
+                    metadata_key,
+                    claim,
+                ])
+                .map(|id| (id, EventIdentity::Jwt)),
+                IdentitySource::Header { .. } => None,
+            };
+            if found.is_some() {
+                return found;
+            }
+            if let IdentitySource::Header { .. } = source
+                && let Some(h) = &self.identity_header
+            {
+                return Some((h.clone(), EventIdentity::Header));
+            }
+        }
+        None
+    }
+}
+
+impl Context for AuditRequest {}
+
+impl HttpContext for AuditRequest {
+    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+        self.facts.start_unix_nanos = now_nanos();
+        let config = self.shared.borrow().config.clone();
+        // One host call for the whole map; only the named headers are kept, so credentials
+        // (authorization, cookie, ...) are never even copied.
+        if let Ok(headers) = hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
+            for (name, value) in headers {
+                let text = || String::from_utf8_lossy(&value).into_owned();
+                match name.as_str() {
+                    ":method" => self.facts.method = text(),
+                    ":path" => self.facts.path = text(),
+                    ":authority" => self.facts.authority = Some(text()),
+                    ":scheme" => self.facts.scheme = Some(text()),
+                    "user-agent" => self.facts.user_agent = Some(text()),
+                    "x-request-id" => self.facts.request_id = Some(text()),
+                    "x-forwarded-for" => self.facts.forwarded_for = Some(text()),
+                    other => {
+                        if self.identity_header.is_none()
+                            && config.identity.iter().any(
+                                |i| matches!(i, IdentitySource::Header { name } if name == other),
+                            )
+                        {
+                            self.identity_header = Some(text());
+                        }
+                    }
+                }
+            }
+        }
+        if config.body_hash.enabled
+            && config
+                .body_hash
+                .methods
+                .iter()
+                .any(|m| m.eq_ignore_ascii_case(&self.facts.method))
+        {
+            self.hasher = Some(Sha256::new());
+        }
+        if config.failure_policy == FailurePolicy::FailClosed
+            && self.shared.borrow().delivery.unavailable()
+        {
+            Metrics::add(self.shared.borrow().metrics.refused, 1);
+            let _ = hostcalls::send_http_response(
+                503,
+                vec![("content-type", "text/plain; charset=utf-8")],
+                Some(b"audit log unavailable: this gateway refuses requests it cannot audit (fail_closed)\n"),
+            );
+            return Action::Pause;
+        }
+        Action::Continue
+    }
+
+    fn on_http_request_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+        let max = self.shared.borrow().config.body_hash.max_bytes;
+        if let Some(hasher) = self.hasher.as_mut() {
+            self.hashed += body_size as u64;
+            if self.hashed > max {
+                self.hasher = None;
+            } else if let Ok(Some(chunk)) =
+                hostcalls::get_buffer(proxy_wasm::types::BufferType::HttpRequestBody, 0, body_size)
+            {
+                hasher.update(&chunk);
+            }
+        }
+        Action::Continue
+    }
+
+    fn on_log(&mut self) {
+        let config = self.shared.borrow().config.clone();
+        let f = &mut self.facts;
+        f.end_unix_nanos = Some(now_nanos());
+        f.status = property_u64(vec!["response", "code"]).map(|c| c as u16);
+        f.response_flags = property_u64(vec!["response", "flags"]);
+        f.response_code_details = property_string(vec!["response", "code_details"]);
+        f.peer_address = property_string(vec!["source", "address"]);
+        f.protocol = property_string(vec!["request", "protocol"]);
+        f.route = property_string(vec!["xds", "route_name"]);
+        f.upstream_cluster = property_string(vec!["xds", "cluster_name"]);
+        f.upstream_host = property_string(vec!["upstream", "address"]);
+        f.request_body_size = property_u64(vec!["request", "size"]);
+        f.response_body_size = property_u64(vec!["response", "size"]);
+        for (name, missing) in [
+            ("http.response.status_code", f.status.is_none()),
+            ("client.address", f.peer_address.is_none()),
+            ("network.protocol.version", f.protocol.is_none()),
+        ] {
+            if missing {
+                f.unavailable.push(name);
+            }
+        }
+        if let Some(h) = self.hasher.take() {
+            f.request_body_sha256 = Some(h.finalize().iter().map(|b| format!("{b:02x}")).collect());
+        }
+        self.facts.identity = self.identity(&config);
+        let event = build_event(&self.facts, &config);
+        let mut s = self.shared.borrow_mut();
+        let line = ingest_line(&s.source, s.delivery.next_seq(), &event);
+        let dropped = s.delivery.push(line);
+        Metrics::add(s.metrics.events, 1);
+        Metrics::add(s.metrics.dropped, dropped);
+        Metrics::set(s.metrics.buffered_bytes, s.delivery.queued_bytes() as u64);
+    }
+}
