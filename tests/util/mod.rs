@@ -8,6 +8,9 @@
 //! - [`Sealer`] owns a temporary directory with keys, a store and a data directory, and runs
 //!   `sealer serve` on a free loopback port.
 //! - [`Run`] is a finished command with its output, and assertions on it.
+//! - [`envoy`] runs Envoy 1.40 with the shipped gateway config.
+
+pub mod envoy;
 
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
@@ -338,11 +341,19 @@ impl Sealer {
     /// Start `sealer serve` on a free port and wait until it answers `/healthz`. Retries with
     /// another port if the one picked was taken in the meantime.
     fn spawn(&mut self) {
+        self.spawn_on(None)
+    }
+
+    /// As [`Sealer::spawn`], on `port` if given (retrying while it is still being released).
+    fn spawn_on(&mut self, port: Option<u16>) {
         for _attempt in 0..5 {
-            self.port = TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .expect("a free port")
-                .port();
+            self.port = match port {
+                Some(p) => p,
+                None => TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .expect("a free port")
+                    .port(),
+            };
             let log = append(&self.log_path());
             let log_start = log.metadata().map_or(0, |m| m.len() as usize);
             let listen = format!("127.0.0.1:{}", self.port);
@@ -369,6 +380,7 @@ impl Sealer {
                     if !this_run.contains("failed to listen") {
                         self.fail(&format!("the sealer exited at start with {status}"));
                     }
+                    std::thread::sleep(Duration::from_millis(200));
                 }
             }
         }
@@ -520,6 +532,15 @@ impl Sealer {
             self.fail("restart() of a sealer that is still running");
         }
         self.spawn();
+    }
+
+    /// Start again as [`Sealer::restart`] does, but on the same port: a gateway's cluster
+    /// points at a fixed address.
+    pub fn restart_on_same_port(&mut self) {
+        if self.child.is_some() {
+            self.fail("restart_on_same_port() of a sealer that is still running");
+        }
+        self.spawn_on(Some(self.port));
     }
 
     pub fn is_running(&self) -> bool {

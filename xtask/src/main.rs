@@ -9,6 +9,7 @@ mod bench;
 mod demo;
 mod tasks;
 mod test;
+mod tools;
 
 use std::process::ExitCode;
 

@@ -73,6 +73,28 @@ pub fn build_sealer(release: bool) -> anyhow::Result<PathBuf> {
     Ok(bin)
 }
 
+/// Build the audit filter for Envoy (`wasm32-wasip1`, profile `wasm-release`) and return the
+/// path of its `.wasm`. Needs [`crate::tools::wasm_target`].
+pub fn build_filter() -> anyhow::Result<PathBuf> {
+    run(cargo().args([
+        "build",
+        "-p",
+        "filter",
+        "--target",
+        crate::tools::WASM_TARGET,
+        "--profile",
+        "wasm-release",
+    ]))?;
+    let wasm = target_dir()
+        .join(crate::tools::WASM_TARGET)
+        .join("wasm-release")
+        .join("filter.wasm");
+    if !wasm.exists() {
+        bail!("built the filter but {} does not exist", wasm.display());
+    }
+    Ok(wasm)
+}
+
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())

@@ -1,15 +1,20 @@
 //! `cargo xtask test`: install what the tests need, then run every gate and every test.
 //!
+//! Installed first (see `tools.rs`): rustfmt, clippy, the `wasm32-wasip1` target and Envoy
+//! 1.40 in `target/tools/`, whose path the tests get in `AUDIT_ENVOY_BIN`.
+//!
 //! Gates, in order: `cargo fmt --check`, `cargo clippy -D warnings` on every target,
 //! `cargo doc` without warnings, then the whole test suite (unit, property and end-to-end
-//! tests of the real binaries) with cargo-nextest when present, else `cargo test`, after the
-//! doc tests. Everything shares the workspace's one target directory.
+//! tests of the real binaries and of Envoy with the audit filter) with cargo-nextest when
+//! present, else `cargo test`, after the doc tests. Everything shares the workspace's one
+//! target directory.
 
 use std::process::Command;
 
 use anyhow::Context;
 
 use crate::tasks::{self, cargo};
+use crate::tools;
 
 /// Make sure the toolchain components the gates use are installed.
 fn install_tools() -> anyhow::Result<bool> {
@@ -35,6 +40,8 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
         anyhow::bail!("`cargo xtask test` takes no options (got {a:?})");
     }
     let nextest = install_tools()?;
+    tools::wasm_target()?;
+    let envoy = tools::envoy()?;
     tasks::run(cargo().args(["fmt", "--all", "--check"]))?;
     tasks::run(cargo().args([
         "clippy",
@@ -51,26 +58,47 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
     )?;
     // End-to-end tests run the real binaries: build them first.
     tasks::run(cargo().args(["build", "--workspace", "--bins"]))?;
+    // The filter again, as Envoy runs it: lints on the wasm target, then the .wasm the
+    // Envoy tests load.
+    tasks::run(cargo().args([
+        "clippy",
+        "-p",
+        "filter",
+        "--target",
+        "wasm32-wasip1",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    tasks::build_filter()?;
     tasks::run(cargo().args(["test", "--workspace", "--doc", "--quiet"]))?;
     // The full suite runs last, so its summary is the last thing printed.
     if nextest {
-        tasks::run(cargo().args([
-            "nextest",
-            "run",
-            "--workspace",
-            "--no-fail-fast",
-            "--failure-output",
-            "final",
-        ]))?;
+        tasks::run(
+            cargo()
+                .args([
+                    "nextest",
+                    "run",
+                    "--workspace",
+                    "--no-fail-fast",
+                    "--failure-output",
+                    "final",
+                ])
+                .env("AUDIT_ENVOY_BIN", &envoy),
+        )?;
     } else {
-        tasks::run(cargo().args([
-            "test",
-            "--workspace",
-            "--no-fail-fast",
-            "--lib",
-            "--bins",
-            "--tests",
-        ]))?;
+        tasks::run(
+            cargo()
+                .args([
+                    "test",
+                    "--workspace",
+                    "--no-fail-fast",
+                    "--lib",
+                    "--bins",
+                    "--tests",
+                ])
+                .env("AUDIT_ENVOY_BIN", &envoy),
+        )?;
     }
     eprintln!("xtask test: every gate and test passed");
     Ok(0)

@@ -1,0 +1,491 @@
+//! The audit filter inside the real Envoy 1.40, sending to the real sealer: every request
+//! becomes exactly one sealed event with the right fields, secrets never reach the store,
+//! requests answered by other Envoy filters are audited too, and the failure policies hold
+//! while the sealer is down.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use e2e::Sealer;
+use e2e::envoy::{self, Envoy};
+use hmac::{Hmac, Mac};
+use serde_json::{Value, json};
+
+/// A sealer, and Envoy's shipped standalone config pointing at it with `plugin`.
+fn gateway(origin: &str, plugin: Value, customize: impl Fn(String) -> String) -> (Sealer, Envoy) {
+    let sealer = Sealer::start(
+        origin,
+        &["--segment-max-age", "200ms", "--checkpoint-interval", "1s"],
+    );
+    let mut plugin = plugin;
+    plugin["sealer_authority"] = json!(format!("127.0.0.1:{}", sealer.port()));
+    let config = envoy::standalone_config(
+        envoy::free_port(),
+        envoy::free_port(),
+        envoy::free_port(),
+        sealer.port(),
+        &envoy::filter_wasm(),
+        &plugin.to_string(),
+    );
+    let envoy = Envoy::start(&customize(config));
+    (sealer, envoy)
+}
+
+/// One request through the gateway: `(status, body)`.
+fn request(
+    agent: &ureq::Agent,
+    envoy: &Envoy,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    let mut req = agent.request(method, &envoy.url("gateway", path));
+    for (k, v) in headers {
+        req = req.set(k, v);
+    }
+    let resp = match if method == "GET" {
+        req.call()
+    } else {
+        req.send_string("some request body")
+    } {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => envoy.fail(&format!("{method} {path}: {e}")),
+    };
+    let status = resp.status();
+    (status, resp.into_string().unwrap_or_default())
+}
+
+/// Wait until the sealer has received `n` events from gateways.
+fn wait_for_events(sealer: &Sealer, envoy: &Envoy, n: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let got = sealer.metric("sealer_events_received_total");
+        if got >= n {
+            return;
+        }
+        if Instant::now() > deadline {
+            envoy.fail(&format!(
+                "the sealer received {got} events, expected {n}\n{}",
+                sealer.diagnostics()
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Stop the sealer and return every entry of its verified store.
+fn sealed_entries(sealer: &mut Sealer) -> Vec<Value> {
+    sealer.stop();
+    sealer.verify(&[]).expect_code(0);
+    let store = sealer.store();
+    let export = sealer.run(&[
+        "export",
+        "--store",
+        store.to_str().unwrap(),
+        "--public-key",
+        sealer.public_key().to_str().unwrap(),
+    ]);
+    export.expect_code(0);
+    export
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("entries are JSON"))
+        .collect()
+}
+
+/// Every byte of every stored object, to search for secrets.
+fn store_bytes(sealer: &Sealer) -> String {
+    fn walk(dir: &std::path::Path, out: &mut Vec<u8>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            if e.path().is_dir() {
+                walk(&e.path(), out);
+            } else {
+                out.extend(std::fs::read(e.path()).unwrap());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&sealer.store(), &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn http_events(entries: &[Value]) -> Vec<&Value> {
+    entries.iter().filter(|e| e["kind"] == "http").collect()
+}
+
+#[test]
+fn every_request_becomes_one_sealed_event_and_no_secret_is_stored() {
+    let plugin = json!({
+        "gateway": "e2e-gw",
+        "flush_interval_ms": 50,
+        "identity": [{"source": "header", "name": "x-user"}],
+        "redact_query_params": ["session"],
+    });
+    let (mut sealer, envoy) = gateway("e2e.test/filter-fields", plugin, |c| c);
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build();
+    let methods = ["GET", "POST", "PUT", "DELETE"];
+    let n = 40;
+    let mut sent = BTreeMap::new();
+    for i in 0..n {
+        let method = methods[i % methods.len()];
+        let path = if i % 10 == 9 {
+            "/missing".to_owned()
+        } else {
+            format!("/items/{i}?page=2&token=tok-SECRET-{i}&session=sess-SECRET-{i}")
+        };
+        let user = format!("user-{i}");
+        let cookie = format!("sid=cookie-SECRET-{i}");
+        let auth = format!("Bearer auth-SECRET-{i}");
+        let mut headers = vec![
+            ("authorization", auth.as_str()),
+            ("cookie", cookie.as_str()),
+            ("user-agent", "e2e-client/1.0"),
+        ];
+        if i % 2 == 0 {
+            headers.push(("x-user", user.as_str()));
+        }
+        let (status, _) = request(&agent, &envoy, method, &path, &headers);
+        sent.insert(i, (method, path, status, (i % 2 == 0).then_some(user)));
+    }
+    wait_for_events(&sealer, &envoy, n as u64);
+    let entries = sealed_entries(&mut sealer);
+    let stored = store_bytes(&sealer);
+    let events = http_events(&entries);
+    assert_eq!(events.len(), n, "exactly one sealed event per request");
+
+    // The filter numbers its events 1..n in the order the requests finished (one client,
+    // one at a time): event i belongs to request i.
+    for e in &events {
+        let seq = e["source"]["seq"].as_u64().unwrap() as usize;
+        let (method, path, status, user) = &sent[&(seq - 1)];
+        let ev = &e["event"];
+        assert_eq!(ev["http"]["request"]["method"], *method, "{e}");
+        assert_eq!(ev["http"]["response"]["status_code"], *status, "{e}");
+        let (p, _) = path.split_once('?').unwrap_or((path, ""));
+        assert_eq!(ev["url"]["path"], p, "{e}");
+        if path.contains('?') {
+            assert_eq!(
+                ev["url"]["query"], "page=2&token=REDACTED&session=REDACTED",
+                "{e}"
+            );
+        }
+        assert_eq!(ev["user_agent"]["original"], "e2e-client/1.0");
+        assert_eq!(ev["client"]["address"], "127.0.0.1");
+        assert_eq!(ev["network"]["protocol"]["version"], "1.1");
+        match user {
+            Some(u) => {
+                assert_eq!(ev["enduser"]["id"], *u, "{e}");
+                assert_eq!(ev["enduser"]["source"], "header");
+            }
+            None => assert!(ev.get("enduser").is_none(), "{e}"),
+        }
+        assert!(ev["duration_ns"].as_u64().is_some());
+        assert_eq!(ev["envoy"]["upstream_cluster"], "app", "{e}");
+        assert!(e["source"]["id"].as_str().unwrap().starts_with("e2e-gw/"));
+    }
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e["event"]["http"]["response"]["status_code"] == 404)
+            .count(),
+        4
+    );
+    for secret in ["tok-SECRET", "sess-SECRET", "cookie-SECRET", "auth-SECRET"] {
+        assert!(
+            !stored.contains(secret),
+            "{secret} reached the store: the filter must never record it"
+        );
+    }
+    assert!(
+        stored.contains("e2e-client/1.0"),
+        "the store search can find things"
+    );
+}
+
+/// An HS256 JWT for the test issuer, signed with `secret`.
+fn jwt(secret: &[u8], sub: &str) -> String {
+    let header = URL_SAFE_NO_PAD.encode(r#"{"alg":"HS256","typ":"JWT","kid":"k1"}"#);
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3600;
+    let payload = URL_SAFE_NO_PAD
+        .encode(json!({"iss": "https://issuer.test", "sub": sub, "exp": exp}).to_string());
+    let input = format!("{header}.{payload}");
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(input.as_bytes());
+    format!(
+        "{input}.{}",
+        URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+    )
+}
+
+/// RBAC, jwt_authn and the local rate limiter after the audit filter, and a virtual host that
+/// only serves `gateway.test`, so other hosts find no route.
+fn with_guard_filters(config: String, jwt_secret: &[u8]) -> String {
+    let jwks = json!({"keys": [{"kty": "oct", "alg": "HS256", "kid": "k1", "k": URL_SAFE_NO_PAD.encode(jwt_secret)}]});
+    let filters = format!(
+        r#"          - name: envoy.filters.http.rbac
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
+              rules:
+                action: DENY
+                policies:
+                  deny-admin:
+                    permissions: [{{ url_path: {{ path: {{ prefix: "/admin" }} }} }}]
+                    principals: [{{ any: true }}]
+          - name: envoy.filters.http.jwt_authn
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication
+              providers:
+                test:
+                  issuer: https://issuer.test
+                  payload_in_metadata: jwt_payload
+                  local_jwks:
+                    inline_string: '{jwks}'
+              rules:
+              - match: {{ prefix: "/api" }}
+                requires: {{ provider_name: test }}
+          - name: envoy.filters.http.local_ratelimit
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+              stat_prefix: gateway_rl
+"#
+    );
+    let routes = r#"              - match: { prefix: "/limited" }
+                route: { cluster: app }
+                typed_per_filter_config:
+                  envoy.filters.http.local_ratelimit:
+                    "@type": type.googleapis.com/envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit
+                    stat_prefix: gateway_rl
+                    token_bucket: { max_tokens: 1, tokens_per_fill: 1, fill_interval: 3600s }
+                    filter_enabled: { default_value: { numerator: 100, denominator: HUNDRED } }
+                    filter_enforced: { default_value: { numerator: 100, denominator: HUNDRED } }
+              - match: { prefix: "/" }
+                route: { cluster: app }
+"#;
+    let router = "          - name: envoy.filters.http.router\n";
+    let at = config.find(router).expect("the gateway's router filter");
+    let mut c = format!("{}{filters}{}", &config[..at], &config[at..]);
+    let default_route =
+        "              - match: { prefix: \"/\" }\n                route: { cluster: app }\n";
+    let at = c.find(default_route).expect("the gateway's route");
+    c.replace_range(at..at + default_route.len(), routes);
+    c.replacen("domains: [\"*\"]", "domains: [\"gateway.test\"]", 1)
+}
+
+/// A request (path and headers) and the status it must get.
+type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, u16);
+
+#[test]
+fn requests_answered_before_the_upstream_are_audited() {
+    let secret = b"e2e-jwt-secret-0123456789abcdef!";
+    let plugin = json!({
+        "gateway": "e2e-guarded",
+        "flush_interval_ms": 50,
+        "identity": [{"source": "jwt"}, {"source": "header", "name": "x-user"}],
+    });
+    let (mut sealer, envoy) = gateway("e2e.test/filter-guards", plugin, |c| {
+        with_guard_filters(c, secret)
+    });
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build();
+    let host = [("host", "gateway.test")];
+    let token = format!("Bearer {}", jwt(secret, "alice@example.com"));
+    let cases: Vec<Case> = vec![
+        ("/admin/users", host.to_vec(), 403),
+        ("/api/orders", host.to_vec(), 401),
+        (
+            "/api/orders",
+            vec![("host", "gateway.test"), ("authorization", token.as_str())],
+            200,
+        ),
+        ("/limited", host.to_vec(), 200),
+        ("/limited", host.to_vec(), 429),
+        ("/anything", vec![("host", "elsewhere.test")], 404),
+    ];
+    for (path, headers, expected) in &cases {
+        let (status, body) = request(&agent, &envoy, "GET", path, headers);
+        assert_eq!(status, *expected, "GET {path} {headers:?}: {body}");
+    }
+    wait_for_events(&sealer, &envoy, cases.len() as u64);
+    let entries = sealed_entries(&mut sealer);
+    let events = http_events(&entries);
+    assert_eq!(events.len(), cases.len(), "every request is audited");
+    let by_seq = |seq: u64| {
+        events
+            .iter()
+            .find(|e| e["source"]["seq"] == seq)
+            .unwrap_or_else(|| panic!("no event with source seq {seq}: {events:?}"))
+    };
+    for (i, (path, _, status)) in cases.iter().enumerate() {
+        let e = by_seq(i as u64 + 1);
+        assert_eq!(e["event"]["url"]["path"], *path, "{e}");
+        assert_eq!(
+            e["event"]["http"]["response"]["status_code"], *status,
+            "{e}"
+        );
+    }
+    let details = |seq: u64| by_seq(seq)["event"]["envoy"]["response_code_details"].clone();
+    assert!(
+        details(1)
+            .as_str()
+            .unwrap()
+            .starts_with("rbac_access_denied"),
+        "{}",
+        details(1)
+    );
+    assert!(
+        details(2)
+            .as_str()
+            .unwrap()
+            .starts_with("jwt_authn_access_denied"),
+        "{}",
+        details(2)
+    );
+    let jwt_event = by_seq(3);
+    assert_eq!(
+        jwt_event["event"]["enduser"]["id"], "alice@example.com",
+        "{jwt_event}"
+    );
+    assert_eq!(jwt_event["event"]["enduser"]["source"], "jwt");
+    assert_eq!(by_seq(5)["event"]["envoy"]["response_flags"], "RL");
+    assert_eq!(by_seq(6)["event"]["envoy"]["response_flags"], "NR");
+    let stored = store_bytes(&sealer);
+    assert!(
+        !stored.contains(&token[7..]),
+        "the bearer token must never reach the store"
+    );
+}
+
+/// Send one GET per path `/req/<i>`, `i` in `range`; returns the statuses.
+fn traffic(envoy: &Envoy, range: std::ops::Range<usize>) -> Vec<u16> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build();
+    range
+        .map(|i| request(&agent, envoy, "GET", &format!("/req/{i}"), &[]).0)
+        .collect()
+}
+
+#[test]
+fn fail_open_serves_through_a_sealer_crash_and_loses_nothing_silently() {
+    let plugin = json!({"gateway": "e2e-open", "flush_interval_ms": 50, "retry_backoff_min_ms": 50, "retry_backoff_max_ms": 200});
+    let (mut sealer, envoy) = gateway("e2e.test/filter-open", plugin, |c| c);
+    let mut statuses = traffic(&envoy, 0..30);
+    wait_for_events(&sealer, &envoy, 30);
+    sealer.kill9();
+    statuses.extend(traffic(&envoy, 30..60));
+    std::thread::sleep(Duration::from_millis(300));
+    sealer.restart_on_same_port();
+    statuses.extend(traffic(&envoy, 60..90));
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "fail_open: no request may fail while the sealer is away: {statuses:?}"
+    );
+    wait_for_events(&sealer, &envoy, 60);
+    // Every request is sealed, or inside a gap entry: nothing is lost silently.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut entries;
+    loop {
+        let delivered = sealer.metric("sealer_log_size");
+        std::thread::sleep(Duration::from_millis(300));
+        if delivered == sealer.metric("sealer_log_size") || Instant::now() > deadline {
+            entries = sealed_entries(&mut sealer);
+            break;
+        }
+    }
+    let mut covered = [false; 90];
+    for e in &entries {
+        match e["kind"].as_str() {
+            Some("http") => {
+                let seq = e["source"]["seq"].as_u64().unwrap() as usize;
+                assert_eq!(e["event"]["url"]["path"], format!("/req/{}", seq - 1));
+                assert!(!covered[seq - 1], "event {seq} sealed twice");
+                covered[seq - 1] = true;
+            }
+            Some("gap") => {
+                for s in e["event"]["first_seq"].as_u64().unwrap()
+                    ..=e["event"]["last_seq"].as_u64().unwrap()
+                {
+                    covered[s as usize - 1] = true;
+                }
+            }
+            _ => {}
+        }
+    }
+    let missing: Vec<usize> = (0..90).filter(|i| !covered[*i]).collect();
+    entries.clear();
+    assert!(
+        missing.is_empty(),
+        "requests neither sealed nor in a gap: {missing:?}"
+    );
+}
+
+#[test]
+fn fail_closed_refuses_requests_while_the_sealer_is_down() {
+    let plugin = json!({"gateway": "e2e-closed", "failure_policy": "fail_closed", "flush_interval_ms": 50, "retry_backoff_min_ms": 50, "retry_backoff_max_ms": 100, "sealer_timeout_ms": 500});
+    let (mut sealer, envoy) = gateway("e2e.test/filter-closed", plugin, |c| c);
+    assert!(traffic(&envoy, 0..5).iter().all(|s| *s == 200));
+    sealer.kill9();
+    // The first failed delivery turns the gate shut; until then requests still pass (their
+    // events wait in the buffer).
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let agent = ureq::AgentBuilder::new().build();
+    let (status, body) = loop {
+        let (status, body) = request(&agent, &envoy, "GET", "/while-down", &[]);
+        if status == 503 || Instant::now() > deadline {
+            break (status, body);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        status, 503,
+        "fail_closed must refuse while the sealer is down"
+    );
+    assert!(body.contains("audit log unavailable"), "{body}");
+    sealer.restart_on_same_port();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, _) = request(&agent, &envoy, "GET", "/after", &[]);
+        if status == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the gate never reopened");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let entries = sealed_entries(&mut sealer);
+    let served: Vec<_> = http_events(&entries)
+        .into_iter()
+        .filter(|e| e["event"]["http"]["response"]["status_code"] == 200)
+        .collect();
+    assert!(
+        served.len() >= 5,
+        "the requests served before the crash are sealed"
+    );
+}
+
+#[test]
+fn a_bad_plugin_configuration_is_refused_at_load() {
+    let config = envoy::standalone_config(
+        envoy::free_port(),
+        envoy::free_port(),
+        envoy::free_port(),
+        envoy::free_port(),
+        &envoy::filter_wasm(),
+        r#"{"gateway":"has space"}"#,
+    );
+    let run = envoy::validate(&config);
+    let log = String::from_utf8_lossy(&run.output.stderr).into_owned() + &run.stdout();
+    assert_ne!(run.code(), 0, "Envoy must refuse the plugin: {log}");
+    assert!(
+        log.contains("invalid audit filter configuration: gateway"),
+        "the refusal names the field: {log}"
+    );
+}

