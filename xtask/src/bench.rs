@@ -113,6 +113,9 @@ fn sha256_rate(event: &[u8]) -> f64 {
 }
 
 pub fn run(args: &[String]) -> anyhow::Result<u8> {
+    if args.first().map(String::as_str) == Some("proxy") {
+        return crate::proxy_bench::run(&args[1..]);
+    }
     let o = parse(args)?;
     let sealer_bin = tasks::build_sealer(true)?;
     let dir = tasks::scratch_dir("bench")?;

@@ -7,6 +7,7 @@
 
 mod bench;
 mod demo;
+mod proxy_bench;
 mod tasks;
 mod test;
 mod tools;

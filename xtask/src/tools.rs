@@ -74,7 +74,6 @@ fn check_envoy_version(envoy: &Path) -> anyhow::Result<()> {
 }
 
 /// wrk, the HTTP load generator, from Debian unless it is on PATH already.
-#[expect(dead_code, reason = "the gateway benchmark will use it")]
 pub fn wrk() -> anyhow::Result<PathBuf> {
     if let Some(wrk) = on_path("wrk") {
         return Ok(wrk);

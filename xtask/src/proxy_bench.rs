@@ -1,0 +1,447 @@
+//! `cargo xtask bench proxy`: what the audit filter costs Envoy.
+//!
+//! One run, same settings for every variant: Envoy 1.40 (`--concurrency 1`) answering every
+//! request itself (a direct response, so only the gateway is measured), loaded by
+//! `wrk -t1 -c32`. Variants: no filter; a no-op Rust wasm filter; Envoy's native JSON file
+//! access log; the audit filter with the sealer running beside it. Throughput and latency are
+//! reported as ratios to the no-filter Envoy, and for the audit filter it reports whether
+//! every served request was sealed.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::{tasks, tools};
+
+/// What runs in the gateway's filter chain.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Variant {
+    NoFilter,
+    NoopWasm,
+    NativeAccessLog,
+    AuditFilter,
+}
+
+impl Variant {
+    const ALL: [Variant; 4] = [
+        Variant::NoFilter,
+        Variant::NoopWasm,
+        Variant::NativeAccessLog,
+        Variant::AuditFilter,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Variant::NoFilter => "no filter",
+            Variant::NoopWasm => "no-op Rust wasm filter",
+            Variant::NativeAccessLog => "native JSON file access log",
+            Variant::AuditFilter => "audit filter + sealer",
+        }
+    }
+}
+
+/// One wrk run.
+#[derive(Clone, Copy, Debug, Default)]
+struct Load {
+    requests: u64,
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    non_2xx: u64,
+}
+
+struct Options {
+    seconds: u64,
+    rounds: usize,
+}
+
+fn parse(args: &[String]) -> anyhow::Result<Options> {
+    let mut o = Options {
+        seconds: 8,
+        rounds: 2,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || -> anyhow::Result<u64> {
+            it.next()
+                .with_context(|| format!("{a} needs a number"))?
+                .parse()
+                .with_context(|| format!("{a} needs a number"))
+        };
+        match a.as_str() {
+            "--seconds" => o.seconds = value()?,
+            "--rounds" => o.rounds = value()?.max(1) as usize,
+            other => bail!("unknown bench proxy option {other:?} (--seconds N, --rounds N)"),
+        }
+    }
+    Ok(o)
+}
+
+const WASM_FILTER: &str = r#"          - name: envoy.filters.http.wasm
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.wasm.v3.Wasm
+              config:
+                name: NAME
+                root_id: NAME
+                vm_config:
+                  vm_id: NAME
+                  runtime: envoy.wasm.runtime.v8
+                  code: { local: { filename: WASM } }
+                configuration:
+                  "@type": type.googleapis.com/google.protobuf.StringValue
+                  value: 'PLUGIN'
+"#;
+
+const ACCESS_LOG: &str = r#"          access_log:
+          - name: envoy.access_loggers.file
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: LOGPATH
+              log_format:
+                json_format:
+                  start_time: "%START_TIME%"
+                  method: "%REQ(:METHOD)%"
+                  path: "%REQ(:PATH)%"
+                  protocol: "%PROTOCOL%"
+                  status: "%RESPONSE_CODE%"
+                  flags: "%RESPONSE_FLAGS%"
+                  details: "%RESPONSE_CODE_DETAILS%"
+                  bytes_in: "%BYTES_RECEIVED%"
+                  bytes_out: "%BYTES_SENT%"
+                  duration: "%DURATION%"
+                  authority: "%REQ(:AUTHORITY)%"
+                  client: "%DOWNSTREAM_REMOTE_ADDRESS%"
+                  user_agent: "%REQ(USER-AGENT)%"
+                  request_id: "%REQ(X-REQUEST-ID)%"
+                  route: "%ROUTE_NAME%"
+                  upstream: "%UPSTREAM_HOST%"
+"#;
+
+const BOOTSTRAP: &str = r#"admin:
+  address: { socket_address: { address: 127.0.0.1, port_value: ADMIN } }
+static_resources:
+  listeners:
+  - name: gateway
+    address: { socket_address: { address: 127.0.0.1, port_value: PORT } }
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: bench
+ACCESSLOG          route_config:
+            virtual_hosts:
+            - name: all
+              domains: ["*"]
+              routes:
+              - match: { prefix: "/" }
+                direct_response: { status: 200, body: { inline_string: "ok\n" } }
+          http_filters:
+FILTERS          - name: envoy.filters.http.router
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router
+  clusters:
+  - name: audit_sealer
+    type: STATIC
+    connect_timeout: 0.25s
+    load_assignment:
+      cluster_name: audit_sealer
+      endpoints:
+      - lb_endpoints:
+        - endpoint: { address: { socket_address: { address: 127.0.0.1, port_value: SEALER } } }
+"#;
+
+struct Setup {
+    envoy: PathBuf,
+    wrk: PathBuf,
+    audit_wasm: PathBuf,
+    noop_wasm: PathBuf,
+    sealer: PathBuf,
+    dir: PathBuf,
+}
+
+fn config(setup: &Setup, variant: Variant, port: u16, admin: u16, sealer: u16) -> String {
+    let wasm = |name: &str, file: &Path, plugin: &str| {
+        WASM_FILTER
+            .replace("NAME", name)
+            .replace("WASM", &file.display().to_string())
+            .replace("PLUGIN", plugin)
+    };
+    let (filters, access_log) = match variant {
+        Variant::NoFilter => (String::new(), String::new()),
+        Variant::NoopWasm => (wasm("noop", &setup.noop_wasm, "{}"), String::new()),
+        Variant::NativeAccessLog => (
+            String::new(),
+            ACCESS_LOG.replace(
+                "LOGPATH",
+                &setup.dir.join("access.log").display().to_string(),
+            ),
+        ),
+        Variant::AuditFilter => (
+            wasm(
+                "ingress_audit",
+                &setup.audit_wasm,
+                &format!(r#"{{"gateway":"bench-gw","sealer_authority":"127.0.0.1:{sealer}"}}"#),
+            ),
+            String::new(),
+        ),
+    };
+    BOOTSTRAP
+        .replace("ADMIN", &admin.to_string())
+        .replace("PORT", &port.to_string())
+        .replace("SEALER", &sealer.to_string())
+        .replace("FILTERS", &filters)
+        .replace("ACCESSLOG", &access_log)
+}
+
+/// A child process stopped (SIGTERM, then SIGKILL) when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn metric(base: &str, name: &str) -> Option<u64> {
+    let text = ureq::get(&format!("{base}/metrics"))
+        .call()
+        .ok()?
+        .into_string()
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// Parse wrk's `--latency` report.
+fn parse_wrk(out: &str) -> anyhow::Result<Load> {
+    let ms = |v: &str| -> Option<f64> {
+        let v = v.trim();
+        let (n, f) = if let Some(x) = v.strip_suffix("us") {
+            (x, 0.001)
+        } else if let Some(x) = v.strip_suffix("ms") {
+            (x, 1.0)
+        } else if let Some(x) = v.strip_suffix('s') {
+            (x, 1000.0)
+        } else {
+            return None;
+        };
+        n.parse::<f64>().ok().map(|n| n * f)
+    };
+    let mut load = Load::default();
+    for line in out.lines() {
+        let t = line.trim();
+        if let Some(v) = t.strip_prefix("Requests/sec:") {
+            load.per_second = v.trim().parse()?;
+        } else if let Some(v) = t.strip_prefix("50%") {
+            load.p50_ms = ms(v).context("wrk p50")?;
+        } else if let Some(v) = t.strip_prefix("99%") {
+            load.p99_ms = ms(v).context("wrk p99")?;
+        } else if let Some(v) = t.strip_prefix("Non-2xx or 3xx responses:") {
+            load.non_2xx = v.trim().parse()?;
+        } else if t.contains(" requests in ") {
+            load.requests = t.split_whitespace().next().unwrap_or("0").parse()?;
+        }
+    }
+    if load.per_second == 0.0 {
+        bail!("could not read wrk's output:\n{out}");
+    }
+    Ok(load)
+}
+
+/// Run one variant: start what it needs, warm up, measure. Returns the load, Envoy's RSS and,
+/// for the audit filter, `(events sealed, requests served)`.
+fn measure(
+    setup: &Setup,
+    variant: Variant,
+    seconds: u64,
+) -> anyhow::Result<(Load, Option<u64>, Option<(u64, u64)>)> {
+    let (port, admin, sealer_port) = (
+        tasks::free_port()?,
+        tasks::free_port()?,
+        tasks::free_port()?,
+    );
+    let sealer_base = format!("http://127.0.0.1:{sealer_port}");
+    let _sealer = if variant == Variant::AuditFilter {
+        let data = setup.dir.join(format!("sealer-{sealer_port}"));
+        let log = std::fs::File::create(setup.dir.join(format!("sealer-{sealer_port}.log")))?;
+        let child = Command::new(&setup.sealer)
+            .args([
+                "serve",
+                "--dev-keys",
+                "--listen",
+                &format!("127.0.0.1:{sealer_port}"),
+            ])
+            .arg("--data-dir")
+            .arg(&data)
+            .env("SEALER_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        let proc = Proc(child);
+        tasks::wait_http_ok(&format!("{sealer_base}/healthz"), 100)?;
+        Some(proc)
+    } else {
+        None
+    };
+    let cfg = setup.dir.join(format!("envoy-{port}.yaml"));
+    std::fs::write(&cfg, config(setup, variant, port, admin, sealer_port))?;
+    let log = std::fs::File::create(setup.dir.join(format!("envoy-{port}.log")))?;
+    let envoy = Proc(
+        Command::new(&setup.envoy)
+            .arg("-c")
+            .arg(&cfg)
+            .args([
+                "--concurrency",
+                "1",
+                "--disable-hot-restart",
+                "--log-level",
+                "warn",
+            ])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?,
+    );
+    tasks::wait_http_ok(&format!("http://127.0.0.1:{admin}/ready"), 200)
+        .with_context(|| format!("Envoy did not start with {}", cfg.display()))?;
+    let url = format!("http://127.0.0.1:{port}/products/4711?ref=bench");
+    let wrk = |secs: u64| -> anyhow::Result<Load> {
+        let out = Command::new(&setup.wrk)
+            .args(["-t1", "-c32", &format!("-d{secs}s"), "--latency", &url])
+            .output()?;
+        parse_wrk(&String::from_utf8_lossy(&out.stdout))
+    };
+    let warmup = wrk(2)?;
+    let load = wrk(seconds)?;
+    let rss = rss_kib(envoy.0.id());
+    let sealed = if variant == Variant::AuditFilter {
+        // Wait for the filter to deliver everything, then compare with what was served.
+        let served = warmup.requests + load.requests;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let mut last = 0;
+        loop {
+            std::thread::sleep(Duration::from_millis(500));
+            let now = metric(&sealer_base, "sealer_events_received_total").unwrap_or(0);
+            if (now >= served && now == last) || Instant::now() > deadline {
+                break Some((now, served));
+            }
+            last = now;
+        }
+    } else {
+        None
+    };
+    drop(envoy);
+    Ok((load, rss, sealed))
+}
+
+pub fn run(args: &[String]) -> anyhow::Result<u8> {
+    let o = parse(args)?;
+    tools::wasm_target()?;
+    let envoy = tools::envoy()?;
+    let wrk = tools::wrk()?;
+    let audit_wasm = tasks::build_filter()?;
+    tasks::run(tasks::cargo().args([
+        "build",
+        "-p",
+        "noop-filter",
+        "--target",
+        tools::WASM_TARGET,
+        "--profile",
+        "wasm-release",
+    ]))?;
+    let noop_wasm = audit_wasm.with_file_name("noop_filter.wasm");
+    let sealer = tasks::build_sealer(true)?;
+    let dir = tasks::scratch_dir("bench-proxy")?;
+    let setup = Setup {
+        envoy,
+        wrk,
+        audit_wasm,
+        noop_wasm,
+        sealer,
+        dir,
+    };
+    // Rounds interleave the variants, so drift on the machine hits all of them alike.
+    let mut results: Vec<(Variant, Load, Option<u64>, Option<(u64, u64)>)> = Vec::new();
+    for round in 1..=o.rounds {
+        for v in Variant::ALL {
+            eprintln!("round {round}: {} …", v.label());
+            let (load, rss, sealed) = measure(&setup, v, o.seconds)?;
+            results.push((v, load, rss, sealed));
+        }
+    }
+    let best = |v: Variant| {
+        results
+            .iter()
+            .filter(|r| r.0 == v)
+            .max_by(|a, b| a.1.per_second.total_cmp(&b.1.per_second))
+            .expect("every variant ran")
+    };
+    let base = best(Variant::NoFilter).1;
+    let noop = best(Variant::NoopWasm).1;
+    println!(
+        "\nEnvoy 1.40 --concurrency 1, direct response, wrk -t1 -c32 -d{}s, best of {} rounds:",
+        o.seconds, o.rounds
+    );
+    println!(
+        "  {:<30} {:>10} {:>8} {:>9} {:>9} {:>8} {:>8} {:>11}",
+        "variant", "req/s", "÷ none", "p50 ms", "p99 ms", "p99 ÷", "non-2xx", "Envoy RSS"
+    );
+    for v in Variant::ALL {
+        let (_, l, rss, _) = best(v);
+        println!(
+            "  {:<30} {:>10.0} {:>8.2} {:>9.3} {:>9.3} {:>8.2} {:>8} {:>8} KiB",
+            v.label(),
+            l.per_second,
+            l.per_second / base.per_second,
+            l.p50_ms,
+            l.p99_ms,
+            l.p99_ms / base.p99_ms,
+            l.non_2xx,
+            rss.unwrap_or(0)
+        );
+    }
+    let audit = best(Variant::AuditFilter);
+    println!(
+        "  audit filter ÷ no-op wasm filter: throughput {:.2}, p99 {:.2}",
+        audit.1.per_second / noop.per_second,
+        audit.1.p99_ms / noop.p99_ms
+    );
+    for (v, _, _, sealed) in &results {
+        if let Some((sealed, served)) = sealed {
+            println!(
+                "  {}: {served} requests served, {sealed} events received by the sealer{}",
+                v.label(),
+                if sealed >= served {
+                    " (every one sealed)"
+                } else {
+                    " (EVENTS MISSING)"
+                }
+            );
+        }
+    }
+    println!(
+        "  filter.wasm {} KiB, noop_filter.wasm {} KiB",
+        std::fs::metadata(&setup.audit_wasm)?.len() / 1024,
+        std::fs::metadata(&setup.noop_wasm)?.len() / 1024
+    );
+    std::fs::remove_dir_all(&setup.dir).ok();
+    Ok(0)
+}
