@@ -267,13 +267,18 @@ fn parse_wrk(out: &str) -> anyhow::Result<Load> {
     Ok(load)
 }
 
-/// Run one variant: start what it needs, warm up, measure. Returns the load, Envoy's RSS and,
-/// for the audit filter, `(events sealed, requests served)`.
-fn measure(
-    setup: &Setup,
+/// What one variant measured.
+struct Measurement {
     variant: Variant,
-    seconds: u64,
-) -> anyhow::Result<(Load, Option<u64>, Option<(u64, u64)>)> {
+    load: Load,
+    /// Envoy's resident memory at the end of the run.
+    envoy_rss_kib: Option<u64>,
+    /// For the audit filter: `(events received by the sealer, requests served)`.
+    sealed: Option<(u64, u64)>,
+}
+
+/// Run one variant: start what it needs, warm up, measure.
+fn measure(setup: &Setup, variant: Variant, seconds: u64) -> anyhow::Result<Measurement> {
     let (port, admin, sealer_port) = (
         tasks::free_port()?,
         tasks::free_port()?,
@@ -349,7 +354,12 @@ fn measure(
         None
     };
     drop(envoy);
-    Ok((load, rss, sealed))
+    Ok(Measurement {
+        variant,
+        load,
+        envoy_rss_kib: rss,
+        sealed,
+    })
 }
 
 pub fn run(args: &[String]) -> anyhow::Result<u8> {
@@ -379,23 +389,22 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
         dir,
     };
     // Rounds interleave the variants, so drift on the machine hits all of them alike.
-    let mut results: Vec<(Variant, Load, Option<u64>, Option<(u64, u64)>)> = Vec::new();
+    let mut results: Vec<Measurement> = Vec::new();
     for round in 1..=o.rounds {
         for v in Variant::ALL {
             eprintln!("round {round}: {} …", v.label());
-            let (load, rss, sealed) = measure(&setup, v, o.seconds)?;
-            results.push((v, load, rss, sealed));
+            results.push(measure(&setup, v, o.seconds)?);
         }
     }
     let best = |v: Variant| {
         results
             .iter()
-            .filter(|r| r.0 == v)
-            .max_by(|a, b| a.1.per_second.total_cmp(&b.1.per_second))
+            .filter(|r| r.variant == v)
+            .max_by(|a, b| a.load.per_second.total_cmp(&b.load.per_second))
             .expect("every variant ran")
     };
-    let base = best(Variant::NoFilter).1;
-    let noop = best(Variant::NoopWasm).1;
+    let base = best(Variant::NoFilter).load;
+    let noop = best(Variant::NoopWasm).load;
     println!(
         "\nEnvoy 1.40 --concurrency 1, direct response, wrk -t1 -c32 -d{}s, best of {} rounds:",
         o.seconds, o.rounds
@@ -405,7 +414,8 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
         "variant", "req/s", "÷ none", "p50 ms", "p99 ms", "p99 ÷", "non-2xx", "Envoy RSS"
     );
     for v in Variant::ALL {
-        let (_, l, rss, _) = best(v);
+        let m = best(v);
+        let (l, rss) = (m.load, m.envoy_rss_kib);
         println!(
             "  {:<30} {:>10.0} {:>8.2} {:>9.3} {:>9.3} {:>8.2} {:>8} {:>8} KiB",
             v.label(),
@@ -418,17 +428,17 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
             rss.unwrap_or(0)
         );
     }
-    let audit = best(Variant::AuditFilter);
+    let audit = best(Variant::AuditFilter).load;
     println!(
         "  audit filter ÷ no-op wasm filter: throughput {:.2}, p99 {:.2}",
-        audit.1.per_second / noop.per_second,
-        audit.1.p99_ms / noop.p99_ms
+        audit.per_second / noop.per_second,
+        audit.p99_ms / noop.p99_ms
     );
-    for (v, _, _, sealed) in &results {
-        if let Some((sealed, served)) = sealed {
+    for m in &results {
+        if let Some((sealed, served)) = m.sealed {
             println!(
                 "  {}: {served} requests served, {sealed} events received by the sealer{}",
-                v.label(),
+                m.variant.label(),
                 if sealed >= served {
                     " (every one sealed)"
                 } else {
