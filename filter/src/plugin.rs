@@ -97,6 +97,28 @@ struct Shared {
     source: String,
     delivery: Delivery,
     metrics: Metrics,
+    /// Counted per request, reported to the host on each tick (a host call per request
+    /// costs more than the count is worth).
+    unreported_events: u64,
+    unreported_dropped: u64,
+}
+
+impl Shared {
+    /// Report what was counted since the last tick.
+    fn report_metrics(&mut self) {
+        Metrics::add(
+            self.metrics.events,
+            std::mem::take(&mut self.unreported_events),
+        );
+        Metrics::add(
+            self.metrics.dropped,
+            std::mem::take(&mut self.unreported_dropped),
+        );
+        Metrics::set(
+            self.metrics.buffered_bytes,
+            self.delivery.queued_bytes() as u64,
+        );
+    }
 }
 
 #[derive(Default)]
@@ -257,11 +279,16 @@ impl RootContext for AuditRoot {
             source,
             delivery: Delivery::new(limits),
             metrics: Metrics::define(),
+            unreported_events: 0,
+            unreported_dropped: 0,
         })));
         true
     }
 
     fn on_tick(&mut self) {
+        if let Some(shared) = &self.shared {
+            shared.borrow_mut().report_metrics();
+        }
         self.flush();
     }
 
@@ -439,8 +466,7 @@ impl HttpContext for AuditRequest {
         let mut s = self.shared.borrow_mut();
         let line = ingest_line(&s.source, s.delivery.next_seq(), &event);
         let dropped = s.delivery.push(line);
-        Metrics::add(s.metrics.events, 1);
-        Metrics::add(s.metrics.dropped, dropped);
-        Metrics::set(s.metrics.buffered_bytes, s.delivery.queued_bytes() as u64);
+        s.unreported_events += 1;
+        s.unreported_dropped += dropped;
     }
 }

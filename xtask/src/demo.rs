@@ -1,16 +1,46 @@
-//! `cargo xtask demo`: the sealer on realistic sample traffic, watched live, then verified.
+//! `cargo xtask demo`: the real path, watched live, then verified.
+//!
+//! ```text
+//! demo traffic ──► Envoy 1.40, gateway listener ──► sample upstream (200, 404 for /missing)
+//!                    │ audit filter (filter.wasm), envoy-config/standalone/envoy.yaml
+//!                    ▼ POST /v1/events
+//!                  sealer serve ──► store/segments/*.ndjson ◄── the demo prints each entry
+//! ```
+//!
+//! At the end (after `--once`'s rounds, or on Ctrl-C) Envoy is stopped, then the sealer, and
+//! the demo runs `sealer verify`, checks that every request it sent was sealed exactly once
+//! and that none of the secrets it sent reached the store. It exits 0 only if all of that
+//! holds.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::collections::BTreeSet;
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use auditlog::timestamp::Timestamp;
+use auditlog::layout;
+use auditlog::record::parse_record;
 use serde_json::{Value, json};
 
-use crate::tasks;
+use crate::tasks::{self, EnvoyPorts};
+use crate::tools;
+
+/// Rounds of traffic with `--once`.
+const ONCE_ROUNDS: u32 = 12;
+/// Time between rounds of traffic.
+const ROUND_EVERY: Duration = Duration::from_millis(400);
+/// Time between looks at the store and the newest checkpoint.
+const POLL_EVERY: Duration = Duration::from_millis(300);
+/// How long Envoy or the sealer may take to come up, or the last events to arrive.
+const PATIENCE: Duration = Duration::from_secs(30);
+/// The gateway name in the filter's configuration; its sources are `demo-gateway/<hex>`.
+const GATEWAY: &str = "demo-gateway";
+/// The header the filter takes `enduser.id` from.
+const USER_HEADER: &str = "x-demo-user";
 
 struct Options {
     once: bool,
@@ -38,323 +68,882 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
     Ok(o)
 }
 
-/// Stops the sealer with SIGTERM when dropped, so it never outlives the demo.
-struct Sealer(Child);
+pub fn run(args: &[String]) -> anyhow::Result<u8> {
+    let opts = parse(args)?;
+    let bins = Binaries::build()?;
+    let dirs = Dirs::new(&opts)?;
+    ensure_keys(&bins.sealer, &dirs.keys)?;
+    let interrupt = Interrupt::install()?;
+    // Segments already in a reused store are neither printed nor counted.
+    let mut watch = Watcher::new(&dirs.store)?;
+    let mut gateway = Gateway::start(&bins, &dirs, &interrupt)?;
+    gateway.print_banner(&dirs, opts.once);
 
-impl Sealer {
-    fn terminate(&mut self) -> anyhow::Result<()> {
-        if self.0.try_wait()?.is_none() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.0.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while self.0.try_wait()?.is_none() {
-                if Instant::now() > deadline {
-                    self.0.kill()?;
-                    bail!("the sealer did not stop within 20 s of SIGTERM");
-                }
-                std::thread::sleep(Duration::from_millis(50));
+    let mut traffic = Traffic::new(gateway.ports.gateway);
+    watch.sealer_url = Some(gateway.sealer_url());
+    let rounds = if opts.once { ONCE_ROUNDS } else { u32::MAX };
+    stream(&mut traffic, &mut watch, rounds, &interrupt, &mut gateway)?;
+    wait_delivered(&mut watch, &gateway.sealer_url(), traffic.sent)?;
+    gateway.stop()?;
+    watch.sealer_url = None;
+    watch.poll()?;
+    watch.show_newest_stored_checkpoint()?;
+
+    let verified = verify(&bins.sealer, &dirs.store, &dirs.keys)?;
+    let counted = check_counts(&watch.tally, &traffic);
+    let clean = check_secrets(&[&dirs.store, &dirs.data], &traffic)?;
+    println!(
+        "\nverify it yourself any time:\n  {} verify --store {} --public-key {}",
+        bins.sealer.display(),
+        dirs.store.display(),
+        dirs.keys.join("signing.pub").display()
+    );
+    Ok(if verified && counted && clean { 0 } else { 1 })
+}
+
+/// What the demo runs, installed or built as `cargo xtask test` does.
+struct Binaries {
+    sealer: PathBuf,
+    envoy: PathBuf,
+    filter: PathBuf,
+}
+
+impl Binaries {
+    fn build() -> anyhow::Result<Binaries> {
+        tools::wasm_target()?;
+        let envoy = tools::envoy()?;
+        let sealer = tasks::build_sealer(false)?;
+        let filter = tasks::build_filter()?;
+        Ok(Binaries {
+            sealer,
+            envoy,
+            filter,
+        })
+    }
+}
+
+/// Where the demo keeps things: a fresh scratch directory for logs, Envoy's config and the
+/// sealer's write-ahead log, and the store and keys there unless given.
+struct Dirs {
+    scratch: PathBuf,
+    keys: PathBuf,
+    store: PathBuf,
+    /// The sealer's `--data-dir` (its write-ahead log).
+    data: PathBuf,
+}
+
+impl Dirs {
+    fn new(opts: &Options) -> anyhow::Result<Dirs> {
+        let scratch = tasks::scratch_dir("demo")?;
+        Ok(Dirs {
+            keys: opts.keys.clone().unwrap_or_else(|| scratch.join("keys")),
+            store: opts.store.clone().unwrap_or_else(|| scratch.join("store")),
+            data: scratch.join("data"),
+            scratch,
+        })
+    }
+}
+
+/// `sealer keygen` into `keys` unless it holds keys already.
+fn ensure_keys(sealer: &Path, keys: &Path) -> anyhow::Result<()> {
+    if keys.join("signing.key").exists() {
+        return Ok(());
+    }
+    tasks::run(
+        Command::new(sealer)
+            .args([
+                "keygen",
+                "--origin",
+                "demo.ingress-audit.example/gateway",
+                "--out",
+            ])
+            .arg(keys),
+    )
+}
+
+/// The sealer and, in front of it, Envoy with the audit filter. Dropping it stops Envoy
+/// first (fields drop in order), so the sealer sees the filter's last calls.
+struct Gateway {
+    envoy: Guard,
+    sealer: Guard,
+    ports: EnvoyPorts,
+    envoy_config: PathBuf,
+}
+
+impl Gateway {
+    /// Start the sealer, then Envoy, each on free ports, and wait until both are ready.
+    fn start(bins: &Binaries, dirs: &Dirs, interrupt: &Interrupt) -> anyhow::Result<Gateway> {
+        let sealer_port = tasks::free_port()?;
+        let mut sealer = start_sealer(bins, dirs, sealer_port)?;
+        let healthz = format!("http://127.0.0.1:{sealer_port}/healthz");
+        wait_ready(&mut sealer, &healthz, interrupt)?;
+        let ports = EnvoyPorts::free(sealer_port)?;
+        let envoy_config = write_envoy_config(bins, ports, &dirs.scratch)?;
+        let mut envoy = start_envoy(bins, &envoy_config, &dirs.scratch)?;
+        let ready = format!("http://127.0.0.1:{}/ready", ports.admin);
+        wait_ready(&mut envoy, &ready, interrupt)?;
+        Ok(Gateway {
+            envoy,
+            sealer,
+            ports,
+            envoy_config,
+        })
+    }
+
+    fn sealer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.sealer)
+    }
+
+    /// Fail as soon as Envoy or the sealer has exited.
+    fn ensure_running(&mut self) -> anyhow::Result<()> {
+        self.envoy.ensure_running()?;
+        self.sealer.ensure_running()
+    }
+
+    /// Stop Envoy, then the sealer (SIGTERM: it seals what is queued and stores its last
+    /// segment and checkpoint).
+    fn stop(&mut self) -> anyhow::Result<()> {
+        println!("\nstopping Envoy, then the sealer (it stores its last segment and checkpoint)…");
+        self.envoy.stop()?;
+        let status = self.sealer.stop()?;
+        if !status.is_some_and(|s| s.success()) {
+            println!(
+                "the sealer exited with {status:?}; its log is {}",
+                self.sealer.log.display()
+            );
+        }
+        Ok(())
+    }
+
+    fn print_banner(&self, dirs: &Dirs, once: bool) {
+        let p = self.ports;
+        println!(
+            "\nsealer   {}   log {}",
+            self.sealer_url(),
+            self.sealer.log.display()
+        );
+        println!(
+            "envoy    gateway http://127.0.0.1:{} → upstream :{}, admin :{}   log {}",
+            p.gateway,
+            p.upstream,
+            p.admin,
+            self.envoy.log.display()
+        );
+        println!("         config {}", self.envoy_config.display());
+        println!(
+            "store    {}   keys {}",
+            dirs.store.display(),
+            dirs.keys.display()
+        );
+        let until = if once {
+            ""
+        } else {
+            " (Ctrl-C to stop and verify)"
+        };
+        println!(
+            "\nsending sample traffic through the gateway; entries appear as the sealer \
+             stores each segment{until}\n"
+        );
+        println!(
+            "{:>5}  {:<5}  {:<6} {:>3}  {:<18} {:<44} who",
+            "seq", "kind", "method", "st", "host", "path?query"
+        );
+    }
+}
+
+fn start_sealer(bins: &Binaries, dirs: &Dirs, port: u16) -> anyhow::Result<Guard> {
+    let mut cmd = Command::new(&bins.sealer);
+    cmd.arg("serve")
+        .arg("--keys")
+        .arg(&dirs.keys)
+        .arg("--store")
+        .arg(&dirs.store)
+        .arg("--data-dir")
+        .arg(&dirs.data)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--segment-max-age", "1s", "--checkpoint-interval", "5s"])
+        .env("NO_COLOR", "1");
+    Guard::spawn("the sealer", cmd, dirs.scratch.join("sealer.log"))
+}
+
+/// The shipped standalone config with our ports, filter and plugin configuration, written to
+/// `scratch/envoy.yaml`.
+fn write_envoy_config(
+    bins: &Binaries,
+    ports: EnvoyPorts,
+    scratch: &Path,
+) -> anyhow::Result<PathBuf> {
+    let plugin = json!({
+        "gateway": GATEWAY,
+        "sealer_authority": format!("127.0.0.1:{}", ports.sealer),
+        "flush_interval_ms": 100,
+        "identity": [{"source": "header", "name": USER_HEADER}],
+    });
+    let config = tasks::standalone_envoy_config(ports, &bins.filter, &plugin.to_string())?;
+    let path = scratch.join("envoy.yaml");
+    std::fs::write(&path, config).with_context(|| format!("failed to write {}", path.display()))?;
+    Ok(path)
+}
+
+fn start_envoy(bins: &Binaries, config: &Path, scratch: &Path) -> anyhow::Result<Guard> {
+    let mut cmd = Command::new(&bins.envoy);
+    cmd.arg("-c")
+        .arg(config)
+        .args(["--concurrency", "1", "--disable-hot-restart"])
+        .args(["--log-level", "info"])
+        .current_dir(scratch);
+    Guard::spawn("Envoy", cmd, scratch.join("envoy.log"))
+}
+
+/// Send `rounds` rounds of traffic (or until Ctrl-C) while printing what gets sealed; fail as
+/// soon as Envoy or the sealer exits.
+fn stream(
+    traffic: &mut Traffic,
+    watch: &mut Watcher,
+    rounds: u32,
+    interrupt: &Interrupt,
+    gateway: &mut Gateway,
+) -> anyhow::Result<()> {
+    let mut rounds_left = rounds;
+    let mut next_round = Instant::now();
+    let mut next_poll = Instant::now();
+    while rounds_left > 0 && !interrupt.requested() {
+        gateway.ensure_running()?;
+        if Instant::now() >= next_round {
+            traffic.round()?;
+            rounds_left -= 1;
+            next_round = Instant::now() + ROUND_EVERY;
+        }
+        if Instant::now() >= next_poll {
+            watch.poll()?;
+            next_poll = Instant::now() + POLL_EVERY;
+        }
+        let wake = next_round.min(next_poll);
+        std::thread::sleep(wake.saturating_duration_since(Instant::now()));
+    }
+    Ok(())
+}
+
+/// Wait until the sealer has acknowledged as many events as requests were sent: Envoy keeps
+/// unsent events in memory, so it is stopped only then.
+fn wait_delivered(watch: &mut Watcher, sealer_url: &str, sent: u64) -> anyhow::Result<()> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let received = sealer_metric(sealer_url, "sealer_events_received_total").unwrap_or(0);
+        if received >= sent {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            println!("the sealer received {received} of {sent} events within {PATIENCE:?}");
+            return Ok(());
+        }
+        watch.poll()?;
+        std::thread::sleep(POLL_EVERY);
+    }
+}
+
+/// One counter of the sealer's Prometheus `/metrics`.
+fn sealer_metric(sealer_url: &str, name: &str) -> Option<u64> {
+    let text = agent().get(&format!("{sealer_url}/metrics")).call().ok()?;
+    let text = text.into_string().ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// `sealer verify` with the public and the HMAC key, its report printed as it goes.
+fn verify(sealer: &Path, store: &Path, keys: &Path) -> anyhow::Result<bool> {
+    let mut cmd = Command::new(sealer);
+    cmd.arg("verify")
+        .arg("--store")
+        .arg(store)
+        .arg("--public-key")
+        .arg(keys.join("signing.pub"))
+        .arg("--hmac-key")
+        .arg(keys.join("hmac.key"));
+    println!(
+        "\n$ {}",
+        tasks::show(&cmd).replacen(&sealer.display().to_string(), "sealer", 1)
+    );
+    let status = cmd.status().context("failed to run sealer verify")?;
+    Ok(status.success())
+}
+
+/// Every request the demo sent became exactly one sealed `http` entry, and no event was lost.
+fn check_counts(tally: &Tally, traffic: &Traffic) -> bool {
+    let ok = tally.http == traffic.sent && tally.gaps == 0;
+    println!(
+        "\n{} {} requests sent through Envoy, {} http entries sealed, {} gap entries",
+        if ok { "ok:    " } else { "FAILED:" },
+        traffic.sent,
+        tally.http,
+        tally.gaps
+    );
+    let ok_redacted = tally.redacted_tokens == traffic.sent_with_token;
+    println!(
+        "{} {} requests carried token=<secret>, {} sealed queries show token=REDACTED",
+        if ok_redacted { "ok:    " } else { "FAILED:" },
+        traffic.sent_with_token,
+        tally.redacted_tokens
+    );
+    ok && ok_redacted
+}
+
+/// None of the secrets sent (the `token` query value, the bearer token) is in any file under
+/// `dirs` (the store and the sealer's write-ahead log).
+fn check_secrets(dirs: &[&Path], traffic: &Traffic) -> anyhow::Result<bool> {
+    let mut files = Vec::new();
+    for dir in dirs {
+        files_under(dir, &mut files)?;
+    }
+    let mut clean = true;
+    for secret in traffic.secrets() {
+        let found: Vec<&PathBuf> = files
+            .iter()
+            .filter(|f| {
+                std::fs::read(f)
+                    .is_ok_and(|bytes| bytes.windows(secret.len()).any(|w| w == secret.as_bytes()))
+            })
+            .collect();
+        if found.is_empty() {
+            println!(
+                "ok:     the secret {secret:?} appears in none of the {} files of the store and WAL",
+                files.len()
+            );
+        } else {
+            clean = false;
+            println!("FAILED: the secret {secret:?} appears in {found:?}");
+        }
+    }
+    Ok(clean)
+}
+
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) -> anyhow::Result<()> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("failed to list {}", dir.display())),
+    };
+    for entry in entries {
+        let path = entry?.path();
+        if path.is_dir() {
+            files_under(&path, out)?;
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// A ureq agent with a timeout, so a stuck process cannot hang the demo.
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .build()
+}
+
+/// Wait until `GET url` answers 200, failing if the process exits, after [`PATIENCE`], or on
+/// Ctrl-C.
+fn wait_ready(process: &mut Guard, url: &str, interrupt: &Interrupt) -> anyhow::Result<()> {
+    let deadline = Instant::now() + PATIENCE;
+    let agent = agent();
+    loop {
+        process.ensure_running()?;
+        if let Ok(r) = agent.get(url).call()
+            && r.status() == 200
+        {
+            return Ok(());
+        }
+        if interrupt.requested() {
+            bail!("interrupted while waiting for {}", process.name);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{} did not answer 200 at {url} within {PATIENCE:?}; its log is {}",
+                process.name,
+                process.log.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Ctrl-C, noticed between steps. The children run in their own process groups, so the
+/// terminal's SIGINT reaches only the demo, which stops them in order.
+struct Interrupt(Arc<AtomicBool>);
+
+impl Interrupt {
+    fn install() -> anyhow::Result<Interrupt> {
+        let flag = Arc::new(AtomicBool::new(false));
+        let set = flag.clone();
+        ctrlc::set_handler(move || set.store(true, Ordering::SeqCst))
+            .context("failed to install the Ctrl-C handler")?;
+        Ok(Interrupt(flag))
+    }
+
+    fn requested(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// A child process (the sealer or Envoy) with its output in a log file, stopped with SIGTERM
+/// (SIGKILL after [`PATIENCE`]) when dropped, so it never outlives the demo.
+struct Guard {
+    name: &'static str,
+    child: Option<Child>,
+    log: PathBuf,
+}
+
+impl Guard {
+    fn spawn(name: &'static str, mut cmd: Command, log: PathBuf) -> anyhow::Result<Guard> {
+        let file =
+            File::create(&log).with_context(|| format!("failed to create {}", log.display()))?;
+        cmd.stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            .process_group(0);
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("failed to start {}", tasks::show(&cmd)))?;
+        Ok(Guard {
+            name,
+            child: Some(child),
+            log,
+        })
+    }
+
+    /// Fail, naming the log, if the process has exited.
+    fn ensure_running(&mut self) -> anyhow::Result<()> {
+        if let Some(child) = self.child.as_mut()
+            && let Some(status) = child.try_wait()?
+        {
+            self.child = None;
+            bail!(
+                "{} exited with {status}; its log is {}",
+                self.name,
+                self.log.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, and wait for the process to exit. `None` if it was stopped already.
+    fn stop(&mut self) -> anyhow::Result<Option<ExitStatus>> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(None);
+        };
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + PATIENCE;
+        while Instant::now() < deadline {
+            if let Some(status) = child.try_wait()? {
+                return Ok(Some(status));
             }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child.kill()?;
+        child.wait()?;
+        bail!(
+            "{} did not stop within {PATIENCE:?} of SIGTERM (killed); its log is {}",
+            self.name,
+            self.log.display()
+        )
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+/// What the demo counted in the segments it printed.
+#[derive(Default)]
+struct Tally {
+    /// `http` entries from this demo's gateway.
+    http: u64,
+    gaps: u64,
+    /// `http` entries whose query shows `token=REDACTED`.
+    redacted_tokens: u64,
+}
+
+/// Prints each new segment of the store, entry by entry, and each new signed checkpoint.
+struct Watcher {
+    segments: PathBuf,
+    checkpoints: PathBuf,
+    /// Segment file names already printed, or there before the demo.
+    seen: BTreeSet<String>,
+    /// The sealer to ask for its newest checkpoint, while it runs.
+    sealer_url: Option<String>,
+    last_checkpoint: String,
+    tally: Tally,
+}
+
+impl Watcher {
+    fn new(store: &Path) -> anyhow::Result<Watcher> {
+        let segments = store.join(layout::SEGMENTS.trim_end_matches('/'));
+        let seen = segment_names(&segments)?.into_iter().collect();
+        Ok(Watcher {
+            segments,
+            checkpoints: store.join(layout::CHECKPOINTS.trim_end_matches('/')),
+            seen,
+            sealer_url: None,
+            last_checkpoint: String::new(),
+            tally: Tally::default(),
+        })
+    }
+
+    /// Print the segments stored since the last poll, then the newest checkpoint if it
+    /// changed (fetched first, so it never covers a segment not printed yet).
+    fn poll(&mut self) -> anyhow::Result<()> {
+        let checkpoint = self.sealer_url.as_ref().and_then(|url| {
+            let r = agent().get(&format!("{url}/v1/checkpoint")).call().ok()?;
+            r.into_string().ok()
+        });
+        for name in segment_names(&self.segments)? {
+            if self.seen.insert(name.clone()) {
+                self.print_segment(&self.segments.join(&name))?;
+            }
+        }
+        if let Some(text) = checkpoint {
+            self.show_checkpoint(text);
+        }
+        Ok(())
+    }
+
+    fn print_segment(&mut self, path: &Path) -> anyhow::Result<()> {
+        let bytes =
+            std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
+        for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            let where_ = || format!("{} line {}", path.display(), i + 1);
+            let record = parse_record(line).with_context(where_)?;
+            let entry: Value = serde_json::from_slice(record.entry).with_context(where_)?;
+            self.count(&entry);
+            println!("{}", describe(&entry));
+        }
+        Ok(())
+    }
+
+    fn count(&mut self, entry: &Value) {
+        let from_demo = entry["source"]["id"]
+            .as_str()
+            .is_some_and(|id| id.starts_with(&format!("{GATEWAY}/")));
+        match entry["kind"].as_str() {
+            Some("http") if from_demo => {
+                self.tally.http += 1;
+                let query = entry["event"]["url"]["query"].as_str().unwrap_or("");
+                if query.split('&').any(|p| p == "token=REDACTED") {
+                    self.tally.redacted_tokens += 1;
+                }
+            }
+            Some("gap") => self.tally.gaps += 1,
+            _ => {}
+        }
+    }
+
+    fn show_checkpoint(&mut self, text: String) {
+        if text == self.last_checkpoint {
+            return;
+        }
+        // origin, tree size, root hash, then extension lines (chain, time).
+        let lines: Vec<&str> = text.lines().collect();
+        let root = lines.get(2).copied().unwrap_or("?");
+        println!(
+            "       ── signed checkpoint: {} entries, root {}…, {}",
+            lines.get(1).unwrap_or(&"?"),
+            &root[..12.min(root.len())],
+            lines.iter().find(|l| l.starts_with("time ")).unwrap_or(&"")
+        );
+        self.last_checkpoint = text;
+    }
+
+    /// The newest checkpoint in the store: the sealer's last, written as it stopped.
+    fn show_newest_stored_checkpoint(&mut self) -> anyhow::Result<()> {
+        let newest = match std::fs::read_dir(&self.checkpoints) {
+            Ok(dir) => dir
+                .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                .filter(|n| {
+                    layout::parse_checkpoint_key(&format!("{}{n}", layout::CHECKPOINTS)).is_some()
+                })
+                .max(),
+            Err(_) => None,
+        };
+        if let Some(name) = newest {
+            let path = self.checkpoints.join(name);
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("failed to read {}", path.display()))?;
+            self.show_checkpoint(text);
         }
         Ok(())
     }
 }
 
-impl Drop for Sealer {
-    fn drop(&mut self) {
-        let _ = self.terminate();
-    }
+/// The segment files in `dir`, in log order (their names sort so).
+fn segment_names(dir: &Path) -> anyhow::Result<Vec<String>> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("failed to list {}", dir.display())),
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| layout::parse_segment_key(&format!("{}{n}", layout::SEGMENTS)).is_some())
+        .collect();
+    names.sort();
+    Ok(names)
 }
 
-pub fn run(args: &[String]) -> anyhow::Result<u8> {
-    let opts = parse(args)?;
-    let sealer_bin = tasks::build_sealer(false)?;
-    let scratch = tasks::scratch_dir("demo")?;
-    let keys = opts.keys.clone().unwrap_or_else(|| scratch.join("keys"));
-    if !keys.join("signing.key").exists() {
-        tasks::run(
-            Command::new(&sealer_bin)
-                .args([
-                    "keygen",
-                    "--origin",
-                    "demo.ingress-audit.example/gateway",
-                    "--out",
-                ])
-                .arg(&keys),
-        )?;
-    }
-    let store = opts.store.clone().unwrap_or_else(|| scratch.join("store"));
-    let port = tasks::free_port()?;
-    let base = format!("http://127.0.0.1:{port}");
-    let log_path = scratch.join("sealer.log");
-    let log = std::fs::File::create(&log_path)?;
-    let child = Command::new(&sealer_bin)
-        .arg("serve")
-        .arg("--keys")
-        .arg(&keys)
-        .arg("--store")
-        .arg(&store)
-        .arg("--data-dir")
-        .arg(scratch.join("data"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--segment-max-age", "1s", "--checkpoint-interval", "5s"])
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .context("failed to start the sealer")?;
-    let mut sealer = Sealer(child);
-    tasks::wait_http_ok(&format!("{base}/healthz"), 100).with_context(|| {
-        format!(
-            "the sealer did not come up; its log is {}",
-            log_path.display()
-        )
-    })?;
-
-    println!(
-        "sealer listening on {base}; store {}; log {}",
-        store.display(),
-        log_path.display()
-    );
-    println!(
-        "streaming sample gateway traffic{}\n",
-        if opts.once {
-            ""
-        } else {
-            " (Ctrl-C to stop and verify)"
-        }
-    );
-    println!(
-        "{:>6}  {:<8} {:<7} {:>3}  {:<22} {:<28} who",
-        "seq", "kind", "method", "st", "host", "path"
-    );
-
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        ctrlc::set_handler(move || stop.store(true, Ordering::SeqCst))
-            .context("failed to install the Ctrl-C handler")?;
-    }
-    let mut traffic = Traffic::new();
-    let mut last_checkpoint = String::new();
-    let rounds = if opts.once { 12 } else { u64::MAX };
-    let mut round = 0;
-    while round < rounds && !stop.load(Ordering::SeqCst) {
-        round += 1;
-        let batch = traffic.batch(round);
-        let body: String = batch.iter().map(|(e, _)| format!("{e}\n")).collect();
-        let resp = ureq::post(&format!("{base}/v1/events"))
-            .set("Content-Type", "application/x-ndjson")
-            .send_string(&body);
-        let ack: Value = match resp {
-            Ok(r) => serde_json::from_str(&r.into_string()?)?,
-            Err(e) => bail!("the sealer refused a batch: {e}"),
-        };
-        print_sealed(&batch, &ack);
-        if let Ok(r) = ureq::get(&format!("{base}/v1/checkpoint")).call() {
-            let text = r.into_string()?;
-            if text != last_checkpoint {
-                let lines: Vec<&str> = text.lines().collect();
-                println!(
-                    "        ── signed checkpoint: {} entries, root {}…, {}",
-                    lines.get(1).unwrap_or(&"?"),
-                    lines.get(2).map(|r| &r[..12.min(r.len())]).unwrap_or("?"),
-                    lines.get(4).unwrap_or(&"")
-                );
-                last_checkpoint = text;
+/// One line for one sealed entry.
+fn describe(entry: &Value) -> String {
+    // Strings without quotes and numbers as text, so that widths apply; `-` if absent.
+    let s = |v: &Value| match v {
+        Value::String(text) => text.clone(),
+        Value::Null => "-".to_owned(),
+        other => other.to_string(),
+    };
+    let seq = s(&entry["seq"]);
+    let ev = &entry["event"];
+    match entry["kind"].as_str().unwrap_or("?") {
+        "http" => {
+            let mut target = s(&ev["url"]["path"]);
+            if let Some(q) = ev["url"]["query"].as_str() {
+                target = format!("{target}?{q}");
             }
+            let who = match ev["enduser"]["id"].as_str() {
+                Some(id) => format!("{id} ({})", s(&ev["enduser"]["source"])),
+                None => "-".to_owned(),
+            };
+            format!(
+                "{seq:>5}  {:<5}  {:<6} {:>3}  {:<18} {:<44} {who}",
+                "http",
+                s(&ev["http"]["request"]["method"]),
+                s(&ev["http"]["response"]["status_code"]),
+                s(&ev["server"]["address"]),
+                target,
+            )
         }
-        std::thread::sleep(Duration::from_millis(400));
-    }
-
-    println!("\nstopping the sealer (it stores its last segment and checkpoint)…");
-    sealer.terminate()?;
-    let public = keys.join("signing.pub");
-    let hmac = keys.join("hmac.key");
-    println!(
-        "\n$ sealer verify --store {} --public-key {} --hmac-key {}",
-        store.display(),
-        public.display(),
-        hmac.display()
-    );
-    let status = Command::new(&sealer_bin)
-        .arg("verify")
-        .arg("--store")
-        .arg(&store)
-        .arg("--public-key")
-        .arg(&public)
-        .arg("--hmac-key")
-        .arg(&hmac)
-        .status()?;
-    println!(
-        "\nverify it yourself any time:\n  {} verify --store {} --public-key {}",
-        sealer_bin.display(),
-        store.display(),
-        public.display()
-    );
-    Ok(if status.success() { 0 } else { 1 })
-}
-
-/// One sent event and its per-source sequence number.
-type Sent = (Value, u64);
-
-fn print_sealed(batch: &[Sent], ack: &Value) {
-    let mut seq = ack["first_seq"].as_u64().unwrap_or(0);
-    let mut expected = batch.first().map(|(_, s)| *s).unwrap_or(0);
-    for (i, (e, source_seq)) in batch.iter().enumerate() {
-        if i > 0 && *source_seq != expected {
-            println!(
-                "{seq:>6}  {:<8} events {}..{} of this gateway never arrived: sealed as a gap",
-                "gap",
-                expected,
-                source_seq - 1
-            );
-            seq += 1;
-        }
-        expected = source_seq + 1;
-        let ev = &e["event"];
-        let who = ev["enduser"]["id"].as_str().map_or("-".to_string(), |id| {
-            format!("{id} ({})", ev["enduser"]["source"].as_str().unwrap_or(""))
-        });
-        println!(
-            "{seq:>6}  {:<8} {:<7} {:>3}  {:<22} {:<28} {}",
-            "http",
-            ev["http"]["request"]["method"].as_str().unwrap_or(""),
-            ev["http"]["response"]["status_code"],
-            ev["server"]["address"].as_str().unwrap_or(""),
-            ev["url"]["path"].as_str().unwrap_or(""),
-            who
-        );
-        seq += 1;
+        "start" => format!(
+            "{seq:>5}  start  a sealer run begins: incarnation {}, sealer {}",
+            s(&ev["incarnation"]),
+            s(&ev["sealer_version"])
+        ),
+        "gap" => format!(
+            "{seq:>5}  gap    {} events of {} never arrived (its seq {}..={}, {})",
+            s(&ev["count"]),
+            s(&entry["source"]["id"]),
+            s(&ev["first_seq"]),
+            s(&ev["last_seq"]),
+            s(&ev["reason"])
+        ),
+        kind => format!("{seq:>5}  {kind:<5}  {ev}"),
     }
 }
 
-/// Plausible ingress traffic: browsers, services over mTLS, API clients with JWTs, scanners.
+/// One kind of request the demo sends; `{token}` in `target` is the secret token.
+struct Scenario {
+    method: &'static str,
+    host: &'static str,
+    target: &'static str,
+    /// Sent as `x-demo-user`, which the filter records as `enduser.id` (source `header`).
+    user: Option<&'static str>,
+    /// Sends `authorization: Bearer <secret>`, which the filter must never record.
+    bearer: bool,
+}
+
+const fn scenario(
+    method: &'static str,
+    host: &'static str,
+    target: &'static str,
+    user: Option<&'static str>,
+    bearer: bool,
+) -> Scenario {
+    Scenario {
+        method,
+        host,
+        target,
+        user,
+        bearer,
+    }
+}
+
+/// Played in order, round after round. The sample upstream answers 200, and 404 for
+/// `/missing`.
+#[rustfmt::skip]
+const SCENARIOS: &[Scenario] = &[
+    //       method    host                 path?query                                   x-demo-user                 bearer
+    scenario("GET",    "shop.example.com",  "/",                                         None,                       false),
+    scenario("GET",    "shop.example.com",  "/products/4711?ref=newsletter",             None,                       false),
+    scenario("POST",   "shop.example.com",  "/cart/items",                               Some("alice@example.com"),  false),
+    scenario("GET",    "api.example.com",   "/v2/orders?page=2&token={token}",           Some("alice@example.com"),  true),
+    scenario("GET",    "shop.example.com",  "/missing",                                  None,                       false),
+    scenario("DELETE", "api.example.com",   "/v2/orders/981",                            Some("bob@example.com"),    true),
+    scenario("GET",    "api.example.com",   "/v2/inventory?sku=4711&token={token}",      None,                       false),
+    scenario("PUT",    "admin.example.com", "/admin/config",                             Some("ops-bot"),            true),
+    scenario("HEAD",   "shop.example.com",  "/products/4711",                            None,                       false),
+    scenario("GET",    "admin.example.com", "/missing?next=/admin",                      Some("mallory@example.com"), false),
+    scenario("POST",   "api.example.com",   "/v2/checkout?coupon=WINTER&token={token}",  Some("bob@example.com"),    true),
+];
+
+const USER_AGENTS: &[&str] = &[
+    "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0",
+    "curl/8.5.0",
+    "okhttp/4.12.0",
+    "python-requests/2.32.3",
+];
+
+/// Sample client traffic through the gateway, with secrets the audit log must not keep.
 struct Traffic {
-    source: String,
-    next_seq: u64,
+    agent: ureq::Agent,
+    gateway: String,
     rng: u64,
+    next: usize,
+    /// The value of `token=` in query strings.
+    token: String,
+    /// The bearer token in `authorization` headers.
+    bearer: String,
+    /// Requests answered (any status).
+    sent: u64,
+    sent_with_token: u64,
 }
 
 impl Traffic {
-    fn new() -> Self {
+    fn new(gateway_port: u16) -> Traffic {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos() as u64)
             .unwrap_or(1);
-        Traffic {
-            source: format!("demo-gateway-7d9f/w0/{nanos:x}"),
-            next_seq: 1,
+        let mut t = Traffic {
+            agent: agent(),
+            gateway: format!("http://127.0.0.1:{gateway_port}"),
             rng: nanos | 1,
-        }
+            next: 0,
+            token: String::new(),
+            bearer: String::new(),
+            sent: 0,
+            sent_with_token: 0,
+        };
+        t.token = format!("tok_live_{:016x}", t.random());
+        t.bearer = format!(
+            "eyJhbGciOiJIUzI1NiJ9.{:016x}.{:016x}",
+            t.random(),
+            t.random()
+        );
+        t
     }
 
-    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        // xorshift64: deterministic enough for sample data, no dependency.
+    /// xorshift64: random enough for sample traffic, no dependency.
+    fn random(&mut self) -> u64 {
         self.rng ^= self.rng << 13;
         self.rng ^= self.rng >> 7;
         self.rng ^= self.rng << 17;
-        &items[(self.rng % items.len() as u64) as usize]
+        self.rng
     }
 
-    fn batch(&mut self, round: u64) -> Vec<Sent> {
-        // Once, lose three events between gateway and sealer, to show a gap being sealed.
-        if round == 4 {
-            self.next_seq += 3;
-        }
-        let n = *self.pick(&[1usize, 2, 3, 4]);
-        (0..n).map(|_| self.event()).collect()
+    fn secrets(&self) -> [&str; 2] {
+        [&self.token, &self.bearer]
     }
 
-    fn event(&mut self) -> Sent {
-        let (host, method, path, status, who): (&str, &str, &str, u16, Option<(&str, &str)>) =
-            *self.pick(&[
-                ("shop.example.com", "GET", "/", 200, None),
-                ("shop.example.com", "GET", "/products/4711", 200, None),
-                (
-                    "shop.example.com",
-                    "POST",
-                    "/cart/items",
-                    201,
-                    Some(("alice@example.com", "jwt")),
-                ),
-                (
-                    "shop.example.com",
-                    "POST",
-                    "/checkout",
-                    200,
-                    Some(("alice@example.com", "jwt")),
-                ),
-                (
-                    "api.example.com",
-                    "GET",
-                    "/v2/orders",
-                    200,
-                    Some(("spiffe://cluster.local/ns/shop/sa/frontend", "mtls")),
-                ),
-                (
-                    "api.example.com",
-                    "DELETE",
-                    "/v2/orders/981",
-                    204,
-                    Some(("bob@example.com", "jwt")),
-                ),
-                ("api.example.com", "GET", "/v2/orders", 401, None),
-                (
-                    "admin.example.com",
-                    "GET",
-                    "/admin/users",
-                    403,
-                    Some(("mallory@example.com", "jwt")),
-                ),
-                (
-                    "admin.example.com",
-                    "PUT",
-                    "/admin/config",
-                    200,
-                    Some(("ops-bot", "header")),
-                ),
-                ("shop.example.com", "GET", "/.env", 404, None),
-                ("api.example.com", "POST", "/v2/login", 429, None),
-                (
-                    "api.example.com",
-                    "GET",
-                    "/v2/inventory",
-                    503,
-                    Some(("spiffe://cluster.local/ns/shop/sa/frontend", "mtls")),
-                ),
-            ]);
-        let client = *self.pick(&["203.0.113.7", "198.51.100.23", "192.0.2.41", "203.0.113.99"]);
-        let ua = *self.pick(&[
-            "Mozilla/5.0 (X11; Linux x86_64) Firefox/133.0",
-            "curl/8.5.0",
-            "okhttp/4.12.0",
-            "python-requests/2.32.3",
-        ]);
-        let mut event = json!({
-            "start_time": Timestamp::now().to_string(),
-            "duration_ns": 1_000_000 + (self.rng % 40_000_000),
-            "request_id": format!("{:032x}", self.rng as u128 * 0x9e37_79b9),
-            "client": {"address": client, "port": 40000 + (self.rng % 20000)},
-            "http": {
-                "request": {"method": method, "body": {"size": if method == "GET" { 0 } else { 312 }}},
-                "response": {"status_code": status, "body": {"size": 1800 + (self.rng % 900)}}
-            },
-            "network": {"protocol": {"version": "2"}},
-            "server": {"address": host},
-            "url": {"path": path, "scheme": "https"},
-            "user_agent": {"original": ua},
-            "envoy": {"route": format!("{}-route", host.split('.').next().unwrap_or("default")), "upstream_cluster": format!("outbound|8080||{host}"), "response_flags": "-"}
-        });
-        if let Some((id, source)) = who {
-            event["enduser"] = json!({"id": id, "source": source});
+    /// A few requests: the next scenarios in turn, each with a random user agent.
+    fn round(&mut self) -> anyhow::Result<()> {
+        let n = 2 + self.random() % 3;
+        for _ in 0..n {
+            let scenario = &SCENARIOS[self.next % SCENARIOS.len()];
+            self.next += 1;
+            self.send(scenario)?;
         }
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        (
-            json!({"source": {"id": self.source, "seq": seq}, "event": event}),
-            seq,
-        )
+        Ok(())
+    }
+
+    fn send(&mut self, s: &Scenario) -> anyhow::Result<()> {
+        let target = s.target.replace("{token}", &self.token);
+        let ua = USER_AGENTS[(self.random() % USER_AGENTS.len() as u64) as usize];
+        let mut req = self
+            .agent
+            .request(s.method, &format!("{}{target}", self.gateway))
+            .set("host", s.host)
+            .set("user-agent", ua);
+        if let Some(user) = s.user {
+            req = req.set(USER_HEADER, user);
+        }
+        if s.bearer {
+            req = req.set("authorization", &format!("Bearer {}", self.bearer));
+        }
+        let result = match s.method {
+            "POST" | "PUT" => req
+                .set("content-type", "application/json")
+                .send_string(r#"{"sku":"4711","quantity":1}"#),
+            _ => req.call(),
+        };
+        match result {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => {
+                let _ = r.into_string();
+            }
+            Err(e) => bail!("{} {} through the gateway failed: {e}", s.method, s.target),
+        }
+        self.sent += 1;
+        if target.contains("token=") {
+            self.sent_with_token += 1;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn describes_each_kind_of_entry() {
+        let start = json!({"seq": 0, "kind": "start",
+            "event": {"incarnation": "00000000000000a1", "sealer_version": "0.1.0"}});
+        assert_eq!(
+            describe(&start),
+            "    0  start  a sealer run begins: incarnation 00000000000000a1, sealer 0.1.0"
+        );
+        let http = json!({"seq": 7, "kind": "http", "source": {"id": "demo-gateway/01", "seq": 3},
+            "event": {"http": {"request": {"method": "GET"}, "response": {"status_code": 404}},
+                      "server": {"address": "shop.example.com"},
+                      "url": {"path": "/missing", "query": "token=REDACTED"},
+                      "enduser": {"id": "alice", "source": "header"}}});
+        let line = describe(&http);
+        assert!(
+            line.starts_with("    7  http   GET    404  shop.example.com "),
+            "{line}"
+        );
+        assert!(line.contains(" /missing?token=REDACTED "), "{line}");
+        assert!(line.ends_with(" alice (header)"), "{line}");
+        let gap = json!({"seq": 9, "kind": "gap", "source": {"id": "demo-gateway/01"},
+            "event": {"count": 3, "first_seq": 4, "last_seq": 6, "reason": "sequence_jump"}});
+        assert_eq!(
+            describe(&gap),
+            "    9  gap    3 events of demo-gateway/01 never arrived (its seq 4..=6, sequence_jump)"
+        );
+    }
+
+    #[test]
+    fn counts_only_this_gateways_http_entries() {
+        let mut watch = Watcher::new(Path::new("/nonexistent")).unwrap();
+        let http = |source: &str, query: &str| {
+            json!({"kind": "http", "source": {"id": source, "seq": 1},
+                   "event": {"url": {"path": "/", "query": query}}})
+        };
+        watch.count(&http("demo-gateway/01", "page=2&token=REDACTED"));
+        watch.count(&http("demo-gateway/02", "token=abc"));
+        watch.count(&http("other-gateway/01", "token=REDACTED"));
+        watch.count(&json!({"kind": "gap", "event": {}}));
+        assert_eq!(
+            (
+                watch.tally.http,
+                watch.tally.redacted_tokens,
+                watch.tally.gaps
+            ),
+            (2, 1, 1)
+        );
     }
 }

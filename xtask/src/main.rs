@@ -1,7 +1,8 @@
 //! Project automation, run as `cargo xtask <task>`.
 //!
-//! - `demo [--once] [--store DIR] [--keys DIR]`: start a sealer, stream realistic access
-//!   events into it, print them as they are sealed, then verify the store.
+//! - `demo [--once] [--store DIR] [--keys DIR]`: start a sealer and Envoy with the audit
+//!   filter, send sample traffic through the gateway, print each entry as it is sealed, then
+//!   verify the store.
 //! - `test`: install what the tests need, then run every gate and every test.
 //! - `bench`: measure ingest and verification throughput (see docs/benchmarks.md).
 
@@ -28,7 +29,7 @@ fn main() -> ExitCode {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
                  tasks:\n  \
-                 demo [--once] [--store DIR] [--keys DIR]   run the sealer on sample traffic and verify it\n  \
+                 demo [--once] [--store DIR] [--keys DIR]   sample traffic through Envoy and the sealer, verified\n  \
                  test                                       install test tools, run every gate and test\n  \
                  bench [--seconds N] [--keep]               measure ingest and verification throughput"
             );
