@@ -122,6 +122,7 @@ fn every_request_becomes_one_sealed_event_and_no_secret_is_stored() {
         "flush_interval_ms": 50,
         "identity": [{"source": "header", "name": "x-user"}],
         "redact_query_params": ["session"],
+        "body_hash": {"enabled": true},
     });
     let (mut sealer, envoy) = gateway("e2e.test/filter-fields", plugin, |c| c);
     let agent = ureq::AgentBuilder::new()
@@ -152,6 +153,17 @@ fn every_request_becomes_one_sealed_event_and_no_secret_is_stored() {
         sent.insert(i, (method, path, status, (i % 2 == 0).then_some(user)));
     }
     wait_for_events(&sealer, &envoy, n as u64);
+    // The filter's own counters, through the host, in Envoy's /stats.
+    let stats = ureq::get(&envoy.admin_url("/stats?filter=wasmcustom"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        stats.contains(&format!("wasmcustom.ingress_audit.events: {n}")),
+        "{stats}"
+    );
+    assert!(stats.contains("wasmcustom.ingress_audit.events_dropped: 0"), "{stats}");
     let entries = sealed_entries(&mut sealer);
     let stored = store_bytes(&sealer);
     let events = http_events(&entries);
@@ -184,6 +196,16 @@ fn every_request_becomes_one_sealed_event_and_no_secret_is_stored() {
             None => assert!(ev.get("enduser").is_none(), "{e}"),
         }
         assert!(ev["duration_ns"].as_u64().is_some());
+        // Bodies of mutating methods are hashed as they stream ("some request body").
+        let sha = &ev["http"]["request"]["body"]["sha256"];
+        if *method == "GET" {
+            assert!(sha.is_null(), "{e}");
+        } else {
+            assert_eq!(
+                sha, "a4584e8419d98d119f40967a44f735c2c5dee0c67d3a5c22c916b47221c5c046",
+                "{e}"
+            );
+        }
         assert_eq!(ev["envoy"]["upstream_cluster"], "app", "{e}");
         assert!(e["source"]["id"].as_str().unwrap().starts_with("e2e-gw/"));
     }
@@ -489,3 +511,4 @@ fn a_bad_plugin_configuration_is_refused_at_load() {
         "the refusal names the field: {log}"
     );
 }
+

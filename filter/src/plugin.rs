@@ -126,6 +126,8 @@ struct AuditRoot {
     shared: Option<Rc<RefCell<Shared>>>,
     /// The token of the call in flight to the sealer.
     in_flight: Option<u32>,
+    /// Envoy asked this VM to finish (`on_done`).
+    shutting_down: bool,
 }
 
 impl AuditRoot {
@@ -170,6 +172,14 @@ impl AuditRoot {
 }
 
 impl Context for AuditRoot {
+    /// Envoy is shutting down or replacing this VM: send what waits, and ask for time while
+    /// the last call to the sealer is in flight.
+    fn on_done(&mut self) -> bool {
+        self.shutting_down = true;
+        self.flush();
+        self.in_flight.is_none()
+    }
+
     fn on_http_call_response(
         &mut self,
         token: u32,
@@ -227,6 +237,10 @@ impl Context for AuditRoot {
         }
         // Keep the pipe full: send what waits right away.
         self.flush();
+        if self.shutting_down && self.in_flight.is_none() {
+            // Envoy is waiting for this VM to finish (on_done): it may go now.
+            let _ = hostcalls::done();
+        }
     }
 }
 
