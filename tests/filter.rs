@@ -163,7 +163,10 @@ fn every_request_becomes_one_sealed_event_and_no_secret_is_stored() {
         stats.contains(&format!("wasmcustom.ingress_audit.events: {n}")),
         "{stats}"
     );
-    assert!(stats.contains("wasmcustom.ingress_audit.events_dropped: 0"), "{stats}");
+    assert!(
+        stats.contains("wasmcustom.ingress_audit.events_dropped: 0"),
+        "{stats}"
+    );
     let entries = sealed_entries(&mut sealer);
     let stored = store_bytes(&sealer);
     let events = http_events(&entries);
@@ -511,4 +514,3 @@ fn a_bad_plugin_configuration_is_refused_at_load() {
         "the refusal names the field: {log}"
     );
 }
-
