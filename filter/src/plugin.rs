@@ -314,6 +314,7 @@ impl RootContext for AuditRoot {
             identity_header: None,
             hasher: None,
             hashed: 0,
+            body_complete: false,
         }))
     }
 
@@ -329,6 +330,8 @@ struct AuditRequest {
     identity_header: Option<String>,
     hasher: Option<Sha256>,
     hashed: u64,
+    /// The whole body went through the hasher (its end was seen).
+    body_complete: bool,
 }
 
 fn property_string(path: Vec<&str>) -> Option<String> {
@@ -383,7 +386,9 @@ impl AuditRequest {
 impl Context for AuditRequest {}
 
 impl HttpContext for AuditRequest {
-    fn on_http_request_headers(&mut self, _num_headers: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        // No body follows: an empty body, completely seen.
+        self.body_complete = end_of_stream;
         self.facts.start_unix_nanos = now_nanos();
         let config = self.shared.borrow().config.clone();
         // One host call for the whole map; only the named headers are kept, so credentials
@@ -434,7 +439,7 @@ impl HttpContext for AuditRequest {
         Action::Continue
     }
 
-    fn on_http_request_body(&mut self, body_size: usize, _end_of_stream: bool) -> Action {
+    fn on_http_request_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
         let max = self.shared.borrow().config.body_hash.max_bytes;
         if let Some(hasher) = self.hasher.as_mut() {
             self.hashed += body_size as u64;
@@ -446,6 +451,7 @@ impl HttpContext for AuditRequest {
                 hasher.update(&chunk);
             }
         }
+        self.body_complete = end_of_stream;
         Action::Continue
     }
 
@@ -472,7 +478,9 @@ impl HttpContext for AuditRequest {
                 f.unavailable.push(name);
             }
         }
-        if let Some(h) = self.hasher.take() {
+        // A hash only of a body seen to its end: a request answered before its body was read
+        // (or cut off) gets none rather than a hash of part of it.
+        if let Some(h) = self.hasher.take().filter(|_| self.body_complete) {
             f.request_body_sha256 = Some(h.finalize().iter().map(|b| format!("{b:02x}")).collect());
         }
         self.facts.identity = self.identity(&config);
