@@ -221,6 +221,25 @@ fn rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
+/// CPU time (user + system) a process has used, in seconds.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of /proc/PID/stat, 12 and 13 after the ')'.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
 fn metric(base: &str, name: &str) -> Option<u64> {
     let text = ureq::get(&format!("{base}/metrics"))
         .call()
@@ -275,6 +294,9 @@ struct Measurement {
     envoy_rss_kib: Option<u64>,
     /// For the audit filter: `(events received by the sealer, requests served)`.
     sealed: Option<(u64, u64)>,
+    /// CPU microseconds per request during the measured run: Envoy's, and the sealer's.
+    envoy_cpu_us: f64,
+    sealer_cpu_us: Option<f64>,
 }
 
 /// Run one variant: start what it needs, warm up, measure.
@@ -335,7 +357,14 @@ fn measure(setup: &Setup, variant: Variant, seconds: u64) -> anyhow::Result<Meas
         parse_wrk(&String::from_utf8_lossy(&out.stdout))
     };
     let warmup = wrk(2)?;
+    let sealer_pid = _sealer.as_ref().map(|p| p.0.id());
+    let (envoy_before, sealer_before) = (cpu_seconds(envoy.0.id()), sealer_pid.map(cpu_seconds));
     let load = wrk(seconds)?;
+    let per_request = |cpu: f64| cpu * 1e6 / load.requests.max(1) as f64;
+    let envoy_cpu_us = per_request(cpu_seconds(envoy.0.id()) - envoy_before);
+    let sealer_cpu_us = sealer_pid
+        .zip(sealer_before)
+        .map(|(pid, before)| per_request(cpu_seconds(pid) - before));
     let rss = rss_kib(envoy.0.id());
     let sealed = if variant == Variant::AuditFilter {
         // Wait for the filter to deliver everything, then compare with what was served.
@@ -359,6 +388,8 @@ fn measure(setup: &Setup, variant: Variant, seconds: u64) -> anyhow::Result<Meas
         load,
         envoy_rss_kib: rss,
         sealed,
+        envoy_cpu_us,
+        sealer_cpu_us,
     })
 }
 
@@ -410,14 +441,23 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
         o.seconds, o.rounds
     );
     println!(
-        "  {:<30} {:>10} {:>8} {:>9} {:>9} {:>8} {:>8} {:>11}",
-        "variant", "req/s", "÷ none", "p50 ms", "p99 ms", "p99 ÷", "non-2xx", "Envoy RSS"
+        "  {:<30} {:>10} {:>8} {:>9} {:>9} {:>8} {:>8} {:>11} {:>13} {:>14}",
+        "variant",
+        "req/s",
+        "÷ none",
+        "p50 ms",
+        "p99 ms",
+        "p99 ÷",
+        "non-2xx",
+        "Envoy RSS",
+        "Envoy CPU/req",
+        "sealer CPU/req"
     );
     for v in Variant::ALL {
         let m = best(v);
         let (l, rss) = (m.load, m.envoy_rss_kib);
         println!(
-            "  {:<30} {:>10.0} {:>8.2} {:>9.3} {:>9.3} {:>8.2} {:>8} {:>8} KiB",
+            "  {:<30} {:>10.0} {:>8.2} {:>9.3} {:>9.3} {:>8.2} {:>8} {:>8} KiB {:>10.1} µs {:>11}",
             v.label(),
             l.per_second,
             l.per_second / base.per_second,
@@ -425,7 +465,10 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
             l.p99_ms,
             l.p99_ms / base.p99_ms,
             l.non_2xx,
-            rss.unwrap_or(0)
+            rss.unwrap_or(0),
+            m.envoy_cpu_us,
+            m.sealer_cpu_us
+                .map_or("-".to_string(), |c| format!("{c:.1} µs"))
         );
     }
     let audit = best(Variant::AuditFilter).load;
