@@ -34,12 +34,7 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut value = || -> anyhow::Result<u64> {
-            it.next()
-                .with_context(|| format!("{a} needs a number"))?
-                .parse()
-                .with_context(|| format!("{a} needs a number"))
-        };
+        let mut value = || tasks::number_after(a, &mut it);
         match a.as_str() {
             "--seconds" => o.seconds = value()?,
             "--connections" => o.connections = value()? as usize,

@@ -13,10 +13,8 @@
 //! holds.
 
 use std::collections::BTreeSet;
-use std::fs::File;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -26,6 +24,7 @@ use auditlog::layout;
 use auditlog::record::parse_record;
 use serde_json::{Value, json};
 
+use crate::process::{Guard, PATIENCE};
 use crate::tasks::{self, EnvoyPorts};
 use crate::tools;
 
@@ -36,7 +35,6 @@ const ROUND_EVERY: Duration = Duration::from_millis(400);
 /// Time between looks at the store and the newest checkpoint.
 const POLL_EVERY: Duration = Duration::from_millis(300);
 /// How long Envoy or the sealer may take to come up, or the last events to arrive.
-const PATIENCE: Duration = Duration::from_secs(30);
 /// The gateway name in the filter's configuration; its sources are `demo-gateway/<hex>`.
 const GATEWAY: &str = "demo-gateway";
 /// The header the filter takes `enduser.id` from.
@@ -209,7 +207,7 @@ impl Gateway {
         if !status.is_some_and(|s| s.success()) {
             println!(
                 "the sealer exited with {status:?}; its log is {}",
-                self.sealer.log.display()
+                self.sealer.log().display()
             );
         }
         Ok(())
@@ -220,14 +218,14 @@ impl Gateway {
         println!(
             "\nsealer   {}   log {}",
             self.sealer_url(),
-            self.sealer.log.display()
+            self.sealer.log().display()
         );
         println!(
             "envoy    gateway http://127.0.0.1:{} → upstream :{}, admin :{}   log {}",
             p.gateway,
             p.upstream,
             p.admin,
-            self.envoy.log.display()
+            self.envoy.log().display()
         );
         println!("         config {}", self.envoy_config.display());
         println!(
@@ -454,13 +452,13 @@ fn wait_ready(process: &mut Guard, url: &str, interrupt: &Interrupt) -> anyhow::
             return Ok(());
         }
         if interrupt.requested() {
-            bail!("interrupted while waiting for {}", process.name);
+            bail!("interrupted while waiting for {}", process.name());
         }
         if Instant::now() > deadline {
             bail!(
                 "{} did not answer 200 at {url} within {PATIENCE:?}; its log is {}",
-                process.name,
-                process.log.display()
+                process.name(),
+                process.log().display()
             );
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -482,81 +480,6 @@ impl Interrupt {
 
     fn requested(&self) -> bool {
         self.0.load(Ordering::SeqCst)
-    }
-}
-
-/// A child process (the sealer or Envoy) with its output in a log file, stopped with SIGTERM
-/// (SIGKILL after [`PATIENCE`]) when dropped, so it never outlives the demo.
-struct Guard {
-    name: &'static str,
-    child: Option<Child>,
-    log: PathBuf,
-}
-
-impl Guard {
-    fn spawn(name: &'static str, mut cmd: Command, log: PathBuf) -> anyhow::Result<Guard> {
-        let file =
-            File::create(&log).with_context(|| format!("failed to create {}", log.display()))?;
-        cmd.stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file)
-            .process_group(0);
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("failed to start {}", tasks::show(&cmd)))?;
-        Ok(Guard {
-            name,
-            child: Some(child),
-            log,
-        })
-    }
-
-    /// Fail, naming the log, if the process has exited.
-    fn ensure_running(&mut self) -> anyhow::Result<()> {
-        if let Some(child) = self.child.as_mut()
-            && let Some(status) = child.try_wait()?
-        {
-            self.child = None;
-            bail!(
-                "{} exited with {status}; its log is {}",
-                self.name,
-                self.log.display()
-            );
-        }
-        Ok(())
-    }
-
-    /// SIGTERM, and wait for the process to exit. `None` if it was stopped already.
-    fn stop(&mut self) -> anyhow::Result<Option<ExitStatus>> {
-        let Some(mut child) = self.child.take() else {
-            return Ok(None);
-        };
-        if let Some(status) = child.try_wait()? {
-            return Ok(Some(status));
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + PATIENCE;
-        while Instant::now() < deadline {
-            if let Some(status) = child.try_wait()? {
-                return Ok(Some(status));
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        child.kill()?;
-        child.wait()?;
-        bail!(
-            "{} did not stop within {PATIENCE:?} of SIGTERM (killed); its log is {}",
-            self.name,
-            self.log.display()
-        )
-    }
-}
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.stop();
     }
 }
 

@@ -8,6 +8,7 @@
 
 mod bench;
 mod demo;
+mod process;
 mod proxy_bench;
 mod tasks;
 mod test;

@@ -8,11 +8,12 @@
 //! every served request was sealed.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use crate::process::{self, Guard, cpu_seconds};
 use crate::{tasks, tools};
 
 /// What runs in the gateway's filter chain.
@@ -64,12 +65,7 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
-        let mut value = || -> anyhow::Result<u64> {
-            it.next()
-                .with_context(|| format!("{a} needs a number"))?
-                .parse()
-                .with_context(|| format!("{a} needs a number"))
-        };
+        let mut value = || tasks::number_after(a, &mut it);
         match a.as_str() {
             "--seconds" => o.seconds = value()?,
             "--rounds" => o.rounds = value()?.max(1) as usize,
@@ -196,50 +192,6 @@ fn config(setup: &Setup, variant: Variant, port: u16, admin: u16, sealer: u16) -
         .replace("ACCESSLOG", &access_log)
 }
 
-/// A child process stopped (SIGTERM, then SIGKILL) when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while matches!(self.0.try_wait(), Ok(None)) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn rss_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-/// CPU time (user + system) a process has used, in seconds.
-fn cpu_seconds(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start after the last ')'.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or("", |(_, rest)| rest)
-        .split_whitespace()
-        .collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15 of /proc/PID/stat, 12 and 13 after the ')'.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 fn metric(base: &str, name: &str) -> Option<u64> {
     let text = ureq::get(&format!("{base}/metrics"))
         .call()
@@ -307,46 +259,36 @@ fn measure(setup: &Setup, variant: Variant, seconds: u64) -> anyhow::Result<Meas
         tasks::free_port()?,
     );
     let sealer_base = format!("http://127.0.0.1:{sealer_port}");
-    let _sealer = if variant == Variant::AuditFilter {
-        let data = setup.dir.join(format!("sealer-{sealer_port}"));
-        let log = std::fs::File::create(setup.dir.join(format!("sealer-{sealer_port}.log")))?;
-        let child = Command::new(&setup.sealer)
-            .args([
-                "serve",
-                "--dev-keys",
-                "--listen",
-                &format!("127.0.0.1:{sealer_port}"),
-            ])
-            .arg("--data-dir")
-            .arg(&data)
-            .env("SEALER_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?;
-        let proc = Proc(child);
+    let sealer = if variant == Variant::AuditFilter {
+        let mut cmd = Command::new(&setup.sealer);
+        cmd.args([
+            "serve",
+            "--dev-keys",
+            "--listen",
+            &format!("127.0.0.1:{sealer_port}"),
+        ])
+        .arg("--data-dir")
+        .arg(setup.dir.join(format!("sealer-{sealer_port}")))
+        .env("SEALER_LOG", "warn");
+        let log = setup.dir.join(format!("sealer-{sealer_port}.log"));
+        let guard = Guard::spawn("the sealer", cmd, log)?;
         tasks::wait_http_ok(&format!("{sealer_base}/healthz"), 100)?;
-        Some(proc)
+        Some(guard)
     } else {
         None
     };
     let cfg = setup.dir.join(format!("envoy-{port}.yaml"));
     std::fs::write(&cfg, config(setup, variant, port, admin, sealer_port))?;
-    let log = std::fs::File::create(setup.dir.join(format!("envoy-{port}.log")))?;
-    let envoy = Proc(
-        Command::new(&setup.envoy)
-            .arg("-c")
-            .arg(&cfg)
-            .args([
-                "--concurrency",
-                "1",
-                "--disable-hot-restart",
-                "--log-level",
-                "warn",
-            ])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()?,
-    );
+    let mut cmd = Command::new(&setup.envoy);
+    cmd.arg("-c").arg(&cfg).args([
+        "--concurrency",
+        "1",
+        "--disable-hot-restart",
+        "--log-level",
+        "warn",
+    ]);
+    let mut envoy = Guard::spawn("Envoy", cmd, setup.dir.join(format!("envoy-{port}.log")))?;
+    let envoy_pid = envoy.pid().context("Envoy runs")?;
     tasks::wait_http_ok(&format!("http://127.0.0.1:{admin}/ready"), 200)
         .with_context(|| format!("Envoy did not start with {}", cfg.display()))?;
     let url = format!("http://127.0.0.1:{port}/products/4711?ref=bench");
@@ -357,15 +299,15 @@ fn measure(setup: &Setup, variant: Variant, seconds: u64) -> anyhow::Result<Meas
         parse_wrk(&String::from_utf8_lossy(&out.stdout))
     };
     let warmup = wrk(2)?;
-    let sealer_pid = _sealer.as_ref().map(|p| p.0.id());
-    let (envoy_before, sealer_before) = (cpu_seconds(envoy.0.id()), sealer_pid.map(cpu_seconds));
+    let sealer_pid = sealer.as_ref().and_then(Guard::pid);
+    let (envoy_before, sealer_before) = (cpu_seconds(envoy_pid), sealer_pid.map(cpu_seconds));
     let load = wrk(seconds)?;
     let per_request = |cpu: f64| cpu * 1e6 / load.requests.max(1) as f64;
-    let envoy_cpu_us = per_request(cpu_seconds(envoy.0.id()) - envoy_before);
+    let envoy_cpu_us = per_request(cpu_seconds(envoy_pid) - envoy_before);
     let sealer_cpu_us = sealer_pid
         .zip(sealer_before)
         .map(|(pid, before)| per_request(cpu_seconds(pid) - before));
-    let rss = rss_kib(envoy.0.id());
+    let rss = process::status_kib(envoy_pid, "VmRSS");
     let sealed = if variant == Variant::AuditFilter {
         // Wait for the filter to deliver everything, then compare with what was served.
         let served = warmup.requests + load.requests;
@@ -382,7 +324,7 @@ fn measure(setup: &Setup, variant: Variant, seconds: u64) -> anyhow::Result<Meas
     } else {
         None
     };
-    drop(envoy);
+    envoy.stop()?;
     Ok(Measurement {
         variant,
         load,

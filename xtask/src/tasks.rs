@@ -95,6 +95,17 @@ pub fn build_filter() -> anyhow::Result<PathBuf> {
     Ok(wasm)
 }
 
+/// The number that follows the option `flag` in `args`.
+pub fn number_after<'a>(
+    flag: &str,
+    args: &mut impl Iterator<Item = &'a String>,
+) -> anyhow::Result<u64> {
+    args.next()
+        .with_context(|| format!("{flag} needs a number"))?
+        .parse()
+        .with_context(|| format!("{flag} needs a number"))
+}
+
 /// A port that was free a moment ago on 127.0.0.1.
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
