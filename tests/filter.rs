@@ -6,6 +6,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use auditlog::timestamp::Timestamp;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use e2e::Sealer;
@@ -129,6 +130,7 @@ fn every_request_becomes_one_sealed_event_and_no_secret_is_stored() {
         "body_hash": {"enabled": true},
     });
     let (mut sealer, envoy) = gateway("e2e.test/filter-fields", plugin, |c| c);
+    let began = Timestamp::now();
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(10))
         .build();
@@ -156,6 +158,7 @@ fn every_request_becomes_one_sealed_event_and_no_secret_is_stored() {
         let (status, _) = request(&agent, &envoy, method, &path, &headers);
         sent.insert(i, (method, path, status, (i % 2 == 0).then_some(user)));
     }
+    let ended = Timestamp::now();
     wait_for_events(&sealer, &envoy, n as u64);
     // The filter's own counters, through the host, in Envoy's /stats.
     let stats = ureq::get(&envoy.admin_url("/stats?filter=wasmcustom"))
@@ -203,7 +206,20 @@ fn every_request_becomes_one_sealed_event_and_no_secret_is_stored() {
             }
             None => assert!(ev.get("enduser").is_none(), "{e}"),
         }
-        assert!(ev["duration_ns"].as_u64().is_some());
+        // Start and end come from the host's clock, within the test's own window.
+        let start = Timestamp::parse(ev["start_time"].as_str().unwrap()).unwrap();
+        assert!(began <= start && start <= ended, "{e}");
+        let duration = ev["duration_ns"].as_u64().unwrap();
+        assert!(
+            start.unix_nanos() + duration as i64 <= ended.unix_nanos(),
+            "{e}"
+        );
+        assert!(
+            ev["http"]["response"]["body"]["size"].as_u64().is_some(),
+            "{e}"
+        );
+        let upstream = ev["envoy"]["upstream_host"].as_str().unwrap_or_default();
+        assert!(upstream.starts_with("127.0.0.1:"), "{e}");
         // Bodies of mutating methods are hashed as they stream ("some request body"). A
         // request the upstream answered before the filter saw its whole body gets no hash
         // (never a hash of part of it).
