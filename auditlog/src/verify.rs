@@ -68,6 +68,12 @@ pub enum ProblemClass {
     UnsignedTail,
     /// An object in the store that is not part of the layout.
     UnknownObject,
+    /// Storage evidence: a key holds more than one version (the object was written again).
+    ObjectRewritten,
+    /// Storage evidence: a delete marker (someone deleted the object; its version may remain).
+    ObjectDeleted,
+    /// Storage evidence: an object not locked in COMPLIANCE mode for the required retention.
+    NotLocked,
 }
 
 /// One finding, with where it is.

@@ -42,6 +42,8 @@ pub struct AppState<S> {
     pub max_body_bytes: usize,
     /// Bounds the batches parsed or waiting for the disk at once.
     pub inflight: Semaphore,
+    /// Above this many spooled bytes (sealed, not yet stored), batches get 503.
+    pub spool_max_bytes: u64,
     /// The local copy of the newest checkpoint this sealer stored.
     pub last_checkpoint_file: std::path::PathBuf,
     /// Held by a verification, and by the uploader between storing a segment and its
@@ -110,6 +112,26 @@ async fn post_events<S: Store + Clone>(
     if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
         return refuse(StatusCode::PAYLOAD_TOO_LARGE, too_large());
     }
+    // The store is behind (down, or slower than ingest) and the local spool is full: the
+    // client keeps its events (the filter buffers or records a gap) rather than us dropping.
+    let spooled = state.metrics.spool_bytes.load(Relaxed);
+    if spooled >= state.spool_max_bytes {
+        Metrics::add(&state.metrics.batches_rejected_spool_full, 1);
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, "5")],
+            axum::Json(json!({
+                "error": "spool_full",
+                "message": format!(
+                    "{spooled} bytes of sealed events wait for the store ({}); the spool limit \
+                     (--spool-max-bytes) is {} bytes; retry later",
+                    state.store.describe(),
+                    state.spool_max_bytes
+                ),
+            })),
+        )
+            .into_response();
+    }
     // Wait for a slot before reading the body, so waiting requests hold no memory.
     let Ok(_permit) = state.inflight.acquire().await else {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
@@ -162,6 +184,8 @@ async fn get_verify<S: Store + Clone>(State(state): State<Arc<AppState<S>>>) -> 
         mac_key: Some(state.mac_key.clone()),
         trusted,
         progress: false,
+        storage_checks: true,
+        min_retention_days: None,
     };
     match audit::verify(&state.store, &state.verifier, &options).await {
         Ok(report) => axum::Json(report).into_response(),
@@ -185,6 +209,7 @@ async fn get_ready<S: Store + Clone>(State(state): State<Arc<AppState<S>>>) -> R
         "log_size": m.log_size.load(Relaxed),
         "checkpoint_size": m.checkpoint_size.load(Relaxed),
         "upload_lag_entries": m.upload_lag(),
+        "spool_bytes": m.spool_bytes.load(Relaxed),
     });
     let status = if ready {
         StatusCode::OK

@@ -1,8 +1,10 @@
 //! Reading a store back: full verification and verified export.
 //!
 //! This drives the I/O-free [`auditlog::verify`] over a [`Store`]: it lists the store, loads
-//! checkpoints, then fetches segments and checks them on a pool of blocking threads, several
-//! at a time, absorbing the results in log order.
+//! checkpoints, then fetches segments several at a time (S3 round trips overlap) and checks
+//! them on a pool of blocking threads, absorbing the results in log order. With
+//! [`VerifyOptions::storage_checks`] it adds what only the storage can show (object versions,
+//! delete markers and locks on S3).
 
 use std::collections::VecDeque;
 use std::io::Write;
@@ -26,10 +28,18 @@ pub struct VerifyOptions {
     pub trusted: Option<(String, String)>,
     /// Show a progress bar on stderr (only drawn when stderr is a terminal).
     pub progress: bool,
+    /// Also ask the store for storage-level evidence ([`Store::storage_findings`]).
+    pub storage_checks: bool,
+    /// With `storage_checks`: the retention every object must have, in days after it was
+    /// written.
+    pub min_retention_days: Option<u32>,
 }
 
+/// Segment fetches in flight at once.
+const FETCHES_IN_FLIGHT: usize = 8;
+
 /// Verify the whole store.
-pub async fn verify<S: Store>(
+pub async fn verify<S: Store + Clone>(
     store: &S,
     verifier: &NoteVerifier,
     options: &VerifyOptions,
@@ -38,7 +48,7 @@ pub async fn verify<S: Store>(
 }
 
 /// Verify the whole store and also return the recomputed tree and chain head.
-pub async fn verify_with_state<S: Store>(
+pub async fn verify_with_state<S: Store + Clone>(
     store: &S,
     verifier: &NoteVerifier,
     options: &VerifyOptions,
@@ -69,24 +79,26 @@ pub async fn verify_with_state<S: Store>(
         }
     }
     let progress = progress_bar(options.progress, &segments);
-    let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
     let mut in_flight: VecDeque<tokio::task::JoinHandle<Result<SegmentCheck, StoreError>>> =
         VecDeque::new();
     let mut queue = segments.into_iter();
     loop {
-        while in_flight.len() < parallel + 1 {
+        while in_flight.len() < FETCHES_IN_FLIGHT {
             let Some(obj) = queue.next() else { break };
-            let store_bytes = store.get(&obj.key).await?;
+            let store = store.clone();
             let mac = options.mac_key.clone();
-            in_flight.push_back(tokio::task::spawn_blocking(move || {
-                let bytes = store_bytes.unwrap_or_default();
-                Ok(check_segment(&obj.key, &bytes, mac.as_ref()))
+            in_flight.push_back(tokio::spawn(async move {
+                let bytes = store.get(&obj.key).await?.unwrap_or_default();
+                let check = tokio::task::spawn_blocking(move || {
+                    check_segment(&obj.key, &bytes, mac.as_ref())
+                });
+                Ok(check.await.expect("segment check does not panic"))
             }));
         }
         let Some(next) = in_flight.pop_front() else {
             break;
         };
-        let check = next.await.expect("segment check does not panic")?;
+        let check = next.await.expect("segment fetch does not panic")?;
         if let Some(p) = &progress {
             p.inc(check.records);
         }
@@ -94,6 +106,11 @@ pub async fn verify_with_state<S: Store>(
     }
     if let Some(p) = progress {
         p.finish_and_clear();
+    }
+    if options.storage_checks {
+        for (class, key, message) in store.storage_findings(options.min_retention_days).await? {
+            v.add_problem(class, key, message);
+        }
     }
     let frontier = v.frontier().clone();
     let head = v.head();
@@ -127,22 +144,74 @@ pub async fn export<S: Store>(
     records: bool,
     out: &mut impl Write,
 ) -> anyhow::Result<u64> {
+    export_merged(std::slice::from_ref(store), records, out).await
+}
+
+/// Like [`export`] for several logs at once, merged into one stream ordered by each
+/// entry's `sealed_at` (each log's own order is kept). The caller verifies first.
+pub async fn export_merged<S: Store>(
+    stores: &[S],
+    records: bool,
+    out: &mut impl Write,
+) -> anyhow::Result<u64> {
+    /// One log's records not yet written: the keys of its remaining segments and the lines
+    /// left of the current one.
+    struct Cursor {
+        segments: VecDeque<String>,
+        lines: VecDeque<(String, Vec<u8>)>,
+    }
+    let mut cursors = Vec::with_capacity(stores.len());
+    for store in stores {
+        let segments = store.list(layout::SEGMENTS).await?;
+        cursors.push(Cursor {
+            segments: segments.into_iter().map(|o| o.key).collect(),
+            lines: VecDeque::new(),
+        });
+    }
     let mut n = 0;
-    for obj in store.list(layout::SEGMENTS).await? {
-        let Some(bytes) = store.get(&obj.key).await? else {
-            continue;
-        };
-        for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            if records {
-                out.write_all(line)?;
-            } else {
-                let r = parse_record(line).map_err(|e| anyhow::anyhow!("{}: {e}", obj.key))?;
-                out.write_all(r.entry)?;
+    loop {
+        let mut next: Option<(usize, String)> = None;
+        for (i, c) in cursors.iter_mut().enumerate() {
+            while c.lines.is_empty() {
+                let Some(key) = c.segments.pop_front() else {
+                    break;
+                };
+                let bytes = stores[i].get(&key).await?.unwrap_or_default();
+                c.lines = bytes
+                    .split(|&b| b == b'\n')
+                    .filter(|l| !l.is_empty())
+                    .map(|l| (key.clone(), l.to_vec()))
+                    .collect();
             }
-            out.write_all(b"\n")?;
-            n += 1;
+            let Some((key, line)) = c.lines.front() else {
+                continue;
+            };
+            let at = sealed_at(line).map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
+            if next.as_ref().is_none_or(|(_, best)| at < *best) {
+                next = Some((i, at));
+            }
         }
+        let Some((i, _)) = next else { break };
+        let (key, line) = cursors[i].lines.pop_front().expect("peeked above");
+        if records {
+            out.write_all(&line)?;
+        } else {
+            let r = parse_record(&line).map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
+            out.write_all(r.entry)?;
+        }
+        out.write_all(b"\n")?;
+        n += 1;
     }
     out.flush()?;
     Ok(n)
+}
+
+/// An entry's `sealed_at` (canonical RFC 3339, so text order is time order).
+fn sealed_at(record_line: &[u8]) -> anyhow::Result<String> {
+    #[derive(serde::Deserialize)]
+    struct Sealed {
+        sealed_at: String,
+    }
+    let r = parse_record(record_line)?;
+    Ok(serde_json::from_slice::<Sealed>(r.entry)?.sealed_at)
 }

@@ -14,7 +14,8 @@ use clap::{Parser, Subcommand};
 use crate::audit::{self, VerifyOptions};
 use crate::config::ServeOptions;
 use crate::keys;
-use crate::store::{AnyStore, LocalStore, Store};
+use crate::store::{self, AnyStore, LocalStore, S3Location, S3Options, S3Store, Store};
+use auditlog::note::NoteVerifier;
 
 pub const EXIT_OK: u8 = 0;
 pub const EXIT_TAMPERED: u8 = 1;
@@ -60,28 +61,50 @@ enum Command {
         #[arg(long)]
         records: bool,
     },
-    /// Print the newest signed checkpoint in a store.
+    /// Print the newest signed checkpoint in a store (one log).
     Checkpoint {
-        /// The store: a directory or file://PATH.
+        /// The store: a directory, file://PATH, or s3://BUCKET/PREFIX/LOG_ID.
         #[arg(long)]
         store: String,
         /// Verify the checkpoint's signature with this public key before printing it.
         #[arg(long)]
         public_key: Option<PathBuf>,
+        #[command(flatten)]
+        s3: S3Args,
     },
 }
 
 #[derive(clap::Args, Debug)]
 struct StoreArgs {
-    /// The store: a directory or file://PATH.
+    /// The store: a directory, file://PATH, or s3://BUCKET/PREFIX (every log under the
+    /// prefix is verified).
     #[arg(long)]
     store: String,
-    /// The log's public key (signing.pub).
-    #[arg(long)]
-    public_key: PathBuf,
-    /// The secret HMAC key (hmac.key), to check every entry's MAC too.
+    /// A log's public key (signing.pub). Repeat for several logs: each log is checked with
+    /// the key named after its origin.
+    #[arg(long, required = true)]
+    public_key: Vec<PathBuf>,
+    /// The secret HMAC key (hmac.key), to check every entry's MAC too (one log only).
     #[arg(long)]
     hmac_key: Option<PathBuf>,
+    #[command(flatten)]
+    s3: S3Args,
+}
+
+#[derive(clap::Args, Debug, Clone)]
+struct S3Args {
+    /// S3: path-style requests (http://HOST/BUCKET/KEY), for MinIO, Ceph, SeaweedFS.
+    #[arg(long, env = "SEALER_S3_PATH_STYLE")]
+    s3_path_style: bool,
+}
+
+impl S3Args {
+    fn options(&self) -> S3Options {
+        S3Options {
+            path_style: self.s3_path_style,
+            ..S3Options::default()
+        }
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -94,9 +117,14 @@ struct VerifyArgs {
     /// After a successful run, save the newest checkpoint here (to pass as --checkpoint next time).
     #[arg(long)]
     save_checkpoint: Option<PathBuf>,
-    /// Print the report as JSON.
+    /// Print the report as JSON (an array of `{store, report}` when the store holds
+    /// several logs).
     #[arg(long)]
     json: bool,
+    /// S3: every object must be locked in COMPLIANCE mode at least this many days after it
+    /// was written (without it: locked, for any time).
+    #[arg(long)]
+    min_retention_days: Option<u32>,
 }
 
 /// Parse the command line and run it.
@@ -157,19 +185,42 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
         Command::Export { source, records } => {
-            let (store, report) = verify_store(&source, None, false).await?;
-            if !report.ok {
-                print_report(&mut std::io::stderr(), &report)?;
+            let checked = verify_logs(&source, None, &VerifyFlags::default()).await?;
+            let mut failed = false;
+            for (store, report) in &checked {
+                if !report.ok {
+                    eprintln!("log at {}:", store.describe());
+                    print_report(&mut std::io::stderr(), report)?;
+                    failed = true;
+                }
+            }
+            if failed {
                 eprintln!("error: the store failed verification; nothing exported");
                 return Ok(EXIT_TAMPERED);
             }
             let stdout = std::io::stdout();
             let mut out = std::io::BufWriter::new(stdout.lock());
-            audit::export(&store, records, &mut out).await?;
+            let stores: Vec<AnyStore> = checked.into_iter().map(|(s, _)| s).collect();
+            if stores.len() == 1 {
+                audit::export(&stores[0], records, &mut out).await?;
+            } else {
+                audit::export_merged(&stores, records, &mut out).await?;
+            }
             Ok(EXIT_OK)
         }
-        Command::Checkpoint { store, public_key } => {
-            let store = open_existing(&store)?;
+        Command::Checkpoint {
+            store,
+            public_key,
+            s3,
+        } => {
+            let mut logs = open_logs(&store, &s3).await?;
+            if logs.len() != 1 {
+                anyhow::bail!(
+                    "{store} holds {} logs; name one: {store}/LOG_ID",
+                    logs.len()
+                );
+            }
+            let store = logs.remove(0);
             let newest = store
                 .list(layout::CHECKPOINTS)
                 .await?
@@ -196,20 +247,112 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
     }
 }
 
-fn open_existing(location: &str) -> anyhow::Result<AnyStore> {
-    if location.contains("://") && !location.starts_with("file://") {
-        return AnyStore::open(location);
+/// The logs at a location: the one in a local directory, or every log under an S3 prefix.
+async fn open_logs(location: &str, s3: &S3Args) -> anyhow::Result<Vec<AnyStore>> {
+    if !store::is_s3(location) {
+        if location.contains("://") && !location.starts_with("file://") {
+            anyhow::bail!(
+                "unsupported store location {location:?}: give a directory path, file://PATH \
+                 or s3://BUCKET/PREFIX"
+            );
+        }
+        let path = location.strip_prefix("file://").unwrap_or(location);
+        return Ok(vec![AnyStore::Local(LocalStore::open_existing(path)?)]);
     }
-    let path = location.strip_prefix("file://").unwrap_or(location);
-    Ok(AnyStore::Local(LocalStore::open_existing(path)?))
+    let base = S3Location::parse(location)?;
+    let client = store::s3::client(&s3.options()).await;
+    let ids = S3Store::discover_logs(&client, &base).await?;
+    if ids.is_empty() {
+        anyhow::bail!(
+            "no log under {base}: a log is a prefix holding checkpoints/ and segments/ \
+             (PREFIX/LOG_ID/checkpoints/...)"
+        );
+    }
+    Ok(ids
+        .into_iter()
+        .map(|id| {
+            let location = if id.is_empty() {
+                base.clone()
+            } else {
+                base.child(&id)
+            };
+            AnyStore::S3(S3Store::new(client.clone(), location, None))
+        })
+        .collect())
 }
 
-async fn verify_store(
+/// The origin a log's first checkpoint names (its first line).
+async fn log_origin(store: &AnyStore) -> anyhow::Result<Option<String>> {
+    let Some(first) = store.list(layout::CHECKPOINTS).await?.into_iter().next() else {
+        return Ok(None);
+    };
+    let bytes = store.get(&first.key).await?.unwrap_or_default();
+    Ok(String::from_utf8_lossy(&bytes)
+        .lines()
+        .next()
+        .map(str::to_owned))
+}
+
+/// How `verify` and `export` check.
+#[derive(Default)]
+struct VerifyFlags {
+    progress: bool,
+    storage_checks: bool,
+    min_retention_days: Option<u32>,
+}
+
+/// Verify every log at `args.store`, each with the public key named after its origin.
+async fn verify_logs(
     args: &StoreArgs,
     trusted: Option<&Path>,
-    progress: bool,
-) -> anyhow::Result<(AnyStore, Report)> {
-    let verifier = keys::load_public(&args.public_key)?;
+    flags: &VerifyFlags,
+) -> anyhow::Result<Vec<(AnyStore, Report)>> {
+    let verifiers = args
+        .public_key
+        .iter()
+        .map(|p| keys::load_public(p))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let logs = open_logs(&args.store, &args.s3).await?;
+    if logs.len() > 1 && (args.hmac_key.is_some() || trusted.is_some()) {
+        anyhow::bail!(
+            "{} holds {} logs; --hmac-key and --checkpoint apply to one log: give \
+             {}/LOG_ID",
+            args.store,
+            logs.len(),
+            args.store
+        );
+    }
+    let mut out = Vec::new();
+    for store in logs {
+        let verifier = if verifiers.len() == 1 {
+            verifiers[0].clone()
+        } else {
+            let origin = log_origin(&store).await?;
+            match verifiers
+                .iter()
+                .find(|v| Some(v.name()) == origin.as_deref())
+            {
+                Some(v) => v.clone(),
+                None => anyhow::bail!(
+                    "log at {} has origin {:?}, and no --public-key is named after it",
+                    store.describe(),
+                    origin.unwrap_or_default()
+                ),
+            }
+        };
+        let report = verify_one(&store, &verifier, args, trusted, flags).await?;
+        out.push((store, report));
+    }
+    Ok(out)
+}
+
+async fn verify_one(
+    store: &AnyStore,
+    verifier: &NoteVerifier,
+    args: &StoreArgs,
+    trusted: Option<&Path>,
+    flags: &VerifyFlags,
+) -> anyhow::Result<Report> {
     let mac_key = match &args.hmac_key {
         Some(p) => Some(keys::load_mac_key(p)?),
         None => None,
@@ -218,7 +361,7 @@ async fn verify_store(
         Some(p) => {
             let text = std::fs::read_to_string(p)
                 .with_context(|| format!("failed to read trusted checkpoint {}", p.display()))?;
-            LogHead::open(&text, &verifier).with_context(|| {
+            LogHead::open(&text, verifier).with_context(|| {
                 format!(
                     "{} is not a checkpoint of log {} signed by this public key",
                     p.display(),
@@ -229,32 +372,58 @@ async fn verify_store(
         }
         None => None,
     };
-    let store = open_existing(&args.store)?;
     let options = VerifyOptions {
         mac_key,
         trusted,
-        progress,
+        progress: flags.progress,
+        storage_checks: flags.storage_checks,
+        min_retention_days: flags.min_retention_days,
     };
-    let report = audit::verify(&store, &verifier, &options)
+    audit::verify(store, verifier, &options)
         .await
-        .with_context(|| format!("failed to read store {}", args.store))?;
-    Ok((store, report))
+        .with_context(|| format!("failed to read store {}", store.describe()))
 }
 
 async fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
-    let (store, report) = verify_store(&args.source, args.checkpoint.as_deref(), true).await?;
+    let flags = VerifyFlags {
+        progress: true,
+        storage_checks: true,
+        min_retention_days: args.min_retention_days,
+    };
+    let checked = verify_logs(&args.source, args.checkpoint.as_deref(), &flags).await?;
+    let several = checked.len() > 1;
     if args.json {
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
-        serde_json::to_writer_pretty(&mut out, &report)?;
+        if several {
+            let all: Vec<_> = checked
+                .iter()
+                .map(|(s, r)| serde_json::json!({"store": s.describe(), "report": r}))
+                .collect();
+            serde_json::to_writer_pretty(&mut out, &all)?;
+        } else {
+            serde_json::to_writer_pretty(&mut out, &checked[0].1)?;
+        }
         writeln!(out)?;
     } else {
-        print_report(&mut std::io::stdout(), &report)?;
+        for (store, report) in &checked {
+            if several {
+                println!("log at {}:", store.describe());
+            }
+            print_report(&mut std::io::stdout(), report)?;
+        }
+        if several {
+            let failed = checked.iter().filter(|(_, r)| !r.ok).count();
+            println!("{} logs, {failed} failed", checked.len());
+        }
     }
-    if !report.ok {
+    if checked.iter().any(|(_, r)| !r.ok) {
         return Ok(EXIT_TAMPERED);
     }
-    if let (Some(path), Some(newest)) = (args.save_checkpoint, &report.newest_checkpoint) {
+    let (store, report) = &checked[0];
+    if let (false, Some(path), Some(newest)) =
+        (several, args.save_checkpoint, &report.newest_checkpoint)
+    {
         let bytes = store
             .get(&newest.key)
             .await?

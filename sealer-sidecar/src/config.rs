@@ -9,6 +9,8 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde::Deserialize;
 
+use crate::store::S3Options;
+
 /// Options of `sealer serve`. Every one can also be set in the config file under the same
 /// name with `_` for `-` (e.g. `segment_max_age = "10s"`).
 #[derive(Args, Debug, Default, Clone, Deserialize)]
@@ -17,8 +19,8 @@ pub struct ServeOptions {
     /// Address to listen on [default: 127.0.0.1:8787].
     #[arg(long, env = "SEALER_LISTEN")]
     pub listen: Option<SocketAddr>,
-    /// Where sealed segments and checkpoints go: a directory or file://PATH
-    /// [default: DATA_DIR/store].
+    /// Where sealed segments and checkpoints go: a directory, file://PATH, or
+    /// s3://BUCKET/PREFIX (the log goes under PREFIX/LOG_ID/) [default: DATA_DIR/store].
     #[arg(long, env = "SEALER_STORE")]
     pub store: Option<String>,
     /// Working directory for the write-ahead log [default: ./sealer-data].
@@ -60,6 +62,26 @@ pub struct ServeOptions {
     /// Most batches being parsed or waiting for the disk at once [default: 64].
     #[arg(long, env = "SEALER_MAX_INFLIGHT_BATCHES")]
     pub max_inflight_batches: Option<usize>,
+    /// Most bytes of sealed events waiting locally for the store; above it new batches get
+    /// 503 until the store catches up [default: 1073741824].
+    #[arg(long, env = "SEALER_SPOOL_MAX_BYTES")]
+    pub spool_max_bytes: Option<u64>,
+    /// This log's directory under an s3:// prefix [default: the origin, with characters
+    /// other than letters, digits, '-' and '.' replaced by '_'].
+    #[arg(long, env = "SEALER_LOG_ID")]
+    pub log_id: Option<String>,
+    /// S3: days of COMPLIANCE retention given to every object [default: 365].
+    #[arg(long, env = "SEALER_S3_RETENTION_DAYS")]
+    pub s3_retention_days: Option<u32>,
+    /// S3: path-style requests (http://HOST/BUCKET/KEY), for MinIO, Ceph, SeaweedFS.
+    #[arg(long, env = "SEALER_S3_PATH_STYLE")]
+    #[serde(default)]
+    pub s3_path_style: bool,
+    /// S3: start even if the bucket lacks versioning or Object Lock. DEVELOPMENT ONLY: the
+    /// objects can then be deleted or overwritten.
+    #[arg(long, env = "SEALER_ALLOW_UNLOCKED")]
+    #[serde(default)]
+    pub allow_unlocked: bool,
 }
 
 /// The resolved configuration.
@@ -79,6 +101,9 @@ pub struct ServeConfig {
     pub max_event_bytes: usize,
     pub max_field_bytes: usize,
     pub max_inflight_batches: usize,
+    pub spool_max_bytes: u64,
+    pub log_id: Option<String>,
+    pub s3: S3Options,
 }
 
 impl ServeOptions {
@@ -140,6 +165,19 @@ impl ServeOptions {
                 .max_inflight_batches
                 .or(f.max_inflight_batches)
                 .unwrap_or(64),
+            spool_max_bytes: self
+                .spool_max_bytes
+                .or(f.spool_max_bytes)
+                .unwrap_or(1 << 30),
+            log_id: self.log_id.or(f.log_id),
+            s3: S3Options {
+                path_style: self.s3_path_style || f.s3_path_style,
+                retention_days: self
+                    .s3_retention_days
+                    .or(f.s3_retention_days)
+                    .unwrap_or(S3Options::default().retention_days),
+                allow_unlocked: self.allow_unlocked || f.allow_unlocked,
+            },
         };
         config.check()?;
         Ok(config)
@@ -169,6 +207,12 @@ impl ServeConfig {
         }
         if self.segment_max_age < Duration::from_millis(10) {
             bail!("--segment-max-age must be at least 10ms");
+        }
+        if self.s3.retention_days == 0 {
+            bail!("--s3-retention-days must be at least 1");
+        }
+        if let Some(id) = &self.log_id {
+            crate::store::check_log_id(id)?;
         }
         if self.max_batch_events == 0 || self.max_inflight_batches == 0 {
             bail!("--max-batch-events and --max-inflight-batches must be at least 1");

@@ -19,6 +19,9 @@ pub struct Metrics {
     pub upload_retries: AtomicU64,
     pub checkpoints_published: AtomicU64,
     pub integrity_alarms: AtomicU64,
+    /// Bytes of sealed entries in local WAL files not yet in the store.
+    pub spool_bytes: AtomicU64,
+    pub batches_rejected_spool_full: AtomicU64,
     /// Entries sealed into the WAL (the log size as the writer sees it).
     pub log_size: AtomicU64,
     /// Entries covered by the newest stored checkpoint.
@@ -133,8 +136,20 @@ impl Metrics {
         metric(
             "sealer_upload_retries_total",
             "counter",
-            "Store writes retried after an error.",
+            "Store writes that failed and were retried with backoff (the store was down or refused).",
             c(&self.upload_retries),
+        );
+        metric(
+            "sealer_spool_bytes",
+            "gauge",
+            "Bytes of sealed entries kept locally until the store has them.",
+            c(&self.spool_bytes),
+        );
+        metric(
+            "sealer_batches_rejected_spool_full_total",
+            "counter",
+            "Batches refused with 503 because the local spool was full (the store is behind).",
+            c(&self.batches_rejected_spool_full),
         );
         metric(
             "sealer_checkpoints_published_total",

@@ -71,7 +71,7 @@ pub fn last_checkpoint_path(data_dir: &Path) -> PathBuf {
     data_dir.join("last-checkpoint.note")
 }
 
-pub async fn recover<S: Store>(
+pub async fn recover<S: Store + Clone>(
     store: &S,
     data_dir: &Path,
     wal_dir: &Path,
@@ -89,6 +89,9 @@ pub async fn recover<S: Store>(
         mac_key: Some(mac_key.clone()),
         trusted,
         progress: false,
+        // Versions and locks are the verifier's business; recovery needs the log itself.
+        storage_checks: false,
+        min_retention_days: None,
     };
     let (report, frontier, head) = audit::verify_with_state(store, verifier, &options)
         .await

@@ -18,7 +18,7 @@ use crate::ingest::IngestLimits;
 use crate::keys::{self, SealerKeys};
 use crate::metrics::Metrics;
 use crate::recovery;
-use crate::store::{AnyStore, Store};
+use crate::store::{self, AnyStore, Store};
 use crate::uploader::Uploader;
 use crate::writer::{self, SegmentPolicy, WriterState};
 
@@ -62,6 +62,33 @@ fn load_keys(config: &ServeConfig) -> anyhow::Result<SealerKeys> {
     }
 }
 
+/// Bytes in the WAL directory: sealed entries the store does not have yet.
+fn spooled_bytes(wal_dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(wal_dir)
+        .map(|dir| {
+            dir.filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0)
+}
+
+/// The configured store; an S3 bucket is checked for Object Lock first.
+async fn open_store(config: &ServeConfig, origin: &str) -> anyhow::Result<AnyStore> {
+    if !store::is_s3(&config.store) {
+        return AnyStore::open_local(&config.store);
+    }
+    let log_id = config
+        .log_id
+        .clone()
+        .unwrap_or_else(|| store::s3::log_id(origin));
+    Ok(AnyStore::S3(
+        store::s3::open_log(&config.store, &log_id, &config.s3).await?,
+    ))
+}
+
 /// Run the sealer until `shutdown` resolves, then drain and stop cleanly.
 pub async fn run(
     config: ServeConfig,
@@ -70,7 +97,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let keys = load_keys(&config)?;
     let verifier = keys.signer.verifier();
-    let store = AnyStore::open(&config.store)?;
+    let store = open_store(&config, verifier.name()).await?;
     let _lock = lock_data_dir(&config.data_dir)?;
     let wal_dir = config.data_dir.join("wal");
 
@@ -87,6 +114,7 @@ pub async fn run(
     );
 
     let metrics = Arc::new(Metrics::new());
+    metrics.spool_bytes.store(spooled_bytes(&wal_dir), Relaxed);
     metrics
         .checkpoint_size
         .store(recovered.stored.size, Relaxed);
@@ -141,6 +169,7 @@ pub async fn run(
         },
         max_body_bytes: config.max_body_bytes,
         inflight: Semaphore::new(config.max_inflight_batches),
+        spool_max_bytes: config.spool_max_bytes,
         verify_lock,
         last_checkpoint_file: recovery::last_checkpoint_path(&config.data_dir),
     });

@@ -107,6 +107,9 @@ impl<S: Store> Uploader<S> {
             chain: seg.chain,
         };
         self.publish_checkpoint(shutdown).await?;
+        let spooled = tokio::fs::metadata(&seg.path).await.map_or(0, |m| m.len());
+        let m = &self.metrics.spool_bytes;
+        let _ = m.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(spooled)));
         if let Err(e) = tokio::fs::remove_file(&seg.path).await {
             tracing::warn!(path = %seg.path.display(), error = %e, "stored segment's WAL file not removed");
         } else if let Some(dir) = seg.path.parent() {

@@ -324,6 +324,7 @@ impl Writer {
                 m.wal_healthy.store(true, Relaxed);
                 if entries > 0 {
                     Metrics::add(&m.wal_commits, 1);
+                    Metrics::add(&m.spool_bytes, self.buf.len() as u64);
                 }
                 Metrics::add(&m.entries_sealed, entries);
                 Metrics::add(&m.gap_entries, gaps);

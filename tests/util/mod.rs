@@ -9,8 +9,10 @@
 //!   `sealer serve` on a free loopback port.
 //! - [`Run`] is a finished command with its output, and assertions on it.
 //! - [`envoy`] runs Envoy 1.40 with the shipped gateway config.
+//! - [`seaweedfs`] runs a real S3 server with Object Lock.
 
 pub mod envoy;
+pub mod seaweedfs;
 
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions};
@@ -230,6 +232,10 @@ pub struct Sealer {
     root: PathBuf,
     pub origin: String,
     serve_args: Vec<String>,
+    /// `--store` when not the local `store/` directory (an `s3://` location).
+    store_location: Option<String>,
+    /// Environment of every `sealer` command (AWS settings for an S3 store).
+    env: Vec<(String, String)>,
     child: Option<Child>,
     port: u16,
     agent: ureq::Agent,
@@ -239,6 +245,17 @@ impl Sealer {
     /// Create keys for `origin` and start a sealer. `extra` is appended to
     /// `sealer serve --keys .. --store .. --data-dir .. --listen ..`.
     pub fn start(origin: &str, extra: &[&str]) -> Sealer {
+        Sealer::start_with(origin, None, Vec::new(), extra)
+    }
+
+    /// Like [`Sealer::start`] with `--store STORE` (e.g. `s3://bucket/prefix`) and `env` for
+    /// every `sealer` command this harness runs.
+    pub fn start_with(
+        origin: &str,
+        store: Option<&str>,
+        env: Vec<(String, String)>,
+        extra: &[&str],
+    ) -> Sealer {
         let dir = tempfile::Builder::new()
             .prefix("sealer-e2e-")
             .tempdir()
@@ -248,6 +265,8 @@ impl Sealer {
             dir: Some(dir),
             origin: origin.to_owned(),
             serve_args: extra.iter().map(|a| a.to_string()).collect(),
+            store_location: store.map(str::to_owned),
+            env,
             child: None,
             port: 0,
             agent: ureq::AgentBuilder::new().timeout(PATIENCE).build(),
@@ -306,7 +325,7 @@ impl Sealer {
     /// Run `sealer ARGS` to completion in the sealer's directory.
     pub fn run(&self, args: &[&str]) -> Run {
         let mut cmd = sealer_cmd(args);
-        cmd.current_dir(self.root());
+        cmd.current_dir(self.root()).envs(self.env.iter().cloned());
         Run::new(&mut cmd, self.diagnostics())
     }
 
@@ -358,11 +377,13 @@ impl Sealer {
             let log_start = log.metadata().map_or(0, |m| m.len() as usize);
             let listen = format!("127.0.0.1:{}", self.port);
             let (keys, store, data) = (self.keys_dir(), self.store(), self.data_dir());
-            let mut args = vec!["serve", "--keys", s(&keys), "--store", s(&store)];
+            let store = self.store_location.as_deref().unwrap_or(s(&store));
+            let mut args = vec!["serve", "--keys", s(&keys), "--store", store];
             args.extend(["--data-dir", s(&data), "--listen", &listen]);
             args.extend(self.serve_args.iter().map(String::as_str));
             let mut cmd = sealer_cmd(&args);
             cmd.current_dir(self.root())
+                .envs(self.env.iter().cloned())
                 .stdin(Stdio::null())
                 .stdout(log.try_clone().expect("log file"))
                 .stderr(log);

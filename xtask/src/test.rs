@@ -1,7 +1,8 @@
 //! `cargo xtask test`: install what the tests need, then run every gate and every test.
 //!
-//! Installed first (see `tools.rs`): rustfmt, clippy, the `wasm32-wasip1` target and Envoy
-//! 1.40 in `target/tools/`, whose path the tests get in `AUDIT_ENVOY_BIN`.
+//! Installed first (see `tools.rs`): rustfmt, clippy, the `wasm32-wasip1` target, Envoy
+//! 1.40 and SeaweedFS 4.48 in `target/tools/`, whose paths the tests get in
+//! `AUDIT_ENVOY_BIN` and `AUDIT_WEED_BIN`.
 //!
 //! Gates, in order: `cargo fmt --check`, `cargo clippy -D warnings` on every target,
 //! `cargo doc` without warnings, then the whole test suite (unit, property and end-to-end
@@ -42,6 +43,7 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
     let nextest = install_tools()?;
     tools::wasm_target()?;
     let envoy = tools::envoy()?;
+    let weed = tools::seaweedfs()?;
     tasks::run(cargo().args(["fmt", "--all", "--check"]))?;
     tasks::run(cargo().args([
         "clippy",
@@ -84,7 +86,8 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
                     "--failure-output",
                     "final",
                 ])
-                .env("AUDIT_ENVOY_BIN", &envoy),
+                .env("AUDIT_ENVOY_BIN", &envoy)
+                .env("AUDIT_WEED_BIN", &weed),
         )?;
     } else {
         tasks::run(
@@ -97,7 +100,8 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
                     "--bins",
                     "--tests",
                 ])
-                .env("AUDIT_ENVOY_BIN", &envoy),
+                .env("AUDIT_ENVOY_BIN", &envoy)
+                .env("AUDIT_WEED_BIN", &weed),
         )?;
     }
     eprintln!("xtask test: every gate and test passed");

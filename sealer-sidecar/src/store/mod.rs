@@ -9,10 +9,12 @@
 //! - [`Store::get`] reads an object.
 //! - [`Store::list`] lists objects under a prefix, in key order.
 //!
-//! [`LocalStore`] is the default; [`MemoryStore`] is for tests and can be told to fail.
+//! [`LocalStore`] is the default; [`S3Store`] keeps the log in S3 with Object Lock;
+//! [`MemoryStore`] is for tests and can be told to fail.
 
 mod local;
 mod memory;
+pub mod s3;
 
 use std::future::Future;
 use std::path::Path;
@@ -21,6 +23,9 @@ use bytes::Bytes;
 
 pub use local::LocalStore;
 pub use memory::{FailMode, MemoryStore};
+pub use s3::{S3Location, S3Options, S3Store};
+
+use auditlog::verify::ProblemClass;
 
 /// An object's key and size, as listed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -51,7 +56,13 @@ pub enum StoreError {
     },
     #[error("invalid store key {key:?}: {reason}")]
     BadKey { key: String, reason: &'static str },
+    /// A remote store (S3) failed or refused the request.
+    #[error("store request on {key} failed: {message}")]
+    Remote { key: String, message: String },
 }
+
+/// Storage-level evidence against the log: `(class, key, message)`.
+pub type StorageFinding = (ProblemClass, String, String);
 
 /// Write-once object storage. Keys are `/`-separated relative paths.
 pub trait Store: Send + Sync + 'static {
@@ -86,20 +97,39 @@ pub trait Store: Send + Sync + 'static {
 
     /// A short description for logs and reports (`local:/var/lib/audit`).
     fn describe(&self) -> String;
+
+    /// Evidence of tampering that only the storage can show, beyond what the log's own
+    /// checks find: for S3, a key with more than one version or a delete marker, and an
+    /// object not locked in COMPLIANCE mode for `min_retention_days` after it was written.
+    /// The local store has none to offer.
+    fn storage_findings(
+        &self,
+        _min_retention_days: Option<u32>,
+    ) -> impl Future<Output = Result<Vec<StorageFinding>, StoreError>> + Send {
+        async { Ok(Vec::new()) }
+    }
 }
 
 /// Any store the sealer can be configured with, chosen by [`AnyStore::open`].
 #[derive(Clone, Debug)]
 pub enum AnyStore {
     Local(LocalStore),
+    S3(S3Store),
+}
+
+/// Whether `location` names an S3 store (`s3://...`).
+pub fn is_s3(location: &str) -> bool {
+    location.starts_with("s3://")
 }
 
 impl AnyStore {
-    /// Open a store from its location: a directory path or `file://PATH`.
-    pub fn open(location: &str) -> anyhow::Result<AnyStore> {
+    /// Open a local store from its location: a directory path or `file://PATH`, created if
+    /// needed. S3 stores are opened with [`S3Store::new`] after their bucket is checked.
+    pub fn open_local(location: &str) -> anyhow::Result<AnyStore> {
         if location.contains("://") && !location.starts_with("file://") {
             anyhow::bail!(
-                "unsupported store location {location:?}: give a directory path or file://PATH"
+                "unsupported store location {location:?}: give a directory path, file://PATH \
+                 or s3://BUCKET/PREFIX"
             );
         }
         let path = location.strip_prefix("file://").unwrap_or(location);
@@ -111,32 +141,55 @@ impl Store for AnyStore {
     async fn put_if_absent(&self, key: &str, bytes: Bytes) -> Result<PutOutcome, StoreError> {
         match self {
             AnyStore::Local(s) => s.put_if_absent(key, bytes).await,
+            AnyStore::S3(s) => s.put_if_absent(key, bytes).await,
         }
     }
 
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
         match self {
             AnyStore::Local(s) => s.get(key).await,
+            AnyStore::S3(s) => s.get(key).await,
         }
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         match self {
             AnyStore::Local(s) => s.list(prefix).await,
+            AnyStore::S3(s) => s.list(prefix).await,
         }
     }
 
     async fn put_file_if_absent(&self, key: &str, path: &Path) -> Result<PutOutcome, StoreError> {
         match self {
             AnyStore::Local(s) => s.put_file_if_absent(key, path).await,
+            AnyStore::S3(s) => s.put_file_if_absent(key, path).await,
         }
     }
 
     fn describe(&self) -> String {
         match self {
             AnyStore::Local(s) => s.describe(),
+            AnyStore::S3(s) => s.describe(),
         }
     }
+
+    async fn storage_findings(
+        &self,
+        min_retention_days: Option<u32>,
+    ) -> Result<Vec<StorageFinding>, StoreError> {
+        match self {
+            AnyStore::Local(s) => s.storage_findings(min_retention_days).await,
+            AnyStore::S3(s) => s.storage_findings(min_retention_days).await,
+        }
+    }
+}
+
+/// A log id must be one key component: `--log-id` names a directory under the prefix.
+pub fn check_log_id(id: &str) -> anyhow::Result<()> {
+    if id.contains('/') {
+        anyhow::bail!("--log-id {id:?} must not contain '/': it names one directory");
+    }
+    check_key(id).map_err(|e| anyhow::anyhow!("--log-id {id:?}: {e}"))
 }
 
 /// Reject keys that could escape the store or name something odd.
