@@ -11,6 +11,11 @@
 //! the demo runs `sealer verify`, checks that every request it sent was sealed exactly once
 //! and that none of the secrets it sent reached the store. It exits 0 only if all of that
 //! holds.
+//!
+//! `--store s3://BUCKET/PREFIX` seals into S3 with Object Lock instead (the log goes under
+//! `PREFIX/demo/`); the AWS settings come from the environment as for `sealer serve`
+//! (`AWS_ENDPOINT_URL`, credentials, `SEALER_S3_PATH_STYLE=true` for non-AWS servers). The
+//! entries are then shown through `sealer export` of the stored log.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -42,8 +47,45 @@ const USER_HEADER: &str = "x-demo-user";
 
 struct Options {
     once: bool,
-    store: Option<PathBuf>,
+    store: Option<String>,
     keys: Option<PathBuf>,
+}
+
+/// The log id the demo's sealer writes under an `s3://` prefix.
+const S3_LOG_ID: &str = "demo";
+
+/// Where the demo's sealer stores the log.
+#[derive(Clone, Debug)]
+enum StoreLocation {
+    Dir(PathBuf),
+    /// `s3://bucket/prefix`: the log is under `prefix/demo/`.
+    S3(String),
+}
+
+impl StoreLocation {
+    fn parse(s: &str) -> StoreLocation {
+        if s.starts_with("s3://") {
+            StoreLocation::S3(s.trim_end_matches('/').to_owned())
+        } else {
+            StoreLocation::Dir(PathBuf::from(s.strip_prefix("file://").unwrap_or(s)))
+        }
+    }
+
+    /// `--store` for `sealer serve`.
+    fn serve_arg(&self) -> String {
+        match self {
+            StoreLocation::Dir(d) => d.display().to_string(),
+            StoreLocation::S3(url) => url.clone(),
+        }
+    }
+
+    /// `--store` for `sealer verify`, `export`, `checkpoint`: the demo's one log.
+    fn log_arg(&self) -> String {
+        match self {
+            StoreLocation::Dir(d) => d.display().to_string(),
+            StoreLocation::S3(url) => format!("{url}/{S3_LOG_ID}"),
+        }
+    }
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Options> {
@@ -56,10 +98,19 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
     while let Some(a) = it.next() {
         match a.as_str() {
             "--once" => o.once = true,
-            "--store" => o.store = Some(it.next().context("--store needs a directory")?.into()),
+            "--store" => {
+                o.store = Some(
+                    it.next()
+                        .context("--store needs a directory or s3://BUCKET/PREFIX")?
+                        .clone(),
+                )
+            }
             "--keys" => o.keys = Some(it.next().context("--keys needs a directory")?.into()),
             other => {
-                bail!("unknown demo option {other:?} (expected --once, --store DIR, --keys DIR)")
+                bail!(
+                    "unknown demo option {other:?} (expected --once, --store DIR|s3://BUCKET/PREFIX, \
+                     --keys DIR)"
+                )
             }
         }
     }
@@ -73,7 +124,7 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
     ensure_keys(&bins.sealer, &dirs.keys)?;
     let interrupt = Interrupt::install()?;
     // Segments already in a reused store are neither printed nor counted.
-    let mut watch = Watcher::new(&dirs.store)?;
+    let mut watch = Watcher::new(&dirs.store, &bins.sealer, &dirs.keys)?;
     let mut gateway = Gateway::start(&bins, &dirs, &interrupt)?;
     gateway.print_banner(&dirs, opts.once);
 
@@ -89,11 +140,11 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
 
     let verified = verify(&bins.sealer, &dirs.store, &dirs.keys)?;
     let counted = check_counts(&watch.tally, &traffic);
-    let clean = check_secrets(&[&dirs.store, &dirs.data], &traffic)?;
+    let clean = check_secrets(&dirs, &bins.sealer, &traffic)?;
     println!(
         "\nverify it yourself any time:\n  {} verify --store {} --public-key {}",
         bins.sealer.display(),
-        dirs.store.display(),
+        dirs.store.log_arg(),
         dirs.keys.join("signing.pub").display()
     );
     Ok(if verified && counted && clean { 0 } else { 1 })
@@ -125,7 +176,7 @@ impl Binaries {
 struct Dirs {
     scratch: PathBuf,
     keys: PathBuf,
-    store: PathBuf,
+    store: StoreLocation,
     /// The sealer's `--data-dir` (its write-ahead log).
     data: PathBuf,
 }
@@ -135,7 +186,10 @@ impl Dirs {
         let scratch = tasks::scratch_dir("demo")?;
         Ok(Dirs {
             keys: opts.keys.clone().unwrap_or_else(|| scratch.join("keys")),
-            store: opts.store.clone().unwrap_or_else(|| scratch.join("store")),
+            store: match &opts.store {
+                Some(s) => StoreLocation::parse(s),
+                None => StoreLocation::Dir(scratch.join("store")),
+            },
             data: scratch.join("data"),
             scratch,
         })
@@ -230,7 +284,7 @@ impl Gateway {
         println!("         config {}", self.envoy_config.display());
         println!(
             "store    {}   keys {}",
-            dirs.store.display(),
+            dirs.store.log_arg(),
             dirs.keys.display()
         );
         let until = if once {
@@ -255,12 +309,15 @@ fn start_sealer(bins: &Binaries, dirs: &Dirs, port: u16) -> anyhow::Result<Guard
         .arg("--keys")
         .arg(&dirs.keys)
         .arg("--store")
-        .arg(&dirs.store)
+        .arg(dirs.store.serve_arg())
         .arg("--data-dir")
         .arg(&dirs.data)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(["--segment-max-age", "1s", "--checkpoint-interval", "5s"])
         .env("NO_COLOR", "1");
+    if let StoreLocation::S3(_) = dirs.store {
+        cmd.args(["--log-id", S3_LOG_ID]);
+    }
     Guard::spawn("the sealer", cmd, dirs.scratch.join("sealer.log"))
 }
 
@@ -349,11 +406,11 @@ fn sealer_metric(sealer_url: &str, name: &str) -> Option<u64> {
 }
 
 /// `sealer verify` with the public and the HMAC key, its report printed as it goes.
-fn verify(sealer: &Path, store: &Path, keys: &Path) -> anyhow::Result<bool> {
+fn verify(sealer: &Path, store: &StoreLocation, keys: &Path) -> anyhow::Result<bool> {
     let mut cmd = Command::new(sealer);
     cmd.arg("verify")
         .arg("--store")
-        .arg(store)
+        .arg(store.log_arg())
         .arg("--public-key")
         .arg(keys.join("signing.pub"))
         .arg("--hmac-key")
@@ -386,26 +443,37 @@ fn check_counts(tally: &Tally, traffic: &Traffic) -> bool {
     ok && ok_redacted
 }
 
-/// None of the secrets sent (the `token` query value, the bearer token) is in any file under
-/// `dirs` (the store and the sealer's write-ahead log).
-fn check_secrets(dirs: &[&Path], traffic: &Traffic) -> anyhow::Result<bool> {
+/// None of the secrets sent (the `token` query value, the bearer token) is in any file of
+/// the store (for S3: in any stored record) or of the sealer's write-ahead log.
+fn check_secrets(dirs: &Dirs, sealer: &Path, traffic: &Traffic) -> anyhow::Result<bool> {
     let mut files = Vec::new();
-    for dir in dirs {
-        files_under(dir, &mut files)?;
+    files_under(&dirs.data, &mut files)?;
+    // Named blobs: every file, plus for S3 the stored records as `sealer export` reads them.
+    let mut blobs: Vec<(String, Vec<u8>)> = Vec::new();
+    match &dirs.store {
+        StoreLocation::Dir(d) => files_under(d, &mut files)?,
+        StoreLocation::S3(_) => {
+            let records = export_records(sealer, &dirs.store, &dirs.keys)
+                .context("reading the stored records back from S3")?;
+            blobs.push((format!("the records in {}", dirs.store.log_arg()), records));
+        }
+    }
+    for f in &files {
+        if let Ok(bytes) = std::fs::read(f) {
+            blobs.push((f.display().to_string(), bytes));
+        }
     }
     let mut clean = true;
     for secret in traffic.secrets() {
-        let found: Vec<&PathBuf> = files
+        let found: Vec<&String> = blobs
             .iter()
-            .filter(|f| {
-                std::fs::read(f)
-                    .is_ok_and(|bytes| bytes.windows(secret.len()).any(|w| w == secret.as_bytes()))
-            })
+            .filter(|(_, bytes)| bytes.windows(secret.len()).any(|w| w == secret.as_bytes()))
+            .map(|(name, _)| name)
             .collect();
         if found.is_empty() {
             println!(
-                "ok:     the secret {secret:?} appears in none of the {} files of the store and WAL",
-                files.len()
+                "ok:     the secret {secret:?} appears nowhere in the store and WAL ({} objects read)",
+                blobs.len()
             );
         } else {
             clean = false;
@@ -493,12 +561,49 @@ struct Tally {
     redacted_tokens: u64,
 }
 
+/// `sealer export --records` of the demo's log: every stored record, one per line.
+fn export_records(sealer: &Path, store: &StoreLocation, keys: &Path) -> anyhow::Result<Vec<u8>> {
+    let mut cmd = Command::new(sealer);
+    cmd.args(["export", "--records", "--store"])
+        .arg(store.log_arg())
+        .arg("--public-key")
+        .arg(keys.join("signing.pub"));
+    let out = cmd
+        .output()
+        .with_context(|| format!("failed to run {}", tasks::show(&cmd)))?;
+    if !out.status.success() {
+        bail!(
+            "`{}` failed with {}: {}",
+            tasks::show(&cmd),
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(out.stdout)
+}
+
+/// Where the watcher reads stored entries from.
+enum Source {
+    /// A local store's directories, read directly.
+    Dir {
+        segments: PathBuf,
+        checkpoints: PathBuf,
+    },
+    /// A store only the sealer's CLI reads (S3): `sealer export` and `sealer checkpoint`.
+    Cli {
+        sealer: PathBuf,
+        store: StoreLocation,
+        keys: PathBuf,
+    },
+}
+
 /// Prints each new segment of the store, entry by entry, and each new signed checkpoint.
 struct Watcher {
-    segments: PathBuf,
-    checkpoints: PathBuf,
-    /// Segment file names already printed, or there before the demo.
+    source: Source,
+    /// Segment file names already printed, or there before the demo (local store).
     seen: BTreeSet<String>,
+    /// Records already printed, or there before the demo (S3).
+    records_seen: usize,
     /// The sealer to ask for its newest checkpoint, while it runs.
     sealer_url: Option<String>,
     last_checkpoint: String,
@@ -506,13 +611,36 @@ struct Watcher {
 }
 
 impl Watcher {
-    fn new(store: &Path) -> anyhow::Result<Watcher> {
-        let segments = store.join(layout::SEGMENTS.trim_end_matches('/'));
-        let seen = segment_names(&segments)?.into_iter().collect();
+    fn new(store: &StoreLocation, sealer: &Path, keys: &Path) -> anyhow::Result<Watcher> {
+        let (source, seen, records_seen) = match store {
+            StoreLocation::Dir(dir) => {
+                let segments = dir.join(layout::SEGMENTS.trim_end_matches('/'));
+                let seen = segment_names(&segments)?.into_iter().collect();
+                let checkpoints = dir.join(layout::CHECKPOINTS.trim_end_matches('/'));
+                (
+                    Source::Dir {
+                        segments,
+                        checkpoints,
+                    },
+                    seen,
+                    0,
+                )
+            }
+            StoreLocation::S3(_) => {
+                // A log already there (the same prefix reused): its records are not shown.
+                let before = export_records(sealer, store, keys).map_or(0, |r| count_lines(&r));
+                let source = Source::Cli {
+                    sealer: sealer.to_owned(),
+                    store: store.clone(),
+                    keys: keys.to_owned(),
+                };
+                (source, BTreeSet::new(), before)
+            }
+        };
         Ok(Watcher {
-            segments,
-            checkpoints: store.join(layout::CHECKPOINTS.trim_end_matches('/')),
+            source,
             seen,
+            records_seen,
             sealer_url: None,
             last_checkpoint: String::new(),
             tally: Tally::default(),
@@ -526,9 +654,30 @@ impl Watcher {
             let r = agent().get(&format!("{url}/v1/checkpoint")).call().ok()?;
             r.into_string().ok()
         });
-        for name in segment_names(&self.segments)? {
-            if self.seen.insert(name.clone()) {
-                self.print_segment(&self.segments.join(&name))?;
+        match &self.source {
+            Source::Dir { segments, .. } => {
+                let segments = segments.clone();
+                for name in segment_names(&segments)? {
+                    if self.seen.insert(name.clone()) {
+                        let path = segments.join(&name);
+                        let bytes = std::fs::read(&path)
+                            .with_context(|| format!("failed to read {}", path.display()))?;
+                        self.print_records(&path.display().to_string(), &bytes, 0)?;
+                    }
+                }
+            }
+            Source::Cli {
+                sealer,
+                store,
+                keys,
+            } => {
+                // Between a segment and its checkpoint the log does not verify yet, and
+                // export refuses it: try again at the next poll.
+                if let Ok(records) = export_records(sealer, store, keys) {
+                    let skip = self.records_seen;
+                    self.records_seen = count_lines(&records);
+                    self.print_records(&store.log_arg(), &records, skip)?;
+                }
             }
         }
         if let Some(text) = checkpoint {
@@ -537,14 +686,13 @@ impl Watcher {
         Ok(())
     }
 
-    fn print_segment(&mut self, path: &Path) -> anyhow::Result<()> {
-        let bytes =
-            std::fs::read(path).with_context(|| format!("failed to read {}", path.display()))?;
-        for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+    /// Print the records in `bytes` (record lines) after the first `skip`.
+    fn print_records(&mut self, name: &str, bytes: &[u8], skip: usize) -> anyhow::Result<()> {
+        for (i, line) in bytes.split(|&b| b == b'\n').enumerate().skip(skip) {
             if line.is_empty() {
                 continue;
             }
-            let where_ = || format!("{} line {}", path.display(), i + 1);
+            let where_ = || format!("{name} line {}", i + 1);
             let record = parse_record(line).with_context(where_)?;
             let entry: Value = serde_json::from_slice(record.entry).with_context(where_)?;
             self.count(&entry);
@@ -588,7 +736,21 @@ impl Watcher {
 
     /// The newest checkpoint in the store: the sealer's last, written as it stopped.
     fn show_newest_stored_checkpoint(&mut self) -> anyhow::Result<()> {
-        let newest = match std::fs::read_dir(&self.checkpoints) {
+        let checkpoints = match &self.source {
+            Source::Dir { checkpoints, .. } => checkpoints.clone(),
+            Source::Cli { sealer, store, .. } => {
+                let mut cmd = Command::new(sealer);
+                cmd.args(["checkpoint", "--store"]).arg(store.log_arg());
+                let out = cmd
+                    .output()
+                    .with_context(|| format!("failed to run {}", tasks::show(&cmd)))?;
+                if out.status.success() {
+                    self.show_checkpoint(String::from_utf8_lossy(&out.stdout).into_owned());
+                }
+                return Ok(());
+            }
+        };
+        let newest = match std::fs::read_dir(&checkpoints) {
             Ok(dir) => dir
                 .filter_map(|e| e.ok()?.file_name().into_string().ok())
                 .filter(|n| {
@@ -598,13 +760,20 @@ impl Watcher {
             Err(_) => None,
         };
         if let Some(name) = newest {
-            let path = self.checkpoints.join(name);
+            let path = checkpoints.join(name);
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("failed to read {}", path.display()))?;
             self.show_checkpoint(text);
         }
         Ok(())
     }
+}
+
+fn count_lines(bytes: &[u8]) -> usize {
+    bytes
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count()
 }
 
 /// The segment files in `dir`, in log order (their names sort so).
@@ -851,7 +1020,8 @@ mod tests {
 
     #[test]
     fn counts_only_this_gateways_http_entries() {
-        let mut watch = Watcher::new(Path::new("/nonexistent")).unwrap();
+        let store = StoreLocation::Dir(PathBuf::from("/nonexistent"));
+        let mut watch = Watcher::new(&store, Path::new("sealer"), Path::new("keys")).unwrap();
         let http = |source: &str, query: &str| {
             json!({"kind": "http", "source": {"id": source, "seq": 1},
                    "event": {"url": {"path": "/", "query": query}}})

@@ -110,7 +110,7 @@ pub trait Store: Send + Sync + 'static {
     }
 }
 
-/// Any store the sealer can be configured with, chosen by [`AnyStore::open`].
+/// Any store the sealer can be configured with: [`AnyStore::open_local`] or an [`S3Store`].
 #[derive(Clone, Debug)]
 pub enum AnyStore {
     Local(LocalStore),

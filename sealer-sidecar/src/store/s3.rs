@@ -12,7 +12,7 @@
 //!
 //! Locations are `s3://bucket/prefix`. A sealer writes its log under
 //! `prefix/<log-id>/` ([`log_id`]); a verifier given `s3://bucket/prefix` finds every log
-//! below it ([`discover_logs`]). Credentials, region and endpoint come from the standard AWS
+//! below it ([`S3Store::discover_logs`]). Credentials, region and endpoint come from the standard AWS
 //! configuration chain (environment, profile, `AWS_ENDPOINT_URL`, ...).
 
 use aws_sdk_s3::Client;
