@@ -406,7 +406,7 @@ fn a_bucket_without_object_lock_is_refused_at_start() {
 }
 
 #[test]
-fn a_missing_bucket_is_named_at_start() {
+fn a_missing_bucket_is_named_at_start_and_create_bucket_makes_one() {
     let s3 = SeaweedFs::start();
     let mut keys_only = Sealer::start_with("e2e.test/s3-none", None, s3.aws_env(), &[]);
     keys_only.stop();
@@ -430,6 +430,31 @@ fn a_missing_bucket_is_named_at_start() {
         "{}",
         run.context
     );
+
+    // `sealer create-bucket` makes one fit for the log; a second call fails, naming it.
+    let create = [
+        "create-bucket",
+        "--store",
+        "s3://no-such-bucket/x",
+        "--s3-path-style",
+    ];
+    keys_only.run(&create).expect_code(0);
+    let again = keys_only.run(&create);
+    again.expect_code(2);
+    assert!(
+        String::from_utf8_lossy(&again.output.stderr).contains("cannot create bucket"),
+        "{}",
+        again.context
+    );
+    let mut sealer = s3_sealer(&s3, "e2e.test/s3-none", "s3://no-such-bucket/x", &[]);
+    sealer.seal(&events("gw/1", 1, 3));
+    sealer.stop();
+    verify(
+        &sealer,
+        "s3://no-such-bucket/x",
+        &["--min-retention-days", "1"],
+    )
+    .expect_code(0);
 }
 
 #[test]

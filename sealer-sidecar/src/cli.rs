@@ -61,6 +61,15 @@ enum Command {
         #[arg(long)]
         records: bool,
     },
+    /// Create an S3 bucket with Object Lock enabled (which enables versioning), fit for
+    /// `serve --store s3://BUCKET/PREFIX`.
+    CreateBucket {
+        /// s3://BUCKET (a prefix, if given, is ignored).
+        #[arg(long)]
+        store: String,
+        #[command(flatten)]
+        s3: S3Args,
+    },
     /// Print the newest signed checkpoint in a store (one log).
     Checkpoint {
         /// The store: a directory, file://PATH, or s3://BUCKET/PREFIX/LOG_ID.
@@ -206,6 +215,16 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             } else {
                 audit::export_merged(&stores, records, &mut out).await?;
             }
+            Ok(EXIT_OK)
+        }
+        Command::CreateBucket { store, s3 } => {
+            let location = S3Location::parse(&store)?;
+            let client = store::s3::client(&s3.options()).await;
+            store::s3::create_locked_bucket(&client, &location.bucket).await?;
+            println!(
+                "created bucket {} with Object Lock and versioning enabled",
+                location.bucket
+            );
             Ok(EXIT_OK)
         }
         Command::Checkpoint {

@@ -18,15 +18,16 @@ use crate::tasks;
 /// One ingest line of about 400 bytes; `SRC` is replaced by a 24-byte source id.
 const TEMPLATE: &str = r#"{"source":{"id":"SRC","seq":SEQ},"event":{"start_time":"2026-11-28T07:00:00.123456789Z","duration_ns":1830000,"client":{"address":"203.0.113.7","port":51234},"enduser":{"id":"alice@example.com","source":"jwt"},"http":{"request":{"method":"GET"},"response":{"status_code":200,"body":{"size":1834}}},"server":{"address":"shop.example.com"},"url":{"path":"/products/4711","scheme":"https"},"user_agent":{"original":"okhttp/4.12"}}}"#;
 
-struct Options {
-    keep: bool,
-    seconds: u64,
-    connections: usize,
-    batch: usize,
+/// The load: how long, how many connections, how many events per request.
+pub struct LoadOptions {
+    pub keep: bool,
+    pub seconds: u64,
+    pub connections: usize,
+    pub batch: usize,
 }
 
-fn parse(args: &[String]) -> anyhow::Result<Options> {
-    let mut o = Options {
+pub fn parse(args: &[String]) -> anyhow::Result<LoadOptions> {
+    let mut o = LoadOptions {
         keep: false,
         seconds: 10,
         connections: 4,
@@ -108,8 +109,10 @@ fn sha256_rate(event: &[u8]) -> f64 {
 }
 
 pub fn run(args: &[String]) -> anyhow::Result<u8> {
-    if args.first().map(String::as_str) == Some("proxy") {
-        return crate::proxy_bench::run(&args[1..]);
+    match args.first().map(String::as_str) {
+        Some("proxy") => return crate::proxy_bench::run(&args[1..]),
+        Some("s3") => return crate::s3_bench::run(&args[1..]),
+        _ => {}
     }
     let o = parse(args)?;
     let sealer_bin = tasks::build_sealer(true)?;
@@ -229,7 +232,7 @@ fn dir_size(p: &Path) -> u64 {
 ///
 /// All request bodies are built before the clock starts (a fresh source per batch, so no event
 /// is a replay), so the load generator spends its share of the two cores on sending only.
-fn drive(o: &Options, base: &str, pid: u32) -> anyhow::Result<(u64, f64, Option<u64>)> {
+pub fn drive(o: &LoadOptions, base: &str, pid: u32) -> anyhow::Result<(u64, f64, Option<u64>)> {
     tasks::wait_http_ok(&format!("{base}/healthz"), 100)?;
     const PLACEHOLDER: &str = "bench/cX/XXXXXXXXXXXXXXX";
     let template = body(PLACEHOLDER, o.batch);

@@ -10,6 +10,7 @@ mod bench;
 mod demo;
 mod process;
 mod proxy_bench;
+mod s3_bench;
 mod tasks;
 mod test;
 mod tools;
@@ -32,7 +33,9 @@ fn main() -> ExitCode {
                  tasks:\n  \
                  demo [--once] [--store DIR] [--keys DIR]   sample traffic through Envoy and the sealer, verified\n  \
                  test                                       install test tools, run every gate and test\n  \
-                 bench [--seconds N] [--keep]               measure ingest and verification throughput"
+                 bench [--seconds N] [--keep]               measure ingest and verification throughput\n  \
+                 bench proxy [--seconds N] [--rounds N]     the audit filter in Envoy against no filter and a no-op filter\n  \
+                 bench s3 [--seconds N] [--rounds N]        ingest with the S3 store (SeaweedFS) against the local store"
             );
             return ExitCode::from(2);
         }

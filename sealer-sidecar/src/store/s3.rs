@@ -216,6 +216,18 @@ pub async fn open_log(base: &str, log_id: &str, options: &S3Options) -> anyhow::
     Ok(S3Store::new(client, location, None))
 }
 
+/// Create `bucket` with Object Lock enabled (S3 then enables versioning too).
+pub async fn create_locked_bucket(client: &Client, bucket: &str) -> anyhow::Result<()> {
+    client
+        .create_bucket()
+        .bucket(bucket)
+        .object_lock_enabled_for_bucket(true)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot create bucket {bucket:?}: {}", sdk_error(&e)))?;
+    Ok(())
+}
+
 /// One stored version of an object, as `ListObjectVersions` reports it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ObjectVersion {

@@ -1,0 +1,314 @@
+//! `cargo xtask bench s3 [--seconds N] [--rounds N] [--connections N] [--batch N]`: durable
+//! ingest with the S3 Object Lock store against SeaweedFS 4.48 on loopback, side by side with
+//! the local store in the same run, and the upload lag under that load.
+//!
+//! Each round runs the release sealer twice with the same load (`bench`'s load generator):
+//! once with the local store, once with `s3://bench/roundN`. While the load runs, the
+//! sealer's `sealer_upload_lag_entries` (sealed, not yet under a stored checkpoint) is sampled
+//! every 100 ms; after it, the time until the lag is 0 (everything in the store) is measured.
+//! Then both stores are verified.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+use crate::bench::{self, LoadOptions};
+use crate::process::Guard;
+use crate::{tasks, tools};
+
+const ACCESS_KEY: &str = "bench-access-key";
+const SECRET_KEY: &str = "bench-secret-key-0123456789";
+const BUCKET: &str = "bench";
+
+/// One measured run of the sealer under load.
+struct Measured {
+    events: u64,
+    seconds: f64,
+    lag_max: u64,
+    lag_mean: f64,
+    drain_seconds: f64,
+}
+
+impl Measured {
+    fn rate(&self) -> f64 {
+        self.events as f64 / self.seconds
+    }
+}
+
+pub fn run(args: &[String]) -> anyhow::Result<u8> {
+    let mut rounds = 2;
+    let mut rest = Vec::new();
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--rounds" => rounds = tasks::number_after(a, &mut it)?.max(1),
+            _ => rest.push(a.clone()),
+        }
+    }
+    let load = bench::parse(&rest)?;
+    let sealer = tasks::build_sealer(true)?;
+    let weed = tools::seaweedfs()?;
+    let dir = tasks::scratch_dir("bench-s3")?;
+    tasks::run(
+        Command::new(&sealer)
+            .args(["keygen", "--origin", "bench.example/s3", "--out"])
+            .arg(dir.join("keys")),
+    )?;
+    let mut server = start_seaweedfs(&weed, &dir)?;
+    let endpoint = format!("http://127.0.0.1:{}", server.s3_port);
+    let env = aws_env(&endpoint);
+    tasks::run(
+        Command::new(&sealer)
+            .args(["create-bucket", "--store", &format!("s3://{BUCKET}")])
+            .arg("--s3-path-style")
+            .envs(env.iter().cloned()),
+    )?;
+
+    let mut results: Vec<(Measured, Measured)> = Vec::new();
+    for round in 1..=rounds {
+        let local_store = dir.join(format!("local-{round}"));
+        eprintln!("round {round}: local store …");
+        let local = measure(
+            &sealer,
+            &dir,
+            &local_store.display().to_string(),
+            &[],
+            &env,
+            &load,
+        )?;
+        eprintln!("round {round}: S3 store (SeaweedFS) …");
+        let s3_store = format!("s3://{BUCKET}/round{round}");
+        let s3 = measure(
+            &sealer,
+            &dir,
+            &s3_store,
+            &["--s3-path-style", "--s3-retention-days", "1"],
+            &env,
+            &load,
+        )?;
+        verify(&sealer, &dir, &local_store.display().to_string(), &env)?;
+        verify(&sealer, &dir, &s3_store, &env)?;
+        results.push((local, s3));
+    }
+    server.stop()?;
+
+    println!(
+        "\ndurable ingest, {} s per run, {} connections, {} events per batch; SeaweedFS 4.48 on \
+         loopback; same machine, same run:",
+        load.seconds, load.connections, load.batch
+    );
+    println!(
+        "  {:<7} {:>12} {:>12} {:>7}   {:>13} {:>13}   {:>14}",
+        "round", "local ev/s", "S3 ev/s", "S3÷loc", "S3 lag max", "S3 lag mean", "S3 drain after"
+    );
+    for (i, (local, s3)) in results.iter().enumerate() {
+        println!(
+            "  {:<7} {:>12.0} {:>12.0} {:>7.2}   {:>13} {:>13.0}   {:>12.2} s",
+            i + 1,
+            local.rate(),
+            s3.rate(),
+            s3.rate() / local.rate(),
+            s3.lag_max,
+            s3.lag_mean,
+            s3.drain_seconds
+        );
+    }
+    for (i, (local, _)) in results.iter().enumerate() {
+        println!(
+            "  round {} local store: lag max {} entries, mean {:.0}, drained {:.2} s after the load",
+            i + 1,
+            local.lag_max,
+            local.lag_mean,
+            local.drain_seconds
+        );
+    }
+    println!("  every store verified (every MAC checked); the S3 objects are COMPLIANCE-locked");
+    std::fs::remove_dir_all(&dir).with_context(|| format!("failed to remove {}", dir.display()))?;
+    Ok(0)
+}
+
+/// The environment a sealer needs to reach the benchmark's SeaweedFS, and nothing else.
+fn aws_env(endpoint: &str) -> Vec<(String, String)> {
+    [
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+        ("AWS_CONFIG_FILE", "/dev/null"),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+/// Run the release sealer on `store` under the load, sampling its upload lag.
+fn measure(
+    sealer: &Path,
+    dir: &Path,
+    store: &str,
+    extra: &[&str],
+    env: &[(String, String)],
+    load: &LoadOptions,
+) -> anyhow::Result<Measured> {
+    let port = tasks::free_port()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let data = dir.join(format!("data-{port}"));
+    let mut cmd = Command::new(sealer);
+    cmd.arg("serve")
+        .arg("--keys")
+        .arg(dir.join("keys"))
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--store", store, "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .envs(env.iter().cloned())
+        .env("SEALER_LOG", "warn");
+    let mut guard = Guard::spawn("the sealer", cmd, dir.join(format!("sealer-{port}.log")))?;
+    let pid = guard.pid().context("the sealer is running")?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let (stop, base) = (stop.clone(), base.clone());
+        std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(lag) = metric(&base, "sealer_upload_lag_entries") {
+                    samples.push(lag);
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            samples
+        })
+    };
+    let driven = bench::drive(load, &base, pid);
+    stop.store(true, Ordering::Relaxed);
+    let samples = sampler.join().expect("the sampler does not panic");
+    let (events, seconds, _rss) = driven?;
+
+    let drained_from = Instant::now();
+    let deadline = drained_from + Duration::from_secs(120);
+    while metric(&base, "sealer_upload_lag_entries") != Some(0) {
+        guard.ensure_running()?;
+        if Instant::now() > deadline {
+            bail!("{store}: the upload lag did not reach 0 within 120 s after the load");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let drain_seconds = drained_from.elapsed().as_secs_f64();
+    guard.stop()?;
+    let _ = std::fs::remove_dir_all(&data);
+    Ok(Measured {
+        events,
+        seconds,
+        lag_max: samples.iter().copied().max().unwrap_or(0),
+        lag_mean: samples.iter().sum::<u64>() as f64 / samples.len().max(1) as f64,
+        drain_seconds,
+    })
+}
+
+fn verify(sealer: &Path, dir: &Path, store: &str, env: &[(String, String)]) -> anyhow::Result<()> {
+    let out = Command::new(sealer)
+        .args([
+            "verify",
+            "--store",
+            store,
+            "--s3-path-style",
+            "--public-key",
+        ])
+        .arg(dir.join("keys/signing.pub"))
+        .arg("--hmac-key")
+        .arg(dir.join("keys/hmac.key"))
+        .envs(env.iter().cloned())
+        .output()?;
+    if !out.status.success() {
+        bail!(
+            "{store} failed verification:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+fn metric(base: &str, name: &str) -> Option<u64> {
+    let text = ureq::get(&format!("{base}/metrics"))
+        .call()
+        .ok()?
+        .into_string()
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
+/// A running `weed mini` with every port chosen here (below 32768, outside the ephemeral
+/// range), credentials required.
+struct SeaweedFs {
+    guard: Guard,
+    s3_port: u16,
+}
+
+impl SeaweedFs {
+    /// SIGTERM and wait; then remove the two gRPC sockets weed leaves in /tmp.
+    fn stop(&mut self) -> anyhow::Result<()> {
+        self.guard.stop()?;
+        for (name, grpc) in [
+            ("s3", self.s3_port + 10_000),
+            ("admin", self.s3_port + 10_001),
+        ] {
+            let _ = std::fs::remove_file(format!("/tmp/seaweedfs-{name}-grpc-{grpc}.sock"));
+        }
+        Ok(())
+    }
+}
+
+fn start_seaweedfs(weed: &Path, dir: &Path) -> anyhow::Result<SeaweedFs> {
+    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+    let base = (2_000..2_270u16)
+        .map(|i| i * 10)
+        .find(|&b| (1..=5).all(|i| free(b + i) && free(b + 10_000 + i)))
+        .context("no free block of ports for SeaweedFS below 32768")?;
+    let data: PathBuf = dir.join("seaweedfs");
+    std::fs::create_dir_all(&data)?;
+    let mut cmd = Command::new(weed);
+    cmd.arg("mini")
+        .arg(format!("-dir={}", data.display()))
+        .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"]);
+    for (name, offset) in [
+        ("master", 1),
+        ("volume", 2),
+        ("filer", 3),
+        ("s3", 4),
+        ("admin", 5),
+    ] {
+        cmd.arg(format!("-{name}.port={}", base + offset));
+        cmd.arg(format!("-{name}.port.grpc={}", base + 10_000 + offset));
+    }
+    cmd.args([
+        "-webdav=false",
+        "-admin.ui=false",
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
+        "-master.telemetry=false",
+    ])
+    .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
+    .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
+    let mut guard = Guard::spawn("SeaweedFS", cmd, dir.join("seaweedfs.log"))?;
+    let s3_port = base + 4;
+    // Unsigned requests get 403 once S3 is up.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        guard.ensure_running()?;
+        match ureq::get(&format!("http://127.0.0.1:{s3_port}/")).call() {
+            Ok(_) | Err(ureq::Error::Status(_, _)) => break,
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
+            Err(e) => bail!("SeaweedFS's S3 did not answer on port {s3_port}: {e}"),
+        }
+    }
+    Ok(SeaweedFs { guard, s3_port })
+}
