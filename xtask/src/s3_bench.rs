@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::bench::{self, LoadOptions};
-use crate::process::Guard;
+use crate::process::{self, Guard};
 use crate::{tasks, tools};
 
 const ACCESS_KEY: &str = "bench-access-key";
@@ -28,6 +28,9 @@ const BUCKET: &str = "bench";
 struct Measured {
     events: u64,
     seconds: f64,
+    /// CPU time of the sealer and of SeaweedFS during the load, per event, in µs.
+    sealer_cpu_us: f64,
+    seaweedfs_cpu_us: f64,
     lag_max: u64,
     lag_mean: f64,
     drain_seconds: f64,
@@ -74,6 +77,7 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
         eprintln!("round {round}: local store …");
         let local = measure(
             &sealer,
+            server.guard.pid(),
             &dir,
             &local_store.display().to_string(),
             &[],
@@ -84,6 +88,7 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
         let s3_store = format!("s3://{BUCKET}/round{round}");
         let s3 = measure(
             &sealer,
+            server.guard.pid(),
             &dir,
             &s3_store,
             &["--s3-path-style", "--s3-retention-days", "1"],
@@ -117,13 +122,22 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
             s3.drain_seconds
         );
     }
-    for (i, (local, _)) in results.iter().enumerate() {
+    for (i, (local, s3)) in results.iter().enumerate() {
         println!(
             "  round {} local store: lag max {} entries, mean {:.0}, drained {:.2} s after the load",
             i + 1,
             local.lag_max,
             local.lag_mean,
             local.drain_seconds
+        );
+        println!(
+            "  round {} CPU per event: sealer {:.2} µs (local) vs {:.2} µs (S3); SeaweedFS {:.2} µs \
+             (S3 run; {:.2} µs while the local run went on)",
+            i + 1,
+            local.sealer_cpu_us,
+            s3.sealer_cpu_us,
+            s3.seaweedfs_cpu_us,
+            local.seaweedfs_cpu_us
         );
     }
     println!("  every store verified (every MAC checked); the S3 objects are COMPLIANCE-locked");
@@ -150,6 +164,7 @@ fn aws_env(endpoint: &str) -> Vec<(String, String)> {
 /// Run the release sealer on `store` under the load, sampling its upload lag.
 fn measure(
     sealer: &Path,
+    seaweedfs_pid: Option<u32>,
     dir: &Path,
     store: &str,
     extra: &[&str],
@@ -186,7 +201,10 @@ fn measure(
             samples
         })
     };
+    let cpu = |pid: Option<u32>| pid.map_or(0.0, process::cpu_seconds);
+    let (sealer_cpu, weed_cpu) = (cpu(Some(pid)), cpu(seaweedfs_pid));
     let driven = bench::drive(load, &base, pid);
+    let (sealer_cpu, weed_cpu) = (cpu(Some(pid)) - sealer_cpu, cpu(seaweedfs_pid) - weed_cpu);
     stop.store(true, Ordering::Relaxed);
     let samples = sampler.join().expect("the sampler does not panic");
     let (events, seconds, _rss) = driven?;
@@ -203,9 +221,12 @@ fn measure(
     let drain_seconds = drained_from.elapsed().as_secs_f64();
     guard.stop()?;
     let _ = std::fs::remove_dir_all(&data);
+    let per_event = |seconds: f64| seconds * 1e6 / events.max(1) as f64;
     Ok(Measured {
         events,
         seconds,
+        sealer_cpu_us: per_event(sealer_cpu),
+        seaweedfs_cpu_us: per_event(weed_cpu),
         lag_max: samples.iter().copied().max().unwrap_or(0),
         lag_mean: samples.iter().sum::<u64>() as f64 / samples.len().max(1) as f64,
         drain_seconds,

@@ -453,7 +453,9 @@ impl super::Store for S3Store {
                 .object_lock_mode(ObjectLockMode::Compliance)
                 .object_lock_retain_until_date(DateTime::from(SystemTime::now() + retention));
         }
-        match put.send().await {
+        // The payload is not hashed a second time for the signature: the signed
+        // x-amz-checksum-sha256 header already binds the bytes, and the server checks it.
+        match put.customize().disable_payload_signing().send().await {
             Ok(_) => Ok(PutOutcome::Created),
             Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(412) => {
                 // The key exists: an earlier attempt of ours, or someone else's object.
