@@ -593,8 +593,10 @@ impl StoreVerifier {
             _ => {}
         }
         if !self.mac_checked {
-            self.warnings
-                .push("MACs not checked (no HMAC key given); chain and signatures were".into());
+            self.warnings.push(
+                "MACs not checked (no HMAC key given); chain and signed checkpoints were checked"
+                    .into(),
+            );
         }
         Report {
             ok: self.problem_count == 0,

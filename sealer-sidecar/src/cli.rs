@@ -194,7 +194,11 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
         Command::Export { source, records } => {
-            let checked = verify_logs(&source, None, &VerifyFlags::default()).await?;
+            let flags = VerifyFlags {
+                storage_checks: true,
+                ..VerifyFlags::default()
+            };
+            let checked = verify_logs(&source, None, &flags).await?;
             let mut failed = false;
             for (store, report) in &checked {
                 if !report.ok {
@@ -316,6 +320,8 @@ async fn log_origin(store: &AnyStore) -> anyhow::Result<Option<String>> {
 #[derive(Default)]
 struct VerifyFlags {
     progress: bool,
+    /// `--save-checkpoint` was given (one log only).
+    saving: bool,
     storage_checks: bool,
     min_retention_days: Option<u32>,
 }
@@ -332,10 +338,11 @@ async fn verify_logs(
         .map(|p| keys::load_public(p))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let logs = open_logs(&args.store, &args.s3).await?;
-    if logs.len() > 1 && (args.hmac_key.is_some() || trusted.is_some()) {
+    let logs_count = logs.len();
+    if logs.len() > 1 && (args.hmac_key.is_some() || trusted.is_some() || flags.saving) {
         anyhow::bail!(
-            "{} holds {} logs; --hmac-key and --checkpoint apply to one log: give \
-             {}/LOG_ID",
+            "{} holds {} logs; --hmac-key, --checkpoint and --save-checkpoint apply to one \
+             log: give {}/LOG_ID",
             args.store,
             logs.len(),
             args.store
@@ -343,7 +350,9 @@ async fn verify_logs(
     }
     let mut out = Vec::new();
     for store in logs {
-        let verifier = if verifiers.len() == 1 {
+        // One log and one key: that key (a wrong one is reported as bad checkpoints). Several
+        // logs: each needs the key named after its origin.
+        let verifier = if verifiers.len() == 1 && logs_count == 1 {
             verifiers[0].clone()
         } else {
             let origin = log_origin(&store).await?;
@@ -406,6 +415,7 @@ async fn verify_one(
 async fn verify(args: VerifyArgs) -> anyhow::Result<u8> {
     let flags = VerifyFlags {
         progress: true,
+        saving: args.save_checkpoint.is_some(),
         storage_checks: true,
         min_retention_days: args.min_retention_days,
     };

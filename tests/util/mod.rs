@@ -575,7 +575,7 @@ impl Drop for Sealer {
             let _ = child.kill();
             let _ = child.wait();
         }
-        if std::thread::panicking()
+        if (std::thread::panicking() || std::env::var_os("E2E_KEEP").is_some())
             && let Some(dir) = self.dir.take()
         {
             eprintln!("test failed: kept {} for inspection", dir.keep().display());

@@ -23,6 +23,18 @@ pub const SECRET_KEY: &str = "e2e-secret-key-0123456789";
 
 /// How long the server may take to answer S3 (about 0.7 s seen here).
 const PATIENCE: Duration = Duration::from_secs(60);
+/// The components whose gRPC socket weed puts in `/tmp/seaweedfs-NAME-grpc-PORT.sock`, and
+/// their port offsets.
+const GRPC_SOCKETS: [(&str, u16); 5] = [
+    ("master", 1),
+    ("volume", 2),
+    ("filer", 3),
+    ("s3", 4),
+    ("admin", 5),
+];
+
+/// How long a SIGTERM'd server may take to exit before it is killed.
+const STOP_PATIENCE: Duration = Duration::from_secs(5);
 
 /// `weed`: `AUDIT_WEED_BIN` (set by `cargo xtask test`), else the one `cargo xtask test`
 /// installs in `target/tools/seaweedfs-venv`.
@@ -171,13 +183,7 @@ impl SeaweedFs {
         cmd.arg("mini")
             .arg(format!("-dir={}", data.display()))
             .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"]);
-        for (name, offset) in [
-            ("master", 1),
-            ("volume", 2),
-            ("filer", 3),
-            ("s3", 4),
-            ("admin", 5),
-        ] {
+        for (name, offset) in GRPC_SOCKETS {
             cmd.arg(format!("-{name}.port={}", b + offset));
             cmd.arg(format!("-{name}.port.grpc={}", b + 10_000 + offset));
         }
@@ -233,26 +239,31 @@ impl SeaweedFs {
         }
     }
 
-    /// SIGTERM and wait: S3 goes away (an outage).
+    /// SIGTERM and wait: S3 goes away (an outage). weed's volume server sometimes takes
+    /// 30 s to stop; after [`STOP_PATIENCE`] it is killed (a crash is an outage too).
     pub fn stop(&mut self) {
+        self.end(Some(libc::SIGTERM));
+    }
+
+    /// SIGTERM (or, with `None`, SIGKILL at once), wait, remove what weed leaves in /tmp.
+    fn end(&mut self, signal: Option<libc::c_int>) {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
-        // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child,
-        // not yet waited for, so it cannot have been reused.
-        unsafe { libc::kill(pid, libc::SIGTERM) };
-        let deadline = Instant::now() + PATIENCE;
-        while child.try_wait().expect("try_wait").is_none() {
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                break;
+        if let Some(signal) = signal {
+            let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
+            // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child,
+            // not yet waited for, so it cannot have been reused.
+            unsafe { libc::kill(pid, signal) };
+            let deadline = Instant::now() + STOP_PATIENCE;
+            while child.try_wait().expect("try_wait").is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(50));
             }
-            std::thread::sleep(Duration::from_millis(50));
         }
+        let _ = child.kill();
         let _ = child.wait();
-        // weed leaves two gRPC sockets in /tmp even after a clean exit.
-        for (name, offset) in [("s3", 4), ("admin", 5)] {
+        // weed leaves gRPC sockets in /tmp (two after a clean exit, five after a kill).
+        for (name, offset) in GRPC_SOCKETS {
             let port = self.base_port + 10_000 + offset;
             let _ = fs::remove_file(format!("/tmp/seaweedfs-{name}-grpc-{port}.sock"));
         }
@@ -336,9 +347,8 @@ impl SeaweedFs {
 
 impl Drop for SeaweedFs {
     fn drop(&mut self) {
-        // SIGTERM, so that weed removes its sockets in /tmp.
-        self.stop();
-        if std::thread::panicking()
+        self.end(None);
+        if (std::thread::panicking() || std::env::var_os("E2E_KEEP").is_some())
             && let Some(dir) = self.dir.take()
         {
             eprintln!("test failed: kept {} for inspection", dir.keep().display());

@@ -275,13 +275,15 @@ struct SeaweedFs {
 }
 
 impl SeaweedFs {
-    /// SIGTERM and wait; then remove the two gRPC sockets weed leaves in /tmp.
+    /// SIGTERM and wait; then remove the gRPC sockets weed leaves in /tmp.
     fn stop(&mut self) -> anyhow::Result<()> {
         self.guard.stop()?;
-        for (name, grpc) in [
-            ("s3", self.s3_port + 10_000),
-            ("admin", self.s3_port + 10_001),
-        ] {
+        let base = self.s3_port - 4;
+        for (i, name) in ["master", "volume", "filer", "s3", "admin"]
+            .iter()
+            .enumerate()
+        {
+            let grpc = base + 10_001 + i as u16;
             let _ = std::fs::remove_file(format!("/tmp/seaweedfs-{name}-grpc-{grpc}.sock"));
         }
         Ok(())
