@@ -524,3 +524,59 @@ fn two_sealers_share_one_bucket_and_verify_together() {
         "the logs are interleaved, not concatenated"
     );
 }
+
+#[test]
+fn an_object_already_there_with_other_bytes_raises_an_integrity_alarm_and_stays() {
+    let s3 = SeaweedFs::start();
+    s3.create_bucket("audit", true);
+    let flags = ["--s3-path-style", "--segment-max-age", "5s"];
+    let sealer = Sealer::start_with(
+        "e2e.test/s3-alarm",
+        Some("s3://audit/fleet"),
+        s3.aws_env(),
+        &flags,
+    );
+    // The start entry and 5 events make entries 0..=5, which the segment's age closes into
+    // one segment 5 s after the start. Someone plants other bytes under its key first.
+    sealer.seal(&events("gw/1", 1, 5));
+    let key = "fleet/e2e.test_s3-alarm/segments/00000000000000000000-00000000000000000005.ndjson";
+    let planted = b"{\"forged\":true}\n".to_vec();
+    s3.block_on(
+        s3.client()
+            .put_object()
+            .bucket("audit")
+            .key(key)
+            .body(ByteStream::from(planted.clone()))
+            .send(),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sealer.metric("sealer_integrity_alarms_total") == 0 {
+        if Instant::now() > deadline {
+            sealer.fail("no integrity alarm for a segment key holding other bytes");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (status, ready) = sealer.get("/readyz");
+    assert_eq!(status, 503, "{ready}");
+    let ready: Value = serde_json::from_str(&ready).unwrap();
+    assert_eq!(ready["integrity_alarms"], 1, "{ready}");
+    let log = std::fs::read_to_string(sealer.log_path()).unwrap();
+    assert!(log.contains("INTEGRITY ALARM"), "{log}");
+    // Nothing was overwritten: the planted object is still the only version.
+    let versions = s3
+        .block_on(
+            s3.client()
+                .list_object_versions()
+                .bucket("audit")
+                .prefix(key)
+                .send(),
+        )
+        .unwrap();
+    assert_eq!(versions.versions().len(), 1);
+    let stored = s3
+        .block_on(s3.client().get_object().bucket("audit").key(key).send())
+        .unwrap();
+    let stored = s3.block_on(stored.body.collect()).unwrap().into_bytes();
+    assert_eq!(stored.as_ref(), planted.as_slice());
+}
