@@ -536,3 +536,180 @@ fn a_bad_plugin_configuration_is_refused_at_load() {
         "the refusal names the field: {log}"
     );
 }
+
+/// `openssl ARGS` in `dir`, panicking with its output if it fails.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl runs (it makes the test certificates)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a server certificate for 127.0.0.1, and two client certificates: one with a SPIFFE
+/// URI SAN, one with a subject only.
+fn mtls_certificates(dir: &std::path::Path) {
+    let days = ["-days", "2"];
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-subj",
+            "/CN=e2e test CA",
+            days[0],
+            days[1],
+        ],
+    );
+    for (name, subject, san) in [
+        ("server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1"),
+        (
+            "spiffe",
+            "/CN=checkout",
+            "subjectAltName=URI:spiffe://cluster.local/ns/shop/sa/checkout",
+        ),
+        (
+            "legacy",
+            "/O=Example Corp/CN=legacy-client",
+            "basicConstraints=CA:FALSE",
+        ),
+    ] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-keyout",
+                &format!("{name}.key"),
+                "-out",
+                &format!("{name}.csr"),
+                "-subj",
+                subject,
+            ],
+        );
+        std::fs::write(dir.join(format!("{name}.ext")), format!("{san}\n")).unwrap();
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{name}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                &format!("{name}.pem"),
+                "-extfile",
+                &format!("{name}.ext"),
+                days[0],
+                days[1],
+            ],
+        );
+    }
+}
+
+/// GET `path` over TLS with the client certificate `name` (Python's ssl module): the status.
+fn mtls_get(dir: &std::path::Path, port: u16, name: &str, path: &str) -> u16 {
+    let script = format!(
+        "import http.client, ssl\n\
+         ctx = ssl.create_default_context(cafile='ca.pem')\n\
+         ctx.load_cert_chain('{name}.pem', '{name}.key')\n\
+         c = http.client.HTTPSConnection('127.0.0.1', {port}, context=ctx, timeout=10)\n\
+         c.request('GET', '{path}')\n\
+         print(c.getresponse().status)\n"
+    );
+    let out = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .current_dir(dir)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("a status")
+}
+
+#[test]
+fn the_mtls_peer_is_the_identity() {
+    let certs = tempfile::tempdir().unwrap();
+    mtls_certificates(certs.path());
+    let file = |n: &str| certs.path().join(n).to_str().unwrap().to_owned();
+    let tls = format!(
+        "    filter_chains:\n    - transport_socket:\n        name: envoy.transport_sockets.tls\n        \
+         typed_config:\n          \"@type\": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext\n          \
+         require_client_certificate: true\n          common_tls_context:\n            tls_certificates:\n            \
+         - certificate_chain: {{ filename: {} }}\n              private_key: {{ filename: {} }}\n            \
+         validation_context:\n              trusted_ca: {{ filename: {} }}\n      filters:\n",
+        file("server.pem"),
+        file("server.key"),
+        file("ca.pem")
+    );
+    let plugin = json!({
+        "gateway": "e2e-mtls",
+        "flush_interval_ms": 50,
+        "identity": [{"source": "mtls"}],
+    });
+    let (mut sealer, envoy) = gateway("e2e.test/filter-mtls", plugin, |c| {
+        let gateway_chain = "    filter_chains:\n    - filters:\n";
+        let at = c
+            .find(gateway_chain)
+            .expect("the gateway listener's filter chain");
+        let mut c = c;
+        c.replace_range(at..at + gateway_chain.len(), &tls);
+        c
+    });
+    let port = envoy.listener_port("gateway");
+    assert_eq!(mtls_get(certs.path(), port, "spiffe", "/orders"), 200);
+    assert_eq!(mtls_get(certs.path(), port, "legacy", "/legacy"), 200);
+    wait_for_events(&sealer, &envoy, 2);
+    let entries = sealed_entries(&mut sealer);
+    let events = http_events(&entries);
+    assert_eq!(events.len(), 2);
+    let by_path = |p: &str| {
+        events
+            .iter()
+            .find(|e| e["event"]["url"]["path"] == p)
+            .unwrap_or_else(|| panic!("no event for {p}: {events:?}"))
+    };
+    let spiffe = &by_path("/orders")["event"];
+    assert_eq!(
+        spiffe["enduser"]["id"], "spiffe://cluster.local/ns/shop/sa/checkout",
+        "{spiffe}"
+    );
+    assert_eq!(spiffe["enduser"]["source"], "mtls");
+    assert_eq!(spiffe["url"]["scheme"], "https");
+    // Without a URI SAN, the certificate's subject names the peer.
+    let legacy = &by_path("/legacy")["event"];
+    let id = legacy["enduser"]["id"].as_str().unwrap_or_default();
+    assert!(
+        id.contains("CN=legacy-client") && id.contains("O=Example Corp"),
+        "{legacy}"
+    );
+    assert_eq!(legacy["enduser"]["source"], "mtls");
+}

