@@ -240,7 +240,7 @@ impl SeaweedFs {
     }
 
     /// SIGTERM and wait: S3 goes away (an outage). weed's volume server sometimes takes
-    /// 30 s to stop; after [`STOP_PATIENCE`] it is killed (a crash is an outage too).
+    /// 30 s to stop; after 5 s it is killed (a crash is an outage too).
     pub fn stop(&mut self) {
         self.end(Some(libc::SIGTERM));
     }
