@@ -481,7 +481,12 @@ impl HttpContext for AuditRequest {
         // A hash only of a body seen to its end: a request answered before its body was read
         // (or cut off) gets none rather than a hash of part of it.
         if let Some(h) = self.hasher.take().filter(|_| self.body_complete) {
-            f.request_body_sha256 = Some(h.finalize().iter().map(|b| format!("{b:02x}")).collect());
+            let mut hex = String::with_capacity(64);
+            for b in h.finalize() {
+                hex.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+                hex.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+            }
+            f.request_body_sha256 = Some(hex);
         }
         self.facts.identity = self.identity(&config);
         let event = build_event(&self.facts, &config);
