@@ -564,3 +564,91 @@ fn restart_after_sigkill_keeps_sources_and_positions() {
         run.fail("expected 8 entries: 2 start entries and 6 events");
     }
 }
+
+#[test]
+fn tokens_guard_each_role_and_neither_token_acts_as_the_other() {
+    let s = Sealer::start_with_tokens("e2e.test/api-tokens", &[]);
+    let (ingest, read) = s.tokens.clone().unwrap();
+    let agent = ureq::AgentBuilder::new().build();
+    let call = |method: &str, path: &str, token: Option<&str>| -> (u16, String) {
+        let mut req = agent.request(method, &s.url(path));
+        if let Some(t) = token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        let result = if method == "POST" {
+            req.set("Content-Type", "application/x-ndjson")
+                .send_string(&events("gw/1", 1, 2))
+        } else {
+            req.call()
+        };
+        match result {
+            Ok(r) => (r.status(), r.into_string().unwrap()),
+            Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap()),
+            Err(e) => s.fail(&format!("{method} {path}: {e}")),
+        }
+    };
+    let wrong = "w".repeat(45);
+    for (method, path, token, expected) in [
+        ("POST", "/v1/events", None, 401),
+        ("POST", "/v1/events", Some(wrong.as_str()), 401),
+        ("POST", "/v1/events", Some(read.as_str()), 403),
+        ("GET", "/verify", None, 401),
+        ("GET", "/verify", Some(ingest.as_str()), 403),
+        ("GET", "/metrics", None, 401),
+        ("GET", "/metrics", Some(ingest.as_str()), 403),
+        ("GET", "/healthz", None, 200),
+        ("GET", "/readyz", None, 200),
+        ("POST", "/v1/events", Some(ingest.as_str()), 200),
+        ("GET", "/verify", Some(read.as_str()), 200),
+        ("GET", "/metrics", Some(read.as_str()), 200),
+    ] {
+        let (status, body) = call(method, path, token);
+        check(
+            &s,
+            status == expected,
+            format!("{method} {path} with {token:?}: {status} (expected {expected}): {body}"),
+        );
+        if status == 401 {
+            check(
+                &s,
+                body.contains("token"),
+                format!("401 body names the token: {body}"),
+            );
+        }
+    }
+    // Only the batch sent with the ingest token was sealed; the others were refused before
+    // their body was read.
+    check(
+        &s,
+        s.metric("sealer_events_received_total") == 2,
+        "exactly one batch of 2 events sealed",
+    );
+}
+
+#[test]
+fn a_token_file_readable_by_others_is_refused_at_start() {
+    let s = sealer("e2e.test/api-token-perms");
+    let token = s.root().join("loose.token");
+    std::fs::write(&token, "x".repeat(40)).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let (keys, data) = (s.keys_dir(), s.root().join("data-2"));
+    let run = s.run(&[
+        "serve",
+        "--keys",
+        keys.to_str().unwrap(),
+        "--data-dir",
+        data.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--ingest-token-file",
+        token.to_str().unwrap(),
+    ]);
+    run.expect_code(2);
+    let stderr = String::from_utf8_lossy(&run.output.stderr).into_owned();
+    check(
+        &s,
+        stderr.contains("mode 0644") && stderr.contains("chmod 600"),
+        format!("the error names the mode and the fix: {stderr}"),
+    );
+}

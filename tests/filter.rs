@@ -713,3 +713,39 @@ fn the_mtls_peer_is_the_identity() {
     );
     assert_eq!(legacy["enduser"]["source"], "mtls");
 }
+
+#[test]
+fn the_filter_sends_the_ingest_token_a_sealer_requires() {
+    let mut sealer = Sealer::start_with_tokens(
+        "e2e.test/filter-token",
+        &["--segment-max-age", "200ms", "--checkpoint-interval", "1s"],
+    );
+    let (ingest, _) = sealer.tokens.clone().unwrap();
+    let plugin = json!({
+        "gateway": "e2e-token",
+        "flush_interval_ms": 50,
+        "sealer_authority": format!("127.0.0.1:{}", sealer.port()),
+        "sealer_token": ingest,
+    });
+    let config = envoy::standalone_config(
+        envoy::free_port(),
+        envoy::free_port(),
+        envoy::free_port(),
+        sealer.port(),
+        &envoy::filter_wasm(),
+        &plugin.to_string(),
+    );
+    let envoy = Envoy::start(&config);
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build();
+    for i in 0..5 {
+        let (status, _) = request(&agent, &envoy, "GET", &format!("/t/{i}"), &[]);
+        assert_eq!(status, 200);
+    }
+    wait_for_events(&sealer, &envoy, 5);
+    let entries = sealed_entries(&mut sealer);
+    assert_eq!(http_events(&entries).len(), 5);
+    // The token is configuration, never data: it is in no sealed entry.
+    assert!(!store_bytes(&sealer).contains(&ingest));
+}

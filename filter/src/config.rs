@@ -110,6 +110,9 @@ pub struct FilterConfig {
     pub sealer_authority: String,
     #[serde(default = "default_path")]
     pub sealer_path: String,
+    /// Bearer token of the sealer's ingest role, when its API requires one.
+    #[serde(default)]
+    pub sealer_token: Option<SealerToken>,
     #[serde(default)]
     pub failure_policy: FailurePolicy,
     /// How often buffered events are sent.
@@ -142,6 +145,24 @@ pub struct FilterConfig {
     pub redact_query_params: Vec<String>,
     #[serde(default)]
     pub body_hash: BodyHash,
+}
+
+/// The sealer's ingest token. Its `Debug` never shows it.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct SealerToken(String);
+
+impl SealerToken {
+    /// The `authorization` header value.
+    pub fn header(&self) -> String {
+        format!("Bearer {}", self.0)
+    }
+}
+
+impl std::fmt::Debug for SealerToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SealerToken(<redacted>)")
+    }
 }
 
 fn default_cluster() -> String {
@@ -202,6 +223,15 @@ impl FilterConfig {
         }
         if !self.sealer_path.starts_with('/') {
             return fail("sealer_path", "must start with '/'");
+        }
+        if let Some(SealerToken(t)) = &self.sealer_token
+            && (t.len() < 32 || !printable(t))
+        {
+            return fail(
+                "sealer_token",
+                "must be at least 32 printable ASCII characters without spaces (the sealer's \
+                 --ingest-token-file content)",
+            );
         }
         if self.flush_interval_ms == 0 || self.flush_interval_ms > 60_000 {
             return fail("flush_interval_ms", "must be between 1 and 60000");
@@ -278,6 +308,20 @@ mod tests {
     }
 
     #[test]
+    fn the_sealer_token_is_sent_but_never_shown() {
+        let token = "t0k3n-".repeat(8);
+        let c = FilterConfig::parse(
+            format!(r#"{{"gateway":"gw-1","sealer_token":"{token}"}}"#).as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.sealer_token.as_ref().unwrap().header(),
+            format!("Bearer {token}")
+        );
+        assert!(!format!("{c:?}").contains(&token));
+    }
+
+    #[test]
     fn bad_configs_name_the_field() {
         for (json, field) in [
             (r#"{}"#, "gateway"),
@@ -293,6 +337,7 @@ mod tests {
                 "identity",
             ),
             (r#"not json"#, "configuration"),
+            (r#"{"gateway":"g","sealer_token":"short"}"#, "sealer_token"),
         ] {
             let err = FilterConfig::parse(json.as_bytes()).unwrap_err();
             assert!(err.contains(field), "{json}: {err}");

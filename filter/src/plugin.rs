@@ -142,14 +142,19 @@ impl AuditRoot {
             return;
         };
         let config = s.config.clone();
+        let authorization = config.sealer_token.as_ref().map(|t| t.header());
+        let mut headers = vec![
+            (":method", "POST"),
+            (":path", config.sealer_path.as_str()),
+            (":authority", config.sealer_authority.as_str()),
+            ("content-type", "application/x-ndjson"),
+        ];
+        if let Some(value) = &authorization {
+            headers.push(("authorization", value));
+        }
         let result = hostcalls::dispatch_http_call(
             &config.cluster,
-            vec![
-                (":method", "POST"),
-                (":path", &config.sealer_path),
-                (":authority", &config.sealer_authority),
-                ("content-type", "application/x-ndjson"),
-            ],
+            headers,
             Some(&batch.body),
             vec![],
             Duration::from_millis(config.sealer_timeout_ms),

@@ -24,6 +24,7 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 use crate::audit::{self, VerifyOptions};
+use crate::auth::{Role, Tokens};
 use crate::ingest::{self, BodyFormat, IngestError, IngestLimits};
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -44,6 +45,8 @@ pub struct AppState<S> {
     pub inflight: Semaphore,
     /// Above this many spooled bytes (sealed, not yet stored), batches get 503.
     pub spool_max_bytes: u64,
+    /// Bearer tokens by role ([`crate::auth`]).
+    pub tokens: Tokens,
     /// The local copy of the newest checkpoint this sealer stored.
     pub last_checkpoint_file: std::path::PathBuf,
     /// Held by a verification, and by the uploader between storing a segment and its
@@ -73,6 +76,9 @@ async fn post_events<S: Store + Clone>(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    if let Err(refused) = state.tokens.check(Role::Ingest, &headers) {
+        return refused;
+    }
     let refuse = |status, error: IngestError| {
         Metrics::add(&state.metrics.batches_rejected_invalid, 1);
         json_error(status, &error)
@@ -173,7 +179,13 @@ async fn get_checkpoint<S: Store + Clone>(State(state): State<Arc<AppState<S>>>)
     }
 }
 
-async fn get_verify<S: Store + Clone>(State(state): State<Arc<AppState<S>>>) -> Response {
+async fn get_verify<S: Store + Clone>(
+    State(state): State<Arc<AppState<S>>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = state.tokens.check(Role::Read, &headers) {
+        return refused;
+    }
     let _one_at_a_time = state.verify_lock.lock().await;
     // Also against the last checkpoint this sealer published, which catches a rollback.
     let trusted = tokio::fs::read_to_string(&state.last_checkpoint_file)
@@ -219,7 +231,13 @@ async fn get_ready<S: Store + Clone>(State(state): State<Arc<AppState<S>>>) -> R
     (status, axum::Json(body)).into_response()
 }
 
-async fn get_metrics<S: Store + Clone>(State(state): State<Arc<AppState<S>>>) -> Response {
+async fn get_metrics<S: Store + Clone>(
+    State(state): State<Arc<AppState<S>>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = state.tokens.check(Role::Read, &headers) {
+        return refused;
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

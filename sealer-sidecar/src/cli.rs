@@ -37,7 +37,7 @@ enum Command {
     /// Run the sealer: ingest events over HTTP, seal, store, publish checkpoints.
     Serve {
         #[command(flatten)]
-        options: ServeOptions,
+        options: Box<ServeOptions>,
         /// TOML config file; flags and SEALER_* variables override it.
         #[arg(long, env = "SEALER_CONFIG")]
         config: Option<PathBuf>,

@@ -77,6 +77,12 @@ pub struct ServeOptions {
     #[arg(long, env = "SEALER_S3_PATH_STYLE")]
     #[serde(default)]
     pub s3_path_style: bool,
+    /// File holding the bearer token that `POST /v1/events` requires (mode 0600).
+    #[arg(long, env = "SEALER_INGEST_TOKEN_FILE")]
+    pub ingest_token_file: Option<PathBuf>,
+    /// File holding the bearer token that `GET /verify` and `/metrics` require (mode 0600).
+    #[arg(long, env = "SEALER_READ_TOKEN_FILE")]
+    pub read_token_file: Option<PathBuf>,
     /// S3: start even if the bucket lacks versioning or Object Lock. DEVELOPMENT ONLY: the
     /// objects can then be deleted or overwritten.
     #[arg(long, env = "SEALER_ALLOW_UNLOCKED")]
@@ -104,6 +110,8 @@ pub struct ServeConfig {
     pub spool_max_bytes: u64,
     pub log_id: Option<String>,
     pub s3: S3Options,
+    pub ingest_token_file: Option<PathBuf>,
+    pub read_token_file: Option<PathBuf>,
 }
 
 impl ServeOptions {
@@ -170,6 +178,8 @@ impl ServeOptions {
                 .or(f.spool_max_bytes)
                 .unwrap_or(1 << 30),
             log_id: self.log_id.or(f.log_id),
+            ingest_token_file: self.ingest_token_file.or(f.ingest_token_file),
+            read_token_file: self.read_token_file.or(f.read_token_file),
             s3: S3Options {
                 path_style: self.s3_path_style || f.s3_path_style,
                 retention_days: self
@@ -186,10 +196,12 @@ impl ServeOptions {
 
 impl ServeConfig {
     fn check(&self) -> anyhow::Result<()> {
-        if !self.listen.ip().is_loopback() {
+        let tokens = self.ingest_token_file.is_some() && self.read_token_file.is_some();
+        if !self.listen.ip().is_loopback() && !tokens {
             bail!(
-                "--listen {}: the ingest API has no authentication yet, so it only listens on \
-                 loopback (127.0.0.1 or [::1]); run the sealer beside the gateway",
+                "--listen {}: a listener beyond loopback needs bearer tokens for both roles: \
+                 give --ingest-token-file and --read-token-file (or listen on 127.0.0.1 beside \
+                 the gateway)",
                 self.listen
             );
         }
@@ -294,7 +306,15 @@ mod tests {
             ..Default::default()
         };
         let err = flags.resolve(None).unwrap_err();
-        assert!(err.to_string().contains("loopback"), "{err}");
+        assert!(err.to_string().contains("--ingest-token-file"), "{err}");
+        let with_tokens = ServeOptions {
+            listen: Some("0.0.0.0:8787".parse().unwrap()),
+            dev_keys: true,
+            ingest_token_file: Some("ingest.token".into()),
+            read_token_file: Some("read.token".into()),
+            ..Default::default()
+        };
+        assert!(with_tokens.resolve(None).is_ok());
     }
 
     #[test]

@@ -105,7 +105,7 @@ fn write_new(path: &Path, content: &str, mode: u32) -> anyhow::Result<()> {
 }
 
 /// Read a secret key file, refusing loose permissions.
-fn read_secret(path: &Path) -> anyhow::Result<String> {
+pub(crate) fn read_secret(path: &Path) -> anyhow::Result<String> {
     let meta = fs::metadata(path).with_context(|| {
         format!(
             "failed to read key file {} (create keys with `sealer keygen --out DIR`)",

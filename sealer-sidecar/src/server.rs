@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{RwLock, Semaphore, mpsc, watch};
 
 use crate::api::{AppState, app};
+use crate::auth::Tokens;
 use crate::config::ServeConfig;
 use crate::ingest::IngestLimits;
 use crate::keys::{self, SealerKeys};
@@ -96,6 +97,10 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let keys = load_keys(&config)?;
+    let tokens = Tokens::load(
+        config.ingest_token_file.as_deref(),
+        config.read_token_file.as_deref(),
+    )?;
     let verifier = keys.signer.verifier();
     let store = open_store(&config, verifier.name()).await?;
     let _lock = lock_data_dir(&config.data_dir)?;
@@ -170,6 +175,7 @@ pub async fn run(
         max_body_bytes: config.max_body_bytes,
         inflight: Semaphore::new(config.max_inflight_batches),
         spool_max_bytes: config.spool_max_bytes,
+        tokens,
         verify_lock,
         last_checkpoint_file: recovery::last_checkpoint_path(&config.data_dir),
     });

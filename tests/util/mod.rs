@@ -236,6 +236,11 @@ pub struct Sealer {
     store_location: Option<String>,
     /// Environment of every `sealer` command (AWS settings for an S3 store).
     env: Vec<(String, String)>,
+    /// Bearer tokens this harness sends, when the sealer was started with token files
+    /// ([`Sealer::start_with_tokens`]): ingest for POSTs, read for GETs.
+    pub tokens: Option<(String, String)>,
+    /// Where the token files are, for as long as the sealer lives.
+    token_dir: Option<TempDir>,
     child: Option<Child>,
     port: u16,
     agent: ureq::Agent,
@@ -267,6 +272,8 @@ impl Sealer {
             serve_args: extra.iter().map(|a| a.to_string()).collect(),
             store_location: store.map(str::to_owned),
             env,
+            tokens: None,
+            token_dir: None,
             child: None,
             port: 0,
             agent: ureq::AgentBuilder::new().timeout(PATIENCE).build(),
@@ -277,6 +284,33 @@ impl Sealer {
             .expect_code(0);
         s.spawn();
         s
+    }
+
+    /// Like [`Sealer::start`], with an ingest and a read token (files of mode 0600 in the
+    /// sealer's directory) that the API then requires; the harness sends them.
+    pub fn start_with_tokens(origin: &str, extra: &[&str]) -> Sealer {
+        let dir = tempfile::Builder::new()
+            .prefix("sealer-tokens-")
+            .tempdir()
+            .expect("temporary directory");
+        let ingest = format!("ingest-{}", "i".repeat(40));
+        let read = format!("read-{}", "r".repeat(40));
+        let mut args: Vec<String> = extra.iter().map(|a| a.to_string()).collect();
+        for (flag, name, token) in [
+            ("--ingest-token-file", "ingest.token", &ingest),
+            ("--read-token-file", "read.token", &read),
+        ] {
+            let path = dir.path().join(name);
+            fs::write(&path, format!("{token}\n")).expect("token file");
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod 600");
+            args.extend([flag.to_owned(), path.to_str().expect("UTF-8").to_owned()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut sealer = Sealer::start_with(origin, None, Vec::new(), &args);
+        sealer.tokens = Some((ingest, read));
+        sealer.token_dir = Some(dir);
+        sealer
     }
 
     pub fn root(&self) -> &Path {
@@ -435,11 +469,14 @@ impl Sealer {
     /// POST `body` with `content_type` to `/v1/events`: `(status, JSON body)`. A body that is
     /// not JSON comes back as a JSON string.
     pub fn post(&self, content_type: &str, body: &str) -> (u16, Value) {
-        let result = self
+        let mut request = self
             .agent
             .post(&self.url("/v1/events"))
-            .set("Content-Type", content_type)
-            .send_string(body);
+            .set("Content-Type", content_type);
+        if let Some((ingest, _)) = &self.tokens {
+            request = request.set("Authorization", &format!("Bearer {ingest}"));
+        }
+        let result = request.send_string(body);
         let (status, text) = self.response(result, "POST /v1/events");
         let value = serde_json::from_str(&text).unwrap_or(Value::String(text));
         (status, value)
@@ -461,7 +498,11 @@ impl Sealer {
 
     /// GET `path`: `(status, body)`.
     pub fn get(&self, path: &str) -> (u16, String) {
-        let result = self.agent.get(&self.url(path)).call();
+        let mut request = self.agent.get(&self.url(path));
+        if let Some((_, read)) = &self.tokens {
+            request = request.set("Authorization", &format!("Bearer {read}"));
+        }
+        let result = request.call();
         self.response(result, &format!("GET {path}"))
     }
 
