@@ -267,3 +267,24 @@ fn a_log_of_another_origin_fails_the_chain_and_the_checkpoints() {
     assert!(classes.contains(&auditlog::verify::ProblemClass::BadCheckpoint));
     assert!(classes.contains(&auditlog::verify::ProblemClass::ChainBroken));
 }
+
+/// A stored segment cut at any byte offset (a torn write that reached the store, or a
+/// truncated object) never verifies, whichever segment it is: every cut is reported.
+#[test]
+fn a_segment_cut_at_every_byte_offset_is_always_reported() {
+    let objects = build(6, &[2]);
+    assert!(verify(&objects).ok);
+    for i in segment_indices(&objects) {
+        let len = objects[i].1.len();
+        for keep in 0..len {
+            let mut cut = objects.clone();
+            cut[i].1.truncate(keep);
+            let report = verify(&cut);
+            assert!(
+                !report.ok,
+                "{} cut to {keep} of {len} bytes verified",
+                objects[i].0
+            );
+        }
+    }
+}

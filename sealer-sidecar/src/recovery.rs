@@ -336,6 +336,41 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), &full[..second_end]);
     }
 
+    /// A crash can cut the WAL anywhere inside the record being written: at every byte
+    /// offset of the last record, recovery keeps exactly the records before it and cuts the
+    /// rest (a record cut right after its newline is whole and kept).
+    #[tokio::test]
+    async fn a_wal_cut_at_every_offset_of_its_last_record_recovers_the_whole_records() {
+        let (dir, path, mac) = wal_with_three_records();
+        let full = fs::read(&path).unwrap();
+        let second_end = full
+            .iter()
+            .enumerate()
+            .filter(|(_, b)| **b == b'\n')
+            .nth(1)
+            .unwrap()
+            .0
+            + 1;
+        for cut in second_end..=full.len() {
+            fs::write(&path, &full[..cut]).unwrap();
+            let r = recover_in(dir.path(), &mac)
+                .await
+                .unwrap_or_else(|e| panic!("cut at {cut} of {}: {e:#}", full.len()));
+            let whole = if cut == full.len() { 3 } else { 2 };
+            assert_eq!(r.sealer.size(), whole, "cut at {cut}");
+            assert_eq!(
+                r.torn_bytes,
+                (cut - second_end) as u64 % (full.len() - second_end) as u64
+            );
+            let kept = if cut == full.len() {
+                full.len()
+            } else {
+                second_end
+            };
+            assert_eq!(fs::read(&path).unwrap(), &full[..kept], "cut at {cut}");
+        }
+    }
+
     #[tokio::test]
     async fn damage_before_acknowledged_records_refuses_to_start() {
         let (dir, path, mac) = wal_with_three_records();
