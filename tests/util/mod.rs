@@ -234,6 +234,8 @@ pub struct Sealer {
     serve_args: Vec<String>,
     /// `--store` when not the local `store/` directory (an `s3://` location).
     store_location: Option<String>,
+    /// `--data-dir` when not the local `data/` directory.
+    data_location: Option<PathBuf>,
     /// Environment of every `sealer` command (AWS settings for an S3 store).
     env: Vec<(String, String)>,
     /// Bearer tokens this harness sends, when the sealer was started with token files
@@ -261,6 +263,18 @@ impl Sealer {
         env: Vec<(String, String)>,
         extra: &[&str],
     ) -> Sealer {
+        Sealer::start_in(origin, store, None, env, extra)
+    }
+
+    /// Like [`Sealer::start_with`], with the data directory (the WAL) at `data` instead of
+    /// inside the sealer's directory: a small filesystem, for disk-fault tests.
+    pub fn start_in(
+        origin: &str,
+        store: Option<&str>,
+        data: Option<&Path>,
+        env: Vec<(String, String)>,
+        extra: &[&str],
+    ) -> Sealer {
         let dir = tempfile::Builder::new()
             .prefix("sealer-e2e-")
             .tempdir()
@@ -271,6 +285,7 @@ impl Sealer {
             origin: origin.to_owned(),
             serve_args: extra.iter().map(|a| a.to_string()).collect(),
             store_location: store.map(str::to_owned),
+            data_location: data.map(Path::to_owned),
             env,
             tokens: None,
             token_dir: None,
@@ -319,11 +334,17 @@ impl Sealer {
     pub fn keys_dir(&self) -> PathBuf {
         self.root().join("keys")
     }
+    /// The local store: `store/` in the sealer's directory, or the directory given.
     pub fn store(&self) -> PathBuf {
-        self.root().join("store")
+        match &self.store_location {
+            Some(dir) if !dir.contains("://") => PathBuf::from(dir),
+            _ => self.root().join("store"),
+        }
     }
     pub fn data_dir(&self) -> PathBuf {
-        self.root().join("data")
+        self.data_location
+            .clone()
+            .unwrap_or_else(|| self.root().join("data"))
     }
     pub fn public_key(&self) -> PathBuf {
         self.keys_dir().join("signing.pub")
