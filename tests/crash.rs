@@ -4,7 +4,9 @@
 //! every acknowledged event must be in the log exactly once, the log must hold no gap (no
 //! acknowledged event was lost and retries filled every hole) and `sealer verify` must pass.
 //!
-//! `CRASH_ROUNDS` (default 12) sets the number of kills.
+//! Against the local store and against S3 with Object Lock (a real SeaweedFS).
+//! `CRASH_ROUNDS` (default 12, and half that on S3) sets the number of kills;
+//! `cargo xtask torture` runs many more.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,6 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use e2e::seaweedfs::SeaweedFs;
 use e2e::{Sealer, event};
 
 const PRODUCERS: usize = 3;
@@ -64,29 +67,50 @@ fn producer(id: String, port: Arc<AtomicU16>, stop: Arc<AtomicBool>) -> JoinHand
     })
 }
 
-#[test]
-fn every_acknowledged_event_survives_sigkill_exactly_once() {
-    let rounds: u32 = std::env::var("CRASH_ROUNDS")
+/// `CRASH_ROUNDS`, or `default`.
+fn rounds(default: u32) -> u32 {
+    std::env::var("CRASH_ROUNDS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(12);
+        .unwrap_or(default)
+}
+
+const SEALER_FLAGS: &[&str] = &[
+    "--segment-max-age",
+    "150ms",
+    "--checkpoint-interval",
+    "500ms",
+];
+
+#[test]
+fn every_acknowledged_event_survives_sigkill_exactly_once() {
+    let sealer = Sealer::start("crash.test/log", SEALER_FLAGS);
+    kill_and_check("local store", sealer, rounds(12));
+}
+
+#[test]
+fn every_acknowledged_event_survives_sigkill_exactly_once_on_s3() {
+    let s3 = SeaweedFs::start();
+    s3.create_bucket("audit", true);
+    let sealer = Sealer::start_with(
+        "crash.test/s3",
+        Some("s3://audit/crash"),
+        s3.aws_env(),
+        SEALER_FLAGS,
+    );
+    kill_and_check("S3 store", sealer, rounds(12).div_ceil(2));
+}
+
+/// Kill `sealer` `rounds` times under load, then check every acknowledged event.
+fn kill_and_check(store: &str, mut sealer: Sealer, rounds: u32) {
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64
         | 1;
-    eprintln!("crash test: {rounds} rounds, seed {seed}");
+    eprintln!("crash test ({store}): {rounds} rounds, seed {seed}");
     let mut rng = Rng(seed);
 
-    let mut sealer = Sealer::start(
-        "crash.test/log",
-        &[
-            "--segment-max-age",
-            "150ms",
-            "--checkpoint-interval",
-            "500ms",
-        ],
-    );
     let port = Arc::new(AtomicU16::new(sealer.port()));
     let stop = Arc::new(AtomicBool::new(false));
     let producers: Vec<_> = (0..PRODUCERS)
@@ -115,7 +139,7 @@ fn every_acknowledged_event_survives_sigkill_exactly_once() {
         .collect();
     sealer.stop();
     eprintln!(
-        "crash test: {rounds} kills in {:?}; acknowledged per producer: {acked:?}",
+        "crash test ({store}): {rounds} kills in {:?}; acknowledged per producer: {acked:?}",
         started.elapsed()
     );
 
@@ -125,7 +149,7 @@ fn every_acknowledged_event_survives_sigkill_exactly_once() {
     let export = sealer.run(&[
         "export",
         "--store",
-        sealer.store().to_str().unwrap(),
+        &sealer.store_arg(),
         "--public-key",
         sealer.public_key().to_str().unwrap(),
     ]);
@@ -173,7 +197,8 @@ fn every_acknowledged_event_survives_sigkill_exactly_once() {
         assert!(*seq <= acked[i] + BATCH, "{id} seq {seq} was never sent");
     }
     eprintln!(
-        "crash test: {total_acked} acknowledged events checked, {} entries verified",
+        "crash test ({store}): {rounds} kills, {total_acked} acknowledged events checked, {} \
+         entries verified",
         report["entries"]
     );
 }

@@ -334,6 +334,14 @@ impl Sealer {
     pub fn keys_dir(&self) -> PathBuf {
         self.root().join("keys")
     }
+    /// `--store` as given to `sealer serve`: a directory or an `s3://` location.
+    pub fn store_arg(&self) -> String {
+        match &self.store_location {
+            Some(location) => location.clone(),
+            None => self.store().to_str().expect("UTF-8 path").to_owned(),
+        }
+    }
+
     /// The local store: `store/` in the sealer's directory, or the directory given.
     pub fn store(&self) -> PathBuf {
         match &self.store_location {
@@ -387,6 +395,17 @@ impl Sealer {
     /// `sealer verify --store STORE --public-key .. --hmac-key .. EXTRA`, where STORE is this
     /// sealer's store.
     pub fn verify(&self, extra: &[&str]) -> Run {
+        if self
+            .store_location
+            .as_deref()
+            .is_some_and(|l| l.contains("://"))
+        {
+            let (store, pk, hk) = (self.store_arg(), self.public_key(), self.hmac_key());
+            let mut args = vec!["verify", "--store", &store];
+            args.extend(["--public-key", s(&pk), "--hmac-key", s(&hk)]);
+            args.extend(extra);
+            return self.run(&args);
+        }
         self.verify_store(&self.store(), extra)
     }
 

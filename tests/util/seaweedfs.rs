@@ -141,6 +141,8 @@ impl SeaweedFs {
             ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
             ("AWS_CONFIG_FILE", "/dev/null".to_owned()),
             ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".to_owned()),
+            // SeaweedFS serves path-style requests only.
+            ("SEALER_S3_PATH_STYLE", "true".to_owned()),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v))

@@ -14,6 +14,7 @@ mod s3_bench;
 mod tasks;
 mod test;
 mod tools;
+mod torture;
 
 use std::process::ExitCode;
 
@@ -27,6 +28,7 @@ fn main() -> ExitCode {
         "demo" => demo::run(rest),
         "test" => test::run(rest),
         "bench" => bench::run(rest),
+        "torture" => torture::run(rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
@@ -35,7 +37,8 @@ fn main() -> ExitCode {
                  test                                       install test tools, run every gate and test\n  \
                  bench [--seconds N] [--keep]               measure ingest and verification throughput\n  \
                  bench proxy [--seconds N] [--rounds N]     the audit filter in Envoy against no filter and a no-op filter\n  \
-                 bench s3 [--seconds N] [--rounds N]        ingest with the S3 store (SeaweedFS) against the local store"
+                 bench s3 [--seconds N] [--rounds N]        ingest with the S3 store (SeaweedFS) against the local store\n  \
+                 torture [--rounds N]                       SIGKILL the sealer N times under load (local and S3), check every event"
             );
             return ExitCode::from(2);
         }
