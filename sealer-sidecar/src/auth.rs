@@ -22,7 +22,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::keys::read_secret;
+use crate::keys::{Secret, read_secret};
 
 /// Shortest accepted token, in bytes.
 pub const MIN_TOKEN_BYTES: usize = 32;
@@ -60,12 +60,12 @@ impl std::fmt::Debug for Tokens {
 }
 
 fn load(path: &Path, flag: &str) -> anyhow::Result<Vec<u8>> {
-    let text = read_secret(path)?;
+    let text = read_secret(path, Secret::Token)?;
     let token = text.trim_end_matches(['\n', '\r']);
     if token.len() < MIN_TOKEN_BYTES || token.contains(char::is_whitespace) {
         bail!(
             "{flag} {}: a token is one line of at least {MIN_TOKEN_BYTES} bytes without spaces \
-             (make one with `head -c 32 /dev/urandom | base64 > FILE; chmod 600 FILE`)",
+             (make one with `(umask 077; head -c 32 /dev/urandom | base64 > FILE)`)",
             path.display()
         );
     }
@@ -106,11 +106,13 @@ impl Tokens {
         let Some(expected) = self.token(role) else {
             return Ok(());
         };
+        // The scheme is case-insensitive (RFC 9110 §11.1).
         let given = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::as_bytes);
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim_start().as_bytes());
         let Some(given) = given else {
             return Err(refusal(
                 StatusCode::UNAUTHORIZED,
@@ -209,6 +211,15 @@ mod tests {
         assert!(tokens.complete());
         assert!(tokens.check(Role::Ingest, &bearer(&ingest)).is_ok());
         assert!(tokens.check(Role::Read, &bearer(&read)).is_ok());
+        let mut lower = HeaderMap::new();
+        lower.insert(
+            header::AUTHORIZATION,
+            format!("bearer {read}").parse().unwrap(),
+        );
+        assert!(
+            tokens.check(Role::Read, &lower).is_ok(),
+            "the scheme is case-insensitive"
+        );
         let status = |r: Result<(), Response>| r.unwrap_err().status();
         assert_eq!(status(tokens.check(Role::Ingest, &bearer(&read))), 403);
         assert_eq!(status(tokens.check(Role::Read, &bearer(&ingest))), 403);

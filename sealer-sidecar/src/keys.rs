@@ -104,27 +104,37 @@ fn write_new(path: &Path, content: &str, mode: u32) -> anyhow::Result<()> {
         .with_context(|| format!("failed to write {}", path.display()))
 }
 
-/// Read a secret key file, refusing loose permissions.
-pub(crate) fn read_secret(path: &Path) -> anyhow::Result<String> {
-    let meta = fs::metadata(path).with_context(|| {
-        format!(
-            "failed to read key file {} (create keys with `sealer keygen --out DIR`)",
-            path.display()
-        )
-    })?;
+/// What a secret file holds, for error messages.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Secret {
+    Key,
+    Token,
+}
+
+/// Read a secret file (a key or a token), refusing loose permissions.
+pub(crate) fn read_secret(path: &Path, what: Secret) -> anyhow::Result<String> {
+    let (name, create) = match what {
+        Secret::Key => ("key file", "create keys with `sealer keygen --out DIR`"),
+        Secret::Token => (
+            "token file",
+            "create one with `(umask 077; head -c 32 /dev/urandom | base64 > FILE)`",
+        ),
+    };
+    let meta = fs::metadata(path)
+        .with_context(|| format!("failed to read {name} {} ({create})", path.display()))?;
     let mode = meta.permissions().mode() & 0o777;
     if mode & 0o077 != 0 {
         bail!(
-            "key file {} has mode {mode:04o}, readable by others; run `chmod 600 {}`",
+            "{name} {} has mode {mode:04o}, readable by others; run `chmod 600 {}`",
             path.display(),
             path.display()
         );
     }
-    fs::read_to_string(path).with_context(|| format!("failed to read key file {}", path.display()))
+    fs::read_to_string(path).with_context(|| format!("failed to read {name} {}", path.display()))
 }
 
 pub fn load_signer(path: &Path) -> anyhow::Result<NoteSigner> {
-    let text = read_secret(path)?;
+    let text = read_secret(path, Secret::Key)?;
     NoteSigner::parse(&text).with_context(|| {
         format!(
             "{} is not a signing key (expected PRIVATE+KEY+<origin>+<id>+<base64>)",
@@ -134,7 +144,7 @@ pub fn load_signer(path: &Path) -> anyhow::Result<NoteSigner> {
 }
 
 pub fn load_mac_key(path: &Path) -> anyhow::Result<MacKey> {
-    let text = read_secret(path)?;
+    let text = read_secret(path, Secret::Key)?;
     let bytes = hex::decode(text.trim())
         .ok()
         .and_then(|b| <[u8; MAC_KEY_LEN]>::try_from(b).ok())
