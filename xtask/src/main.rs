@@ -8,6 +8,7 @@
 
 mod bench;
 mod demo;
+mod fuzz;
 mod process;
 mod proxy_bench;
 mod s3_bench;
@@ -29,6 +30,7 @@ fn main() -> ExitCode {
         "test" => test::run(rest),
         "bench" => bench::run(rest),
         "torture" => torture::run(rest),
+        "fuzz" => fuzz::run(rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
@@ -38,7 +40,8 @@ fn main() -> ExitCode {
                  bench [--seconds N] [--keep]               measure ingest and verification throughput\n  \
                  bench proxy [--seconds N] [--rounds N]     the audit filter in Envoy against no filter and a no-op filter\n  \
                  bench s3 [--seconds N] [--rounds N]        ingest with the S3 store (SeaweedFS) against the local store\n  \
-                 torture [--rounds N]                       SIGKILL the sealer N times under load (local and S3), check every event"
+                 torture [--rounds N]                       SIGKILL the sealer N times under load (local and S3), check every event\n  \
+                 fuzz [--seconds N] [--target NAME]         fuzz every parser of untrusted input (default 300 s each)"
             );
             return ExitCode::from(2);
         }

@@ -37,6 +37,9 @@ fn install_tools() -> anyhow::Result<bool> {
     Ok(nextest)
 }
 
+/// Seconds of fuzzing per target in a test run.
+const FUZZ_SECONDS: u64 = 15;
+
 pub fn run(args: &[String]) -> anyhow::Result<u8> {
     if let Some(a) = args.first() {
         anyhow::bail!("`cargo xtask test` takes no options (got {a:?})");
@@ -90,6 +93,8 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
             .env("CARGO_TARGET_WASM32_WASIP1_RUNNER", &wasi_runner),
     )?;
     tasks::run(cargo().args(["test", "--workspace", "--doc", "--quiet"]))?;
+    // Every parser of untrusted input under libFuzzer, briefly (`cargo xtask fuzz` for long).
+    crate::fuzz::fuzz(&crate::fuzz::TARGETS, FUZZ_SECONDS)?;
     // The full suite runs last, so its summary is the last thing printed.
     if nextest {
         tasks::run(

@@ -22,6 +22,9 @@ pub const SEAWEEDFS_VERSION: &str = "4.48";
 /// Wasmtime's Python package: the WASI runtime the filter's unit tests run under as wasm.
 pub const WASMTIME_VERSION: &str = "50.0.1";
 
+/// cargo-fuzz, the libFuzzer driver for Rust.
+pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
+
 /// `target/tools/` of the workspace.
 pub fn tools_dir() -> PathBuf {
     tasks::root().join("target").join("tools")
@@ -131,6 +134,31 @@ pub fn wasi_runner() -> anyhow::Result<String> {
     }
     let script = tasks::root().join("xtask/scripts/wasi-run.py");
     Ok(format!("{} {}", python.display(), script.display()))
+}
+
+/// cargo-fuzz, installed from crates.io into `target/tools/cargo-fuzz`; returns its binary.
+pub fn cargo_fuzz() -> anyhow::Result<PathBuf> {
+    let root = tools_dir().join("cargo-fuzz");
+    let bin = root.join("bin/cargo-fuzz");
+    let installed = Command::new(&bin)
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(CARGO_FUZZ_VERSION));
+    if !installed {
+        tasks::run(
+            tasks::cargo()
+                .args([
+                    "install",
+                    "cargo-fuzz",
+                    "--locked",
+                    "--version",
+                    CARGO_FUZZ_VERSION,
+                ])
+                .arg("--root")
+                .arg(&root),
+        )?;
+    }
+    Ok(bin)
 }
 
 fn check_envoy_version(envoy: &Path) -> anyhow::Result<()> {
