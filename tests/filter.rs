@@ -749,3 +749,195 @@ fn the_filter_sends_the_ingest_token_a_sealer_requires() {
     // The token is configuration, never data: it is in no sealed entry.
     assert!(!store_bytes(&sealer).contains(&ingest));
 }
+
+/// Send raw bytes as one HTTP/1.1 request on a new connection; the status Envoy answers.
+fn raw_request(port: u16, head: &[u8], body: &[u8]) -> u16 {
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    conn.write_all(head).expect("send the head");
+    // The body in 64 KiB chunks, as a client streams it; Envoy may answer early and close.
+    for chunk in body.chunks(64 << 10) {
+        if conn.write_all(chunk).is_err() {
+            break;
+        }
+    }
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !answer.windows(4).any(|w| w == b"\r\n\r\n") {
+        match conn.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => answer.extend_from_slice(&buf[..n]),
+        }
+    }
+    let line = String::from_utf8_lossy(&answer);
+    line.split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP status in {line:?}"))
+}
+
+#[test]
+fn hostile_requests_never_trap_the_vm_and_what_is_sealed_stays_valid() {
+    use sha2::{Digest, Sha256};
+    let plugin = json!({
+        "gateway": "e2e-hostile",
+        "flush_interval_ms": 50,
+        "identity": [{"source": "header", "name": "x-user"}],
+        "body_hash": {"enabled": true, "max_bytes": 1 << 20},
+    });
+    let (mut sealer, envoy) = gateway("e2e.test/filter-hostile", plugin, |c| c);
+    let port = envoy.listener_port("gateway");
+    let get = |path: &str, extra: &[u8]| {
+        let mut head = format!("GET {path} HTTP/1.1\r\nhost: hostile.test\r\n").into_bytes();
+        head.extend_from_slice(extra);
+        head.extend_from_slice(b"connection: close\r\n\r\n");
+        raw_request(port, &head, b"")
+    };
+    // Invalid UTF-8 in header values (obs-text bytes), including the identity header.
+    let status = get(
+        "/utf8",
+        b"user-agent: bad\xff\xfeagent\r\nx-user: m\xe9lanie\r\n",
+    );
+    assert_eq!(status, 200);
+    // Percent-encoded invalid UTF-8 in the path and query.
+    assert_eq!(get("/p%ff%fe?q=%c3%28&token=s3cret", b""), 200);
+    // Thousands of headers: Envoy's codec refuses them (431) before any filter runs.
+    let many: Vec<u8> = (0..3000)
+        .flat_map(|i| format!("x-h{i}: v\r\n").into_bytes())
+        .collect();
+    let status = get("/many-headers", &many);
+    assert!(status == 431 || status == 400, "{status}");
+    // An oversized header value (100 KiB, over Envoy's 60 KiB header limit).
+    let big = format!("x-big: {}\r\n", "a".repeat(100 << 10));
+    let status = get("/big-header", big.as_bytes());
+    assert!(status == 431 || status == 400, "{status}");
+    // Bodies streamed through the hasher: 512 KiB (hashed) and 4 MiB (over the cap).
+    let small: Vec<u8> = (0..512 << 10).map(|i| (i % 251) as u8).collect();
+    let large = vec![7u8; 4 << 20];
+    for (path, body) in [("/body/small", &small), ("/body/large", &large)] {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: hostile.test\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        assert_eq!(raw_request(port, head.as_bytes(), body), 200, "{path}");
+    }
+    // And ordinary traffic still flows.
+    assert_eq!(get("/after", b""), 200);
+
+    wait_for_events(&sealer, &envoy, 6);
+    let entries = sealed_entries(&mut sealer);
+    let events = http_events(&entries);
+    let sources: std::collections::BTreeSet<&str> = events
+        .iter()
+        .map(|e| e["source"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        sources.len(),
+        1,
+        "one VM incarnation: it never trapped: {sources:?}"
+    );
+    let by_path = |p: &str| {
+        events
+            .iter()
+            .find(|e| e["event"]["url"]["path"] == p)
+            .unwrap_or_else(|| panic!("no event for {p}"))
+    };
+    let utf8 = &by_path("/utf8")["event"];
+    assert_eq!(utf8["user_agent"]["original"], "bad\u{fffd}\u{fffd}agent");
+    assert_eq!(utf8["enduser"]["id"], "m\u{fffd}lanie");
+    let query = by_path("/p%ff%fe")["event"]["url"]["query"]
+        .as_str()
+        .unwrap();
+    assert_eq!(query, "q=%c3%28&token=REDACTED");
+    let small_event = &by_path("/body/small")["event"]["http"]["request"]["body"];
+    assert_eq!(small_event["size"], small.len());
+    assert_eq!(
+        small_event["sha256"],
+        Sha256::digest(&small)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    );
+    let large_event = &by_path("/body/large")["event"]["http"]["request"]["body"];
+    assert_eq!(large_event["size"], large.len());
+    assert!(large_event.get("sha256").is_none(), "over the cap: no hash");
+    by_path("/after");
+    // The two requests Envoy's codec refused are on the record too, with what is known: no
+    // method or path reached the filter, and it says so instead of inventing them.
+    let refused: Vec<_> = events
+        .iter()
+        .filter(|e| e["event"]["http"]["response"]["status_code"].as_u64() != Some(200))
+        .collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    for e in refused {
+        assert_eq!(e["event"]["http"]["request"]["method"], "-", "{e}");
+        let unavailable = e["event"]["unavailable"].as_array().unwrap();
+        assert!(unavailable.contains(&json!("http.request.method")), "{e}");
+        assert!(unavailable.contains(&json!("duration_ns")), "{e}");
+    }
+    assert!(!store_bytes(&sealer).contains("s3cret"));
+}
+
+#[test]
+fn a_flood_while_the_sealer_is_down_stays_within_the_buffer_cap() {
+    let cap = 64 << 10;
+    let plugin = json!({
+        "gateway": "e2e-flood",
+        "flush_interval_ms": 50,
+        "max_batch_bytes": 16 << 10,
+        "max_buffer_bytes": cap,
+        "retry_backoff_min_ms": 50,
+        "retry_backoff_max_ms": 200,
+    });
+    let (mut sealer, envoy) = gateway("e2e.test/filter-flood", plugin, |c| c);
+    sealer.kill9();
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(10))
+        .build();
+    let total = 2000;
+    for i in 0..total {
+        let (status, _) = request(&agent, &envoy, "GET", &format!("/flood/{i}"), &[]);
+        assert_eq!(status, 200, "fail_open keeps serving");
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let stat = |name: &str| -> u64 {
+        let text = ureq::get(&envoy.admin_url(&format!("/stats?filter=ingress_audit.{name}")))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.rsplit_once(": ").and_then(|(_, v)| v.parse().ok()))
+            .unwrap_or_else(|| panic!("no stat {name}: {text}"))
+    };
+    let buffered = stat("buffered_bytes");
+    let dropped = stat("events_dropped");
+    assert!(
+        buffered <= cap as u64,
+        "buffer {buffered} over its cap {cap}"
+    );
+    assert!(dropped > 0, "2000 events cannot fit in 64 KiB");
+    sealer.restart_on_same_port();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while stat("buffered_bytes") > 0 {
+        assert!(Instant::now() < deadline, "the buffer did not drain");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let entries = sealed_entries(&mut sealer);
+    let sealed = http_events(&entries).len() as u64;
+    let in_gaps: u64 = entries
+        .iter()
+        .filter(|e| e["kind"] == "gap")
+        .map(|e| {
+            e["event"]["last_seq"].as_u64().unwrap() - e["event"]["first_seq"].as_u64().unwrap() + 1
+        })
+        .sum();
+    assert_eq!(
+        sealed + in_gaps,
+        total,
+        "every request sealed or inside a gap"
+    );
+    assert_eq!(in_gaps, dropped, "the gaps are exactly the events dropped");
+}

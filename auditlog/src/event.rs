@@ -458,7 +458,8 @@ fn check_body(field: &str, body: &Body) -> Result<(), EventError> {
 }
 
 /// RFC 9110 `tchar`.
-fn is_token_byte(b: u8) -> bool {
+/// A byte of an HTTP token (RFC 9110 `tchar`), as methods are made of.
+pub fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 

@@ -4,6 +4,7 @@
 //! them as it can (one read of the request header map, the clock twice, a handful of
 //! properties in `on_log`); everything here is plain Rust with no host call, tested natively.
 
+use auditlog::event::MAX_SAFE_INTEGER;
 use auditlog::event::{
     Body, Client, EndUser, Envoy, Http, HttpEvent, HttpRequest, HttpResponse, IdentitySource,
     Network, NetworkProtocol, Server, SourceRef, Url, UserAgent,
@@ -169,12 +170,29 @@ fn opt(s: &Option<String>, max: usize) -> Option<String> {
         .map(|v| bounded(v, max))
 }
 
-/// The event for one request.
+/// `method` when it is a valid HTTP method token (1 to 32 token characters); otherwise the
+/// event records `-` and declares the method unavailable. Envoy only passes valid methods,
+/// but a request whose headers never reached the filter (refused by the codec) has none.
+fn method_or_dash(method: &str) -> Option<&str> {
+    let valid = !method.is_empty()
+        && method.len() <= 32
+        && method.bytes().all(auditlog::event::is_token_byte);
+    valid.then_some(method)
+}
+
+/// The event for one request. Whatever the facts, the sealer accepts it (a property test
+/// checks this): one event it refused would cost its whole batch.
 pub fn build_event(facts: &RequestFacts, config: &FilterConfig) -> HttpEvent {
     let (path, query) = split_path(&facts.path, config);
+    let safe = |n: u64| n.min(MAX_SAFE_INTEGER);
     let duration_ns = facts
         .end_unix_nanos
-        .map(|end| end.saturating_sub(facts.start_unix_nanos).max(0) as u64);
+        .map(|end| safe(end.saturating_sub(facts.start_unix_nanos).max(0) as u64));
+    let method = method_or_dash(&facts.method);
+    let mut unavailable: Vec<String> = facts.unavailable.iter().map(|s| (*s).to_owned()).collect();
+    if method.is_none() {
+        unavailable.push("http.request.method".to_owned());
+    }
     let envoy = Envoy {
         response_code_details: opt(&facts.response_code_details, 256),
         response_flags: facts.response_flags.map(response_flags_text),
@@ -185,7 +203,7 @@ pub fn build_event(facts: &RequestFacts, config: &FilterConfig) -> HttpEvent {
     let request_body = (facts.request_body_size.is_some() || facts.request_body_sha256.is_some())
         .then(|| Body {
             sha256: facts.request_body_sha256.clone(),
-            size: facts.request_body_size,
+            size: facts.request_body_size.map(safe),
         });
     HttpEvent {
         client: client(facts, config.trusted_hops),
@@ -198,12 +216,12 @@ pub fn build_event(facts: &RequestFacts, config: &FilterConfig) -> HttpEvent {
         http: Http {
             request: HttpRequest {
                 body: request_body,
-                method: bounded(&facts.method, 32),
+                method: method.unwrap_or("-").to_owned(),
             },
             response: facts.status.map(|status_code| HttpResponse {
                 body: facts.response_body_size.map(|size| Body {
                     sha256: None,
-                    size: Some(size),
+                    size: Some(safe(size)),
                 }),
                 status_code: status_code.min(999),
             }),
@@ -218,8 +236,7 @@ pub fn build_event(facts: &RequestFacts, config: &FilterConfig) -> HttpEvent {
         request_id: opt(&facts.request_id, 256),
         server: opt(&facts.authority, 1024).map(|address| Server { address }),
         start_time: Timestamp::from_unix_nanos(facts.start_unix_nanos),
-        unavailable: (!facts.unavailable.is_empty())
-            .then(|| facts.unavailable.iter().map(|s| (*s).to_owned()).collect()),
+        unavailable: (!unavailable.is_empty()).then_some(unavailable),
         url: Url {
             path,
             query,
@@ -325,5 +342,86 @@ mod tests {
         assert_eq!(response_flags_text(1 << 40), "0x10000000000");
         assert_eq!(bounded("héllo", 2), "h");
         assert_eq!(bounded("abc", 10), "abc");
+    }
+}
+
+/// Arbitrary facts always make an event the sealer accepts (native only: proptest does not
+/// target WASI).
+#[cfg(all(test, not(target_arch = "wasm32")))]
+mod always_accepted {
+    use super::*;
+    use auditlog::event::{IngestLine, Limits};
+    use proptest::prelude::*;
+
+    fn text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just(String::new()),
+            "[a-zA-Z0-9/.:?=&%+ -]{0,30}",
+            any::<String>()
+        ]
+    }
+
+    fn opt_text() -> impl Strategy<Value = Option<String>> {
+        proptest::option::of(text())
+    }
+
+    prop_compose! {
+        fn strings()(
+            method in text(), path in text(), authority in opt_text(), scheme in opt_text(),
+            protocol in opt_text(), user_agent in opt_text(), request_id in opt_text(),
+            forwarded_for in opt_text(), peer_address in opt_text(), details in opt_text(),
+            route in opt_text(), cluster in opt_text(), host in opt_text(),
+        ) -> [Option<String>; 13] {
+            [Some(method), Some(path), authority, scheme, protocol, user_agent, request_id,
+             forwarded_for, peer_address, details, route, cluster, host]
+        }
+    }
+
+    prop_compose! {
+        fn facts()(
+            s in strings(),
+            start in any::<i64>(),
+            end in proptest::option::of(any::<i64>()),
+            status in proptest::option::of(any::<u16>()),
+            flags in proptest::option::of(any::<u64>()),
+            req_size in proptest::option::of(any::<u64>()),
+            resp_size in proptest::option::of(any::<u64>()),
+            identity in proptest::option::of(text()),
+            long in proptest::option::of(".{5000,9000}"),
+        ) -> RequestFacts {
+            let [method, path, authority, scheme, protocol, user_agent, request_id,
+                 forwarded_for, peer_address, details, route, cluster, host] = s;
+            RequestFacts {
+                start_unix_nanos: start,
+                end_unix_nanos: end,
+                method: method.unwrap_or_default(),
+                path: long.clone().unwrap_or_else(|| path.unwrap_or_default()),
+                authority, scheme, protocol,
+                user_agent: long.or(user_agent),
+                request_id, forwarded_for, peer_address, status,
+                response_flags: flags,
+                response_code_details: details,
+                route, upstream_cluster: cluster, upstream_host: host,
+                request_body_size: req_size,
+                response_body_size: resp_size,
+                request_body_sha256: None,
+                identity: identity.map(|id| (id, IdentitySource::Header)),
+                unavailable: vec!["client.address"],
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn the_sealer_accepts_every_event_the_filter_builds(f in facts(), hops in 0usize..3) {
+            let config = FilterConfig::parse(
+                format!(r#"{{"gateway":"gw","trusted_hops":{hops}}}"#).as_bytes(),
+            )
+            .unwrap();
+            let line = ingest_line("gw/00ff", 1, &build_event(&f, &config));
+            if let Err(e) = IngestLine::parse(line.as_bytes(), &Limits::default()) {
+                prop_assert!(false, "refused: {e:?}\n{line}");
+            }
+        }
     }
 }

@@ -463,7 +463,15 @@ impl HttpContext for AuditRequest {
     fn on_log(&mut self) {
         let config = self.shared.borrow().config.clone();
         let f = &mut self.facts;
-        f.end_unix_nanos = Some(now_nanos());
+        let now = now_nanos();
+        if f.start_unix_nanos == 0 {
+            // The request's headers never reached the filter (Envoy's codec refused them):
+            // its start is unknown, so the log time stands in and no duration is recorded.
+            f.start_unix_nanos = now;
+            f.unavailable.push("duration_ns");
+        } else {
+            f.end_unix_nanos = Some(now);
+        }
         f.status = property_u64(vec!["response", "code"]).map(|c| c as u16);
         f.response_flags = property_u64(vec!["response", "flags"]);
         f.response_code_details = property_string(vec!["response", "code_details"]);
