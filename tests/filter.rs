@@ -826,7 +826,8 @@ fn hostile_requests_never_trap_the_vm_and_what_is_sealed_stays_valid() {
     // And ordinary traffic still flows.
     assert_eq!(get("/after", b""), 200);
 
-    wait_for_events(&sealer, &envoy, 6);
+    // 5 requests Envoy served, 2 its codec refused.
+    wait_for_events(&sealer, &envoy, 7);
     let entries = sealed_entries(&mut sealer);
     let events = http_events(&entries);
     let sources: std::collections::BTreeSet<&str> = events
@@ -853,13 +854,17 @@ fn hostile_requests_never_trap_the_vm_and_what_is_sealed_stays_valid() {
     assert_eq!(query, "q=%c3%28&token=REDACTED");
     let small_event = &by_path("/body/small")["event"]["http"]["request"]["body"];
     assert_eq!(small_event["size"], small.len());
-    assert_eq!(
-        small_event["sha256"],
-        Sha256::digest(&small)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect::<String>()
-    );
+    // Hashed chunk by chunk as it streamed, or, if the upstream answered before the filter
+    // saw the body's end, no hash at all: never a hash of part of it.
+    if !small_event["sha256"].is_null() {
+        assert_eq!(
+            small_event["sha256"],
+            Sha256::digest(&small)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+    }
     let large_event = &by_path("/body/large")["event"]["http"]["request"]["body"];
     assert_eq!(large_event["size"], large.len());
     assert!(large_event.get("sha256").is_none(), "over the cap: no hash");

@@ -83,12 +83,6 @@ impl Metrics {
             let _ = hostcalls::increment_metric(id, n as i64);
         }
     }
-
-    fn set(id: Option<u32>, v: u64) {
-        if let Some(id) = id {
-            let _ = hostcalls::record_metric(id, v);
-        }
-    }
 }
 
 /// What the root context and every request of this VM share.
@@ -101,6 +95,10 @@ struct Shared {
     /// costs more than the count is worth).
     unreported_events: u64,
     unreported_dropped: u64,
+    /// This VM's share of the `buffered_bytes` gauge. Every worker VM reports into the same
+    /// gauge, so each adds the change of its own buffer: the gauge is the sum over workers
+    /// (setting it would let an idle worker's 0 hide another's full buffer).
+    reported_buffered: u64,
 }
 
 impl Shared {
@@ -114,10 +112,20 @@ impl Shared {
             self.metrics.dropped,
             std::mem::take(&mut self.unreported_dropped),
         );
-        Metrics::set(
-            self.metrics.buffered_bytes,
-            self.delivery.queued_bytes() as u64,
-        );
+        self.report_buffered();
+    }
+
+    /// Move this VM's share of the `buffered_bytes` gauge to its buffer's size now.
+    fn report_buffered(&mut self) {
+        let now = self.delivery.queued_bytes() as u64;
+        if let Some(id) = self.metrics.buffered_bytes
+            && now != self.reported_buffered
+        {
+            let delta = now as i64 - self.reported_buffered as i64;
+            if hostcalls::increment_metric(id, delta).is_ok() {
+                self.reported_buffered = now;
+            }
+        }
     }
 }
 
@@ -238,7 +246,7 @@ impl Context for AuditRoot {
                     );
                 }
             }
-            Metrics::set(s.metrics.buffered_bytes, s.delivery.queued_bytes() as u64);
+            s.report_buffered();
         }
         // Keep the pipe full: send what waits right away.
         self.flush();
@@ -300,6 +308,7 @@ impl RootContext for AuditRoot {
             metrics: Metrics::define(),
             unreported_events: 0,
             unreported_dropped: 0,
+            reported_buffered: 0,
         })));
         true
     }
