@@ -537,18 +537,24 @@ fn a_bad_plugin_configuration_is_refused_at_load() {
     );
 }
 
-/// `openssl ARGS` in `dir`, panicking with its output if it fails.
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    let out = std::process::Command::new("openssl")
+/// Run `program ARGS` in `dir` to success, panicking with its stderr otherwise; its stdout.
+fn run_in(dir: &std::path::Path, program: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(program)
         .args(args)
         .current_dir(dir)
         .output()
-        .expect("openssl runs (it makes the test certificates)");
+        .unwrap_or_else(|e| panic!("{program} does not run: {e}"));
     assert!(
         out.status.success(),
-        "openssl {args:?}: {}",
+        "{program} {args:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `openssl ARGS` in `dir` (it makes the test certificates).
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    run_in(dir, "openssl", args);
 }
 
 /// A CA, a server certificate for 127.0.0.1, and two client certificates: one with a SPIFFE
@@ -639,17 +645,7 @@ fn mtls_get(dir: &std::path::Path, port: u16, name: &str, path: &str) -> u16 {
          c.request('GET', '{path}')\n\
          print(c.getresponse().status)\n"
     );
-    let out = std::process::Command::new("python3")
-        .args(["-c", &script])
-        .current_dir(dir)
-        .output()
-        .expect("python3 runs");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    run_in(dir, "python3", &["-c", &script])
         .trim()
         .parse()
         .expect("a status")

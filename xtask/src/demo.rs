@@ -384,7 +384,8 @@ fn stream(
 fn wait_delivered(watch: &mut Watcher, sealer_url: &str, sent: u64) -> anyhow::Result<()> {
     let deadline = Instant::now() + PATIENCE;
     loop {
-        let received = sealer_metric(sealer_url, "sealer_events_received_total").unwrap_or(0);
+        let received =
+            tasks::sealer_metric(sealer_url, "sealer_events_received_total").unwrap_or(0);
         if received >= sent {
             return Ok(());
         }
@@ -395,14 +396,6 @@ fn wait_delivered(watch: &mut Watcher, sealer_url: &str, sent: u64) -> anyhow::R
         watch.poll()?;
         std::thread::sleep(POLL_EVERY);
     }
-}
-
-/// One counter of the sealer's Prometheus `/metrics`.
-fn sealer_metric(sealer_url: &str, name: &str) -> Option<u64> {
-    let text = agent().get(&format!("{sealer_url}/metrics")).call().ok()?;
-    let text = text.into_string().ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// `sealer verify` with the public and the HMAC key, its report printed as it goes.

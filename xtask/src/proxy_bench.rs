@@ -192,16 +192,6 @@ fn config(setup: &Setup, variant: Variant, port: u16, admin: u16, sealer: u16) -
         .replace("ACCESSLOG", &access_log)
 }
 
-fn metric(base: &str, name: &str) -> Option<u64> {
-    let text = ureq::get(&format!("{base}/metrics"))
-        .call()
-        .ok()?
-        .into_string()
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-}
-
 /// Parse wrk's `--latency` report.
 fn parse_wrk(out: &str) -> anyhow::Result<Load> {
     let ms = |v: &str| -> Option<f64> {
@@ -315,7 +305,8 @@ fn measure(setup: &Setup, variant: Variant, seconds: u64) -> anyhow::Result<Meas
         let mut last = 0;
         loop {
             std::thread::sleep(Duration::from_millis(500));
-            let now = metric(&sealer_base, "sealer_events_received_total").unwrap_or(0);
+            let now =
+                tasks::sealer_metric(&sealer_base, "sealer_events_received_total").unwrap_or(0);
             if (now >= served && now == last) || Instant::now() > deadline {
                 break Some((now, served));
             }

