@@ -727,3 +727,86 @@ fn json_report_lists_every_problem() {
         ));
     }
 }
+
+/// Roll `store` back by its last segment, removing every checkpoint that would tell: the
+/// store then verifies on its own. Returns the segment removed.
+fn roll_back_one_segment(store: &Path) -> Segment {
+    let last = segments(store).pop().unwrap();
+    fs::remove_file(&last.path).unwrap();
+    for (key, size) in checkpoints(store) {
+        if size > last.first {
+            fs::remove_file(store.join(key)).unwrap();
+        }
+    }
+    last
+}
+
+#[test]
+fn the_sealer_refuses_to_start_on_a_store_rolled_back_behind_its_last_checkpoint() {
+    let s = sealed_log("e2e.test/rollback-start");
+    let removed = roll_back_one_segment(&s.store());
+    // On its own the rolled-back store is consistent ...
+    s.verify(&["--json"]).expect_code(0);
+    // ... but the sealer kept its last checkpoint in its data directory and will not append
+    // to a store behind it.
+    let (keys, store, data) = (s.keys_dir(), s.store(), s.data_dir());
+    let run = s.run(&[
+        "serve",
+        "--keys",
+        path(&keys),
+        "--store",
+        path(&store),
+        "--data-dir",
+        path(&data),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    run.expect_code(2);
+    let stderr = String::from_utf8_lossy(&run.output.stderr).into_owned();
+    assert!(
+        stderr.contains("will not append") && stderr.contains("truncated"),
+        "the refusal names the rollback (segment {} removed):\n{}",
+        removed.key,
+        run.context
+    );
+    assert!(!s.is_running());
+}
+
+#[test]
+fn get_verify_catches_a_rollback_while_the_sealer_runs() {
+    let s = Sealer::start(
+        "e2e.test/rollback-live",
+        &[
+            "--segment-max-age",
+            "300ms",
+            "--segment-max-bytes",
+            "1500",
+            "--checkpoint-interval",
+            "60s",
+        ],
+    );
+    for batch in 0..6 {
+        s.seal(&events(SOURCE, 1 + batch * 5, 5));
+    }
+    // Wait until every entry is in the store under a checkpoint.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while s.metric("sealer_upload_lag_entries") > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "uploads did not finish"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(s.get_json("/verify")["ok"], true);
+    make_writable(&s.store());
+    roll_back_one_segment(&s.store());
+    let report = s.get_json("/verify");
+    assert_eq!(report["ok"], false, "{report}");
+    let classes: Vec<&str> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["class"].as_str())
+        .collect();
+    assert!(classes.contains(&"truncated"), "{report}");
+}
