@@ -652,3 +652,49 @@ fn a_token_file_readable_by_others_is_refused_at_start() {
         format!("the error names the mode and the fix: {stderr}"),
     );
 }
+
+#[test]
+fn a_loss_the_source_declares_is_sealed_as_declared() {
+    let mut s = sealer("e2e.test/api-declared-gap");
+    s.seal(&events(SOURCE, 1, 3));
+    // Seq 10 says the source dropped the 4 events before it (6..=9); 4 and 5 are unexplained.
+    let mut line: Value = serde_json::from_str(&event(SOURCE, 10, 200)).unwrap();
+    line["source"]["dropped_before"] = json!(4);
+    let ack = s.seal(&format!("{line}\n"));
+    check(&s, ack["gaps"] == 2, format!("two gap entries: {ack}"));
+    // A declaration that covers more than the source has sent is refused.
+    line["source"]["seq"] = json!(11);
+    line["source"]["dropped_before"] = json!(11);
+    let (status, body) = s.post_ndjson(&format!("{line}\n"));
+    check(
+        &s,
+        status == 400 && body["field"] == "source.dropped_before",
+        format!("400 naming source.dropped_before: {body}"),
+    );
+    s.stop();
+
+    let (store, pk) = (s.store(), s.public_key());
+    let export = s.run(&[
+        "export",
+        "--store",
+        store.to_str().unwrap(),
+        "--public-key",
+        pk.to_str().unwrap(),
+    ]);
+    export.expect_code(0);
+    let gaps: Vec<Value> = export
+        .stdout()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["kind"] == "gap")
+        .map(|e| e["event"].clone())
+        .collect();
+    check(
+        &s,
+        gaps == vec![
+            json!({"count": 2, "first_seq": 4, "last_seq": 5, "reason": "sequence_jump"}),
+            json!({"count": 4, "first_seq": 6, "last_seq": 9, "reason": "declared_by_source"}),
+        ],
+        format!("a jump for 4..=5, a declared loss for 6..=9: {gaps:?}"),
+    );
+}

@@ -941,4 +941,8 @@ fn a_flood_while_the_sealer_is_down_stays_within_the_buffer_cap() {
         "every request sealed or inside a gap"
     );
     assert_eq!(in_gaps, dropped, "the gaps are exactly the events dropped");
+    // And the filter said so itself: every gap is declared, none is an unexplained jump.
+    for gap in entries.iter().filter(|e| e["kind"] == "gap") {
+        assert_eq!(gap["event"]["reason"], "declared_by_source", "{gap}");
+    }
 }

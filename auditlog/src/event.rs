@@ -46,6 +46,10 @@ pub struct SourceRef {
     pub id: String,
     /// Per-source sequence number, from 1.
     pub seq: u64,
+    /// The source dropped this many events just before this one (its buffer was full): the
+    /// sealer records them as a gap `declared_by_source` rather than an unexplained jump.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped_before: Option<u64>,
 }
 
 /// One line of the ingest API.
@@ -320,6 +324,14 @@ fn validate_source(source: &SourceRef, limits: &Limits) -> Result<(), EventError
         return Err(EventError::new(
             "source.seq",
             format!("must be between 1 and {MAX_SAFE_INTEGER}"),
+        ));
+    }
+    if let Some(n) = source.dropped_before
+        && (n == 0 || n >= source.seq)
+    {
+        return Err(EventError::new(
+            "source.dropped_before",
+            "must be between 1 and source.seq - 1 (the events dropped just before this one)",
         ));
     }
     Ok(())

@@ -4,10 +4,22 @@
 //! order, one batch at a time, so the sealer sees each source's numbers rise. A batch leaves
 //! the queue only on the sealer's 2xx; anything else puts the queue into backoff and the same
 //! events are sent again. The queue is bounded in bytes: when it is full, the oldest events
-//! that are not in flight are dropped and counted, and the sealer records the hole in their
-//! sequence numbers as a `gap` entry, so loss is visible, never silent.
+//! that are not in flight are dropped and counted, and the first event sent after them
+//! declares how many (`source.dropped_before`), so the sealer records the hole in their
+//! sequence numbers as a `gap` entry `declared_by_source`: loss is visible, never silent.
 
 use std::collections::VecDeque;
+
+use crate::event::LINE_SOURCE_PREFIX;
+
+/// A queued event: its sequence number, how many events were dropped just before it, and its
+/// ingest line.
+#[derive(Debug)]
+struct Queued {
+    seq: u64,
+    dropped_before: u64,
+    line: String,
+}
 
 /// Limits and timings, from the plugin configuration.
 #[derive(Clone, Copy, Debug)]
@@ -32,13 +44,15 @@ pub struct Batch {
 pub struct Delivery {
     limits: DeliveryLimits,
     next_seq: u64,
-    queue: VecDeque<(u64, String)>,
+    queue: VecDeque<Queued>,
     queued_bytes: usize,
     /// Events at the front of the queue that are being sent.
     in_flight: Option<usize>,
     failures: u32,
     retry_at_ms: u64,
     dropped: u64,
+    /// Events lost while the queue was empty (a refused batch): the next event declares them.
+    lost_before_next: u64,
 }
 
 impl Delivery {
@@ -52,6 +66,7 @@ impl Delivery {
             failures: 0,
             retry_at_ms: 0,
             dropped: 0,
+            lost_before_next: 0,
         }
     }
 
@@ -66,12 +81,18 @@ impl Delivery {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.queued_bytes += line.len() + 1;
-        self.queue.push_back((seq, line));
+        self.queue.push_back(Queued {
+            seq,
+            dropped_before: std::mem::take(&mut self.lost_before_next),
+            line,
+        });
         let mut dropped = 0;
         let keep = self.in_flight.unwrap_or(0);
         while self.queued_bytes > self.limits.max_buffer_bytes && self.queue.len() > keep + 1 {
-            let (_, old) = self.queue.remove(keep).expect("index is within the queue");
-            self.queued_bytes -= old.len() + 1;
+            let old = self.queue.remove(keep).expect("index is within the queue");
+            self.queued_bytes -= old.line.len() + 1;
+            // The next event carries the loss forward, with any it carried itself.
+            self.queue[keep].dropped_before += old.dropped_before + 1;
             dropped += 1;
         }
         self.dropped += dropped;
@@ -85,13 +106,22 @@ impl Delivery {
         }
         let mut body = Vec::new();
         let mut count = 0;
-        for (_, line) in &self.queue {
+        for q in &self.queue {
             if count == self.limits.max_batch_events
-                || (count > 0 && body.len() + line.len() + 1 > self.limits.max_batch_bytes)
+                || (count > 0 && body.len() + q.line.len() + 1 > self.limits.max_batch_bytes)
             {
                 break;
             }
-            body.extend_from_slice(line.as_bytes());
+            match q.line.strip_prefix(LINE_SOURCE_PREFIX) {
+                Some(rest) if q.dropped_before > 0 => {
+                    body.extend_from_slice(LINE_SOURCE_PREFIX.as_bytes());
+                    body.extend_from_slice(
+                        format!("\"dropped_before\":{},", q.dropped_before).as_bytes(),
+                    );
+                    body.extend_from_slice(rest.as_bytes());
+                }
+                _ => body.extend_from_slice(q.line.as_bytes()),
+            }
             body.push(b'\n');
             count += 1;
         }
@@ -99,29 +129,41 @@ impl Delivery {
         Some(Batch {
             body,
             count,
-            first_seq: self.queue[0].0,
-            last_seq: self.queue[count - 1].0,
+            first_seq: self.queue[0].seq,
+            last_seq: self.queue[count - 1].seq,
         })
     }
 
     /// The sealer acknowledged the batch in flight.
     pub fn delivered(&mut self) -> usize {
+        self.remove_in_flight().0
+    }
+
+    /// Remove the batch in flight: how many events, and how many drops they declared.
+    fn remove_in_flight(&mut self) -> (usize, u64) {
         let n = self.in_flight.take().unwrap_or(0);
+        let mut declared = 0;
         for _ in 0..n {
-            if let Some((_, line)) = self.queue.pop_front() {
-                self.queued_bytes -= line.len() + 1;
+            if let Some(q) = self.queue.pop_front() {
+                self.queued_bytes -= q.line.len() + 1;
+                declared += q.dropped_before;
             }
         }
         self.failures = 0;
         self.retry_at_ms = 0;
-        n
+        (n, declared)
     }
 
-    /// The sealer refused the batch in flight as invalid: drop it (it would be refused again).
-    /// Returns how many events were dropped.
+    /// The sealer refused the batch in flight as invalid: drop it (it would be refused again);
+    /// the next event declares the loss. Returns how many events were dropped.
     pub fn rejected(&mut self) -> usize {
-        let n = self.delivered();
+        let (n, declared) = self.remove_in_flight();
         self.dropped += n as u64;
+        if let Some(next) = self.queue.front_mut() {
+            next.dropped_before += declared + n as u64;
+        } else {
+            self.lost_before_next += declared + n as u64;
+        }
         n
     }
 
@@ -160,34 +202,48 @@ impl Delivery {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     fn limits() -> DeliveryLimits {
         DeliveryLimits {
             max_batch_events: 3,
             max_batch_bytes: 1024,
-            max_buffer_bytes: 100,
+            max_buffer_bytes: 130,
             backoff_min_ms: 100,
             backoff_max_ms: 1000,
         }
     }
 
+    /// Queue a line shaped as `ingest_line` writes it: 24 bytes with its newline.
     fn push(d: &mut Delivery) -> u64 {
         let seq = d.next_seq();
-        d.push(format!("{{\"seq\":{seq:04}}}"));
+        d.push(format!("{LINE_SOURCE_PREFIX}\"n\":\"{seq:04}\"}}}}"));
         seq
     }
 
-    fn seqs(batch: &Batch) -> Vec<u64> {
+    /// `(seq, dropped_before)` of each line of a batch, which must be JSON.
+    fn sent(batch: &Batch) -> Vec<(u64, Option<u64>)> {
         String::from_utf8(batch.body.clone())
             .unwrap()
             .lines()
-            .map(|l| l[7..11].parse().unwrap())
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+                let seq = v["source"]["n"].as_str().unwrap().parse().unwrap();
+                (seq, v["source"]["dropped_before"].as_u64())
+            })
             .collect()
+    }
+
+    fn seqs(batch: &Batch) -> Vec<u64> {
+        sent(batch).into_iter().map(|(s, _)| s).collect()
     }
 
     #[test]
     fn batches_in_order_and_only_one_in_flight() {
-        let mut d = Delivery::new(limits());
+        let mut d = Delivery::new(DeliveryLimits {
+            max_buffer_bytes: 1000,
+            ..limits()
+        });
         for _ in 0..5 {
             push(&mut d);
         }
@@ -197,7 +253,7 @@ mod tests {
         assert!(d.next_batch(0).is_none(), "one batch at a time");
         assert_eq!(d.delivered(), 3);
         let b = d.next_batch(0).unwrap();
-        assert_eq!(seqs(&b), vec![4, 5]);
+        assert_eq!(sent(&b), vec![(4, None), (5, None)]);
         d.delivered();
         assert!(d.next_batch(0).is_none());
         assert_eq!(d.queued_bytes(), 0);
@@ -222,23 +278,44 @@ mod tests {
     }
 
     #[test]
-    fn a_full_buffer_drops_the_oldest_waiting_events_not_the_batch_in_flight() {
+    fn a_full_buffer_drops_the_oldest_waiting_events_and_the_next_declares_them() {
         let mut d = Delivery::new(limits());
         for _ in 0..3 {
             push(&mut d);
         }
         let in_flight = d.next_batch(0).unwrap();
         assert_eq!(seqs(&in_flight), vec![1, 2, 3]);
-        // Each line is 13 bytes with its newline: the 100-byte buffer holds 7.
+        // 3 lines in flight (72 bytes) leave room for 2 waiting in the 130-byte buffer.
         for _ in 0..7 {
             push(&mut d);
         }
-        assert_eq!(d.dropped(), 3);
-        assert!(d.queued_bytes() <= 100);
+        assert_eq!(d.dropped(), 5);
+        assert!(d.queued_bytes() <= 130);
         d.delivered();
         let next = d.next_batch(0).unwrap();
-        // Events 4 to 6 were dropped: the sealer will see 3 → 7 and record a gap.
-        assert_eq!(seqs(&next), vec![7, 8, 9]);
+        // Events 4 to 8 were dropped; 9 says so, and the sealer records a declared gap.
+        assert_eq!(sent(&next), vec![(9, Some(5)), (10, None)]);
+    }
+
+    #[test]
+    fn a_refused_batch_is_declared_by_the_next_event_with_what_it_carried() {
+        let mut d = Delivery::new(limits());
+        for _ in 0..3 {
+            push(&mut d);
+        }
+        d.next_batch(0).unwrap();
+        for _ in 0..4 {
+            push(&mut d); // 4 and 5 dropped; 6 declares 2, 7 waits
+        }
+        d.delivered();
+        let refused = d.next_batch(0).unwrap();
+        assert_eq!(sent(&refused), vec![(6, Some(2)), (7, None)]);
+        assert_eq!(d.rejected(), 2);
+        assert_eq!(d.dropped(), 4);
+        // Nothing waits: the next event declares 6 and 7, and the 2 that 6 declared.
+        push(&mut d);
+        let next = d.next_batch(0).unwrap();
+        assert_eq!(sent(&next), vec![(8, Some(4))]);
     }
 
     #[test]

@@ -246,11 +246,17 @@ pub fn build_event(facts: &RequestFacts, config: &FilterConfig) -> HttpEvent {
     }
 }
 
-/// One NDJSON line (without newline) for the sealer's ingest API.
+/// How every line [`ingest_line`] writes begins: the delivery queue inserts a loss
+/// declaration (`"dropped_before":N,`) right after it.
+pub const LINE_SOURCE_PREFIX: &str = "{\"source\":{";
+
+/// One NDJSON line (without newline) for the sealer's ingest API; it starts with
+/// [`LINE_SOURCE_PREFIX`].
 pub fn ingest_line(source: &str, seq: u64, event: &HttpEvent) -> String {
     let source = SourceRef {
         id: source.to_owned(),
         seq,
+        dropped_before: None,
     };
     let mut out = Vec::with_capacity(512);
     out.extend_from_slice(b"{\"source\":");

@@ -164,6 +164,7 @@ fn prepare(bytes: &[u8], limits: &IngestLimits) -> Result<PreparedEvent, IngestE
             id: line.source.id,
             seq: Some(line.source.seq),
         }),
+        dropped_before: line.source.dropped_before,
         event_json,
     })
 }

@@ -30,6 +30,8 @@ use crate::wal::{AppendError, Wal};
 pub struct PreparedEvent {
     pub kind: EntryKind,
     pub source: Option<EntrySource>,
+    /// The source declared that it dropped this many events just before this one.
+    pub dropped_before: Option<u64>,
     /// Canonical JSON of the event object.
     pub event_json: Vec<u8>,
 }
@@ -70,6 +72,28 @@ pub struct ClosedSegment {
     pub last: u64,
     pub root: Hash,
     pub chain: Hash,
+}
+
+/// The gap entries for events `first..=last` that never arrived, before an event whose
+/// source declared it dropped `declared` events just before it: the declared ones (the last
+/// of the range) as `declared_by_source`, any others as `sequence_jump`.
+fn gap_events(first: u64, last: u64, declared: Option<u64>) -> Vec<GapEvent> {
+    let size = last - first + 1;
+    let declared = declared.unwrap_or(0).min(size);
+    let gap = |first: u64, last: u64, reason: &str| GapEvent {
+        count: last - first + 1,
+        first_seq: first,
+        last_seq: last,
+        reason: reason.into(),
+    };
+    let mut out = Vec::with_capacity(2);
+    if declared < size {
+        out.push(gap(first, last - declared, "sequence_jump"));
+    }
+    if declared > 0 {
+        out.push(gap(last - declared + 1, last, "declared_by_source"));
+    }
+    out
 }
 
 /// When to close the open WAL file and start a new segment.
@@ -265,28 +289,24 @@ impl Writer {
                             continue;
                         }
                         Observation::Gap { first, last } => {
-                            let gap = GapEvent {
-                                count: last - first + 1,
-                                first_seq: first,
-                                last_seq: last,
-                                reason: "sequence_jump".into(),
-                            };
-                            let json = serde_json::to_vec(&gap).expect("serializable");
-                            let source = EntrySource {
-                                id: src.id.clone(),
-                                seq: None,
-                            };
-                            let s = self.sealer.seal(
-                                &mut self.buf,
-                                EntryKind::Gap,
-                                sealed_at,
-                                Some(&source),
-                                &json,
-                            );
-                            ack.first_seq.get_or_insert(s.seq);
-                            ack.last_seq = Some(s.seq);
-                            ack.gaps += 1;
-                            ack.sealed += 1;
+                            for gap in gap_events(first, last, ev.dropped_before) {
+                                let json = serde_json::to_vec(&gap).expect("serializable");
+                                let source = EntrySource {
+                                    id: src.id.clone(),
+                                    seq: None,
+                                };
+                                let s = self.sealer.seal(
+                                    &mut self.buf,
+                                    EntryKind::Gap,
+                                    sealed_at,
+                                    Some(&source),
+                                    &json,
+                                );
+                                ack.first_seq.get_or_insert(s.seq);
+                                ack.last_seq = Some(s.seq);
+                                ack.gaps += 1;
+                                ack.sealed += 1;
+                            }
                         }
                         Observation::Next => {}
                     }
