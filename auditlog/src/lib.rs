@@ -21,6 +21,7 @@
 //! - [`note`]: C2SP signed notes and Ed25519 note keys.
 //! - [`checkpoint`]: C2SP tlog-checkpoint bodies.
 //! - [`event`]: the ingest schema of access events, validated before sealing.
+//! - [`k8s`]: Kubernetes audit events (`audit.k8s.io/v1`): which are sealed, what is kept.
 //! - [`entry`]: entry kinds and their canonical bytes.
 //! - [`chain`]: the hash chain and the per-entry HMAC.
 //! - [`record`]: one sealed record, one line of a segment file.
@@ -34,6 +35,7 @@ pub mod entry;
 pub mod event;
 pub mod head;
 pub mod jcs;
+pub mod k8s;
 pub mod layout;
 pub mod merkle;
 pub mod note;
