@@ -2,7 +2,8 @@
 //! libFuzzer (`fuzz/`, cargo-fuzz), N seconds per target (default 300).
 //!
 //! Targets: `ingest_line` (a line of `POST /v1/events`), `segment` (stored record lines),
-//! `checkpoint` (signed-note checkpoints), `filter_config` (the plugin configuration).
+//! `checkpoint` (signed-note checkpoints), `filter_config` (the plugin configuration),
+//! `k8s_event_list` (a Kubernetes audit webhook body).
 //! Each run starts from the fixed seeds in `fuzz/seeds/<target>/` (real inputs) plus the
 //! corpus grown by earlier runs in `target/fuzz-corpus/<target>/`, and first replays every
 //! input in `fuzz/regressions/<target>/`: each crash ever found is kept there, so it stays
@@ -20,7 +21,13 @@ use crate::tasks;
 use crate::tools;
 
 /// The fuzz targets, as named in `fuzz/Cargo.toml`.
-pub const TARGETS: [&str; 4] = ["ingest_line", "segment", "checkpoint", "filter_config"];
+pub const TARGETS: [&str; 5] = [
+    "ingest_line",
+    "segment",
+    "checkpoint",
+    "filter_config",
+    "k8s_event_list",
+];
 
 pub fn run(args: &[String]) -> anyhow::Result<u8> {
     let mut seconds = 300;
