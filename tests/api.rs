@@ -399,24 +399,11 @@ fn sequence_jump_seals_a_gap() {
     );
     s.stop();
 
-    let (store, pk) = (s.store(), s.public_key());
-    let export = s.run(&[
-        "export",
-        "--store",
-        store.to_str().unwrap(),
-        "--public-key",
-        pk.to_str().unwrap(),
-    ]);
-    export.expect_code(0);
-    let entries: Vec<Value> = export
-        .stdout()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("an exported entry is JSON"))
-        .collect();
+    let entries = s.export_entries();
     let at = entries
         .iter()
         .position(|e| e["kind"] == "http" && e["source"]["seq"] == 7)
-        .unwrap_or_else(|| export.fail("no entry with source seq 7"));
+        .unwrap_or_else(|| s.fail("no entry with source seq 7"));
     check(&s, at > 0, "the entry of seq 7 is not the first");
     let gap = &entries[at - 1];
     check(
@@ -673,19 +660,9 @@ fn a_loss_the_source_declares_is_sealed_as_declared() {
     );
     s.stop();
 
-    let (store, pk) = (s.store(), s.public_key());
-    let export = s.run(&[
-        "export",
-        "--store",
-        store.to_str().unwrap(),
-        "--public-key",
-        pk.to_str().unwrap(),
-    ]);
-    export.expect_code(0);
-    let gaps: Vec<Value> = export
-        .stdout()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    let gaps: Vec<Value> = s
+        .export_entries()
+        .into_iter()
         .filter(|e| e["kind"] == "gap")
         .map(|e| e["event"].clone())
         .collect();

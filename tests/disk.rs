@@ -14,7 +14,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use e2e::{Sealer, events};
-use serde_json::Value;
 
 /// A tmpfs mounted on a temporary directory; unmounted on drop, pass or fail.
 struct Tmpfs {
@@ -67,19 +66,8 @@ impl Drop for Tmpfs {
 
 /// Export the log and count each `(source, seq)` of its http entries.
 fn sealed(sealer: &Sealer) -> BTreeMap<(String, u64), u32> {
-    let store = sealer.store();
-    let pk = sealer.public_key();
-    let run = sealer.run(&[
-        "export",
-        "--store",
-        store.to_str().unwrap(),
-        "--public-key",
-        pk.to_str().unwrap(),
-    ]);
-    run.expect_code(0);
     let mut seen = BTreeMap::new();
-    for line in run.stdout().lines() {
-        let e: Value = serde_json::from_str(line).unwrap();
+    for e in sealer.export_entries() {
         if e["kind"] == "http" {
             let key = (
                 e["source"]["id"].as_str().unwrap().to_owned(),

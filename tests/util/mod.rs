@@ -424,6 +424,20 @@ impl Sealer {
         Run::new(&mut cmd, context)
     }
 
+    /// `sealer export` of this sealer's store (which verifies it first): every entry, parsed.
+    pub fn export_entries(&self) -> Vec<Value> {
+        let (store, pk) = (self.store_arg(), self.public_key());
+        let run = self.run(&["export", "--store", &store, "--public-key", s(&pk)]);
+        run.expect_code(0);
+        run.stdout()
+            .lines()
+            .map(|l| {
+                serde_json::from_str(l)
+                    .unwrap_or_else(|e| run.fail(&format!("an exported entry is not JSON: {e}")))
+            })
+            .collect()
+    }
+
     /// Copy the store to a new directory next to it (made writable), for tampering.
     pub fn copy_store(&self, name: &str) -> PathBuf {
         let to = self.root().join(name);
