@@ -390,6 +390,70 @@ mod tests {
         assert_eq!(fs::read(&path).unwrap(), bytes, "nothing was cut");
     }
 
+    /// A store holding the three records of [`wal_with_three_records`] as one segment, with
+    /// a checkpoint signed by the key [`recover_in`] trusts.
+    async fn store_with_three_records() -> MemoryStore {
+        let mut sealer = LogSealer::new(ORIGIN, MacKey::new(&[3; 32]));
+        let mut bytes = Vec::new();
+        for i in 0..3 {
+            let event = format!(r#"{{"n":{i}}}"#);
+            let at = Timestamp::from_unix_nanos(i);
+            sealer.seal(&mut bytes, EntryKind::Start, at, None, event.as_bytes());
+        }
+        let store = MemoryStore::default();
+        let put = |key: String, bytes: Vec<u8>| {
+            let store = store.clone();
+            async move { store.put_if_absent(&key, bytes.into()).await.unwrap() }
+        };
+        put(layout::segment_key(0, 2), bytes).await;
+        let head = auditlog::head::LogHead {
+            origin: ORIGIN.into(),
+            size: 3,
+            root: sealer.frontier().root(),
+            chain: sealer.head(),
+            time: Timestamp::from_unix_nanos(1_800_000_000_000_000_000),
+        };
+        let signer = NoteSigner::from_seed(ORIGIN, [1; 32]).unwrap();
+        put(head.key(), head.sign(&signer).unwrap().into_bytes()).await;
+        store
+    }
+
+    async fn recover_from(
+        store: &MemoryStore,
+        dir: &Path,
+        mac: &MacKey,
+    ) -> anyhow::Result<Recovered> {
+        let verifier = NoteSigner::from_seed(ORIGIN, [1; 32]).unwrap().verifier();
+        recover(store, dir, &dir.join("wal"), &verifier, mac).await
+    }
+
+    #[tokio::test]
+    async fn a_wal_file_already_stored_is_removed_and_one_that_differs_refuses_to_start() {
+        // Identical: a crash after the upload, before the WAL file was removed.
+        let (dir, path, mac) = wal_with_three_records();
+        let store = store_with_three_records().await;
+        let r = recover_from(&store, dir.path(), &mac).await.unwrap();
+        assert_eq!((r.sealer.size(), r.pending.len()), (3, 0));
+        assert!(!path.exists(), "the stored WAL file is removed");
+
+        // Different bytes for the same entries: an integrity alarm, and nothing is touched.
+        let (dir, path, mac) = wal_with_three_records();
+        let mut bytes = fs::read(&path).unwrap();
+        let at = bytes.iter().position(|&b| b == b'1').unwrap();
+        bytes[at] = b'7';
+        fs::write(&path, &bytes).unwrap();
+        let err = recover_from(&store, dir.path(), &mac)
+            .await
+            .err()
+            .expect("must refuse");
+        assert!(err.to_string().contains("integrity alarm"), "{err:#}");
+        assert_eq!(
+            fs::read(&path).unwrap(),
+            bytes,
+            "the WAL file is kept as it is"
+        );
+    }
+
     #[tokio::test]
     async fn an_intact_wal_becomes_a_pending_segment() {
         let (dir, _path, mac) = wal_with_three_records();
