@@ -482,13 +482,7 @@ fn rollback_is_caught_by_a_saved_checkpoint() {
     }
 
     // Roll the store back by one segment, removing every checkpoint that would tell.
-    let last = segments(&s.store()).pop().unwrap();
-    fs::remove_file(&last.path).unwrap();
-    for (key, size) in checkpoints(&s.store()) {
-        if size > last.first {
-            fs::remove_file(s.store().join(key)).unwrap();
-        }
-    }
+    roll_back_one_segment(&s.store());
     s.verify(&["--json"]).expect_code(0);
 
     s.verify(&["--json", "--checkpoint", path(&saved)])
