@@ -11,6 +11,7 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use e2e::Sealer;
 use e2e::envoy::{self, Envoy};
+use e2e::pki::{HttpsRequest, Pki, https};
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 
@@ -537,118 +538,47 @@ fn a_bad_plugin_configuration_is_refused_at_load() {
     );
 }
 
-/// Run `program ARGS` in `dir` to success, panicking with its stderr otherwise; its stdout.
-fn run_in(dir: &std::path::Path, program: &str, args: &[&str]) -> String {
-    let out = std::process::Command::new(program)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap_or_else(|e| panic!("{program} does not run: {e}"));
-    assert!(
-        out.status.success(),
-        "{program} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// `openssl ARGS` in `dir` (it makes the test certificates).
-fn openssl(dir: &std::path::Path, args: &[&str]) {
-    run_in(dir, "openssl", args);
-}
-
 /// A CA, a server certificate for 127.0.0.1, and two client certificates: one with a SPIFFE
 /// URI SAN, one with a subject only.
 fn mtls_certificates(dir: &std::path::Path) {
-    let days = ["-days", "2"];
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:P-256",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-subj",
-            "/CN=e2e test CA",
-            days[0],
-            days[1],
-        ],
-    );
-    for (name, subject, san) in [
-        ("server", "/CN=127.0.0.1", "subjectAltName=IP:127.0.0.1"),
-        (
+    Pki::new(dir)
+        .ca("ca", "/CN=e2e test CA")
+        .issue(
+            "ca",
+            "server",
+            "/CN=127.0.0.1",
+            "subjectAltName=IP:127.0.0.1",
+        )
+        .issue(
+            "ca",
             "spiffe",
             "/CN=checkout",
             "subjectAltName=URI:spiffe://cluster.local/ns/shop/sa/checkout",
-        ),
-        (
+        )
+        .issue(
+            "ca",
             "legacy",
             "/O=Example Corp/CN=legacy-client",
             "basicConstraints=CA:FALSE",
-        ),
-    ] {
-        openssl(
-            dir,
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:P-256",
-                "-nodes",
-                "-keyout",
-                &format!("{name}.key"),
-                "-out",
-                &format!("{name}.csr"),
-                "-subj",
-                subject,
-            ],
         );
-        std::fs::write(dir.join(format!("{name}.ext")), format!("{san}\n")).unwrap();
-        openssl(
-            dir,
-            &[
-                "x509",
-                "-req",
-                "-in",
-                &format!("{name}.csr"),
-                "-CA",
-                "ca.pem",
-                "-CAkey",
-                "ca.key",
-                "-CAcreateserial",
-                "-out",
-                &format!("{name}.pem"),
-                "-extfile",
-                &format!("{name}.ext"),
-                days[0],
-                days[1],
-            ],
-        );
-    }
 }
 
-/// GET `path` over TLS with the client certificate `name` (Python's ssl module): the status.
+/// GET `path` over TLS with the client certificate `name`: the status.
 fn mtls_get(dir: &std::path::Path, port: u16, name: &str, path: &str) -> u16 {
-    let script = format!(
-        "import http.client, ssl\n\
-         ctx = ssl.create_default_context(cafile='ca.pem')\n\
-         ctx.load_cert_chain('{name}.pem', '{name}.key')\n\
-         c = http.client.HTTPSConnection('127.0.0.1', {port}, context=ctx, timeout=10)\n\
-         c.request('GET', '{path}')\n\
-         print(c.getresponse().status)\n"
+    let (cert, key) = (
+        dir.join(format!("{name}.pem")),
+        dir.join(format!("{name}.key")),
     );
-    run_in(dir, "python3", &["-c", &script])
-        .trim()
-        .parse()
-        .expect("a status")
+    https(&HttpsRequest {
+        port,
+        method: "GET",
+        path,
+        ca: &dir.join("ca.pem"),
+        client: Some((&cert, &key)),
+        headers: Vec::new(),
+        body: b"",
+    })
+    .status()
 }
 
 #[test]

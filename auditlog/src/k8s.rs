@@ -113,8 +113,8 @@ pub struct Selection {
     /// `(api group, resource)`; the core group is `""`.
     pub resources: Vec<(String, String)>,
     pub stages: Vec<String>,
-    /// Request and response objects above this many bytes (as JSON) are replaced by their
-    /// SHA-256 and size.
+    /// Request and response objects whose canonical JSON is longer than this are replaced
+    /// by its SHA-256 and size.
     pub max_object_bytes: usize,
 }
 
@@ -161,9 +161,38 @@ impl Selection {
     }
 }
 
-/// The key under which a redelivered event is recognised: `(auditID, stage)`.
-pub fn dedup_key(event: &AuditEvent) -> (String, String) {
-    (event.audit_id.clone(), event.stage.clone())
+/// The name under which a redelivered event is recognised: `auditID` and `stage`.
+pub fn dedup_key(event: &AuditEvent) -> String {
+    key_of(&event.audit_id, &event.stage)
+}
+
+/// [`dedup_key`] of the audit event a sealed `k8s_audit` entry's `event` came from.
+pub fn dedup_key_of_entry(entry_event: &Value) -> Option<String> {
+    let id = entry_event.get("auditID")?.as_str()?;
+    let stage = entry_event.get("stage")?.as_str()?;
+    Some(key_of(id, stage))
+}
+
+fn key_of(audit_id: &str, stage: &str) -> String {
+    // A stage never contains a newline, so the pair is unambiguous.
+    format!("{audit_id}\n{stage}")
+}
+
+/// Parse a resource as kubectl names it, `RESOURCE.GROUP` (`ingresses.networking.k8s.io`),
+/// or `RESOURCE` alone for the core group (`services`), into `(group, resource)`.
+pub fn parse_resource(name: &str) -> Result<(String, String), String> {
+    let (resource, group) = name.split_once('.').unwrap_or((name, ""));
+    let valid = |s: &str| {
+        s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+    };
+    if resource.is_empty() || !valid(resource) || !valid(group) || name.ends_with('.') {
+        return Err(format!(
+            "{name:?} is not a resource name: write RESOURCE.GROUP in lower case, as kubectl \
+             does (e.g. ingresses.networking.k8s.io), or RESOURCE for the core group"
+        ));
+    }
+    Ok((group.to_owned(), resource.to_owned()))
 }
 
 /// Whether `object_ref` names a core `secrets` resource, or `object` is a Secret.
@@ -174,13 +203,17 @@ fn is_secret(object_ref: Option<&ObjectRef>, object: &Value) -> bool {
     core_secret || object.get("kind").and_then(Value::as_str) == Some("Secret")
 }
 
-/// An object as kept: itself, or its SHA-256 and size when over the limit, or nothing but
+/// An object as kept: itself, or the SHA-256 and size of its canonical JSON (RFC 8785) when
+/// that is over the limit, or nothing but
 /// the fact that it was withheld when it is a Secret.
 fn kept_object(object: &Value, object_ref: Option<&ObjectRef>, max_bytes: usize) -> Value {
     if is_secret(object_ref, object) {
         return json!({"withheld": "secret"});
     }
-    let bytes = serde_json::to_vec(object).expect("a JSON value serializes");
+    // The RFC 8785 form, so anyone holding the object can recompute the hash; an object
+    // without one (an integer beyond 2^53) is hashed as serde_json writes it.
+    let bytes = crate::jcs::canonicalize(object)
+        .unwrap_or_else(|_| serde_json::to_vec(object).expect("a JSON value serializes"));
     if bytes.len() > max_bytes {
         let sha: String = Sha256::digest(&bytes)
             .iter()
@@ -261,6 +294,21 @@ pub fn entry_event(event: &AuditEvent, selection: &Selection) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn resources_are_named_as_kubectl_names_them() {
+        assert_eq!(
+            parse_resource("ingresses.networking.k8s.io"),
+            Ok(("networking.k8s.io".into(), "ingresses".into()))
+        );
+        assert_eq!(
+            parse_resource("services"),
+            Ok(("".into(), "services".into()))
+        );
+        for bad in ["", ".networking.k8s.io", "Ingresses", "ingresses.", "a b"] {
+            assert!(parse_resource(bad).is_err(), "{bad:?}");
+        }
+    }
 
     fn event(stage: &str, group: &str, resource: &str) -> Value {
         json!({
@@ -362,7 +410,7 @@ mod tests {
             ..Selection::default()
         };
         let e = entry_event(&ev, &sel);
-        let bytes = serde_json::to_vec(&json!({"blob": "x".repeat(100)})).unwrap();
+        let bytes = crate::jcs::canonicalize(&json!({"blob": "x".repeat(100)})).unwrap();
         assert_eq!(e["requestObject"]["size"], bytes.len());
         assert_eq!(e["requestObject"]["sha256"].as_str().unwrap().len(), 64);
         assert_eq!(e["responseObject"], json!({"withheld": "secret"}));
@@ -383,7 +431,9 @@ mod tests {
         ));
         let ev: AuditEvent =
             serde_json::from_value(event("ResponseComplete", "", "secrets")).unwrap();
-        assert_eq!(dedup_key(&ev), ("5f3c-1".into(), "ResponseComplete".into()));
+        assert_eq!(dedup_key(&ev), "5f3c-1\nResponseComplete");
+        let sealed = entry_event(&ev, &Selection::default());
+        assert_eq!(dedup_key_of_entry(&sealed), Some(dedup_key(&ev)));
         assert!(
             !Selection::default().selects(&ev),
             "secrets are not an exposure resource"

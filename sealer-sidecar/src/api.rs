@@ -118,25 +118,8 @@ async fn post_events<S: Store + Clone>(
     if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
         return refuse(StatusCode::PAYLOAD_TOO_LARGE, too_large());
     }
-    // The store is behind (down, or slower than ingest) and the local spool is full: the
-    // client keeps its events (the filter buffers or records a gap) rather than us dropping.
-    let spooled = state.metrics.spool_bytes.load(Relaxed);
-    if spooled >= state.spool_max_bytes {
-        Metrics::add(&state.metrics.batches_rejected_spool_full, 1);
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "5")],
-            axum::Json(json!({
-                "error": "spool_full",
-                "message": format!(
-                    "{spooled} bytes of sealed events wait for the store ({}); the spool limit \
-                     (--spool-max-bytes) is {} bytes; retry later",
-                    state.store.describe(),
-                    state.spool_max_bytes
-                ),
-            })),
-        )
-            .into_response();
+    if let Some(refused) = spool_full(&state) {
+        return refused;
     }
     // Wait for a slot before reading the body, so waiting requests hold no memory.
     let Ok(_permit) = state.inflight.acquire().await else {
@@ -159,13 +142,45 @@ async fn post_events<S: Store + Clone>(
     };
     match state.writer.submit(events).await {
         Ok(ack) => (StatusCode::OK, axum::Json(ack)).into_response(),
-        Err(e) => (
+        Err(e) => unavailable(&e),
+    }
+}
+
+/// The 503 to answer while the store is behind (down, or slower than ingest) and the local
+/// spool is full: the client keeps its events (the filter buffers or records a gap, the API
+/// server retries) rather than the sealer dropping them.
+pub(crate) fn spool_full<S: Store>(state: &AppState<S>) -> Option<Response> {
+    let spooled = state.metrics.spool_bytes.load(Relaxed);
+    if spooled < state.spool_max_bytes {
+        return None;
+    }
+    Metrics::add(&state.metrics.batches_rejected_spool_full, 1);
+    Some(
+        (
             StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "1")],
-            axum::Json(json!({"error": "unavailable", "message": e.to_string()})),
+            [(header::RETRY_AFTER, "5")],
+            axum::Json(json!({
+                "error": "spool_full",
+                "message": format!(
+                    "{spooled} bytes of sealed events wait for the store ({}); the spool limit \
+                     (--spool-max-bytes) is {} bytes; retry later",
+                    state.store.describe(),
+                    state.spool_max_bytes
+                ),
+            })),
         )
             .into_response(),
-    }
+    )
+}
+
+/// The 503 for a batch the writer could not make durable.
+pub(crate) fn unavailable(e: &crate::writer::Unavailable) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, "1")],
+        axum::Json(json!({"error": "unavailable", "message": e.to_string()})),
+    )
+        .into_response()
 }
 
 async fn get_checkpoint<S: Store + Clone>(State(state): State<Arc<AppState<S>>>) -> Response {

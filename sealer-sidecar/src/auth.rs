@@ -7,6 +7,7 @@
 //! |----------|---------------------------|-----------------------|
 //! | `ingest` | `POST /v1/events`         | `--ingest-token-file` |
 //! | `read`   | `GET /verify`, `/metrics` | `--read-token-file`   |
+//! | `webhook`| `POST /v1/k8s/audit`      | `--webhook-token-file` (or a client certificate, see [`crate::webhook`]) |
 //!
 //! `/healthz`, `/readyz` and `/v1/checkpoint` (a signed, public statement) stay open. A role
 //! without a token file is open too, which only loopback listeners allow (see
@@ -31,13 +32,17 @@ pub const MIN_TOKEN_BYTES: usize = 32;
 pub enum Role {
     Ingest,
     Read,
+    Webhook,
 }
+
+const ROLES: [Role; 3] = [Role::Ingest, Role::Read, Role::Webhook];
 
 impl Role {
     fn name(self) -> &'static str {
         match self {
             Role::Ingest => "ingest",
             Role::Read => "read",
+            Role::Webhook => "webhook",
         }
     }
 }
@@ -47,6 +52,7 @@ impl Role {
 pub struct Tokens {
     ingest: Option<Vec<u8>>,
     read: Option<Vec<u8>>,
+    webhook: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -55,6 +61,7 @@ impl std::fmt::Debug for Tokens {
         f.debug_struct("Tokens")
             .field("ingest", &self.ingest.as_ref().map(|_| "<set>"))
             .field("read", &self.read.as_ref().map(|_| "<set>"))
+            .field("webhook", &self.webhook.as_ref().map(|_| "<set>"))
             .finish()
     }
 }
@@ -73,19 +80,37 @@ fn load(path: &Path, flag: &str) -> anyhow::Result<Vec<u8>> {
 }
 
 impl Tokens {
-    /// Read the token files given; both roles' tokens must differ.
-    pub fn load(ingest: Option<&Path>, read: Option<&Path>) -> anyhow::Result<Tokens> {
+    /// Read the token files given; the roles' tokens must all differ.
+    pub fn load(
+        ingest: Option<&Path>,
+        read: Option<&Path>,
+        webhook: Option<&Path>,
+    ) -> anyhow::Result<Tokens> {
         let tokens = Tokens {
             ingest: ingest.map(|p| load(p, "--ingest-token-file")).transpose()?,
             read: read.map(|p| load(p, "--read-token-file")).transpose()?,
+            webhook: webhook
+                .map(|p| load(p, "--webhook-token-file"))
+                .transpose()?,
         };
-        if tokens.ingest.is_some() && tokens.ingest == tokens.read {
-            bail!(
-                "--ingest-token-file and --read-token-file hold the same token; each role needs \
-                 its own, so that one cannot act as the other"
-            );
+        for (i, a) in ROLES.iter().enumerate() {
+            for b in &ROLES[i + 1..] {
+                if tokens.token(*a).is_some() && tokens.token(*a) == tokens.token(*b) {
+                    bail!(
+                        "--{}-token-file and --{}-token-file hold the same token; each role \
+                         needs its own, so that one cannot act as the other",
+                        a.name(),
+                        b.name()
+                    );
+                }
+            }
         }
         Ok(tokens)
+    }
+
+    /// Whether `role` has a token.
+    pub fn has(&self, role: Role) -> bool {
+        self.token(role).is_some()
     }
 
     /// Both roles have a token.
@@ -97,6 +122,7 @@ impl Tokens {
         match role {
             Role::Ingest => self.ingest.as_deref(),
             Role::Read => self.read.as_deref(),
+            Role::Webhook => self.webhook.as_deref(),
         }
     }
 
@@ -126,14 +152,13 @@ impl Tokens {
         if constant_time_eq(given, expected) {
             return Ok(());
         }
-        let other = match role {
-            Role::Ingest => Role::Read,
-            Role::Read => Role::Ingest,
-        };
-        if self
-            .token(other)
-            .is_some_and(|t| constant_time_eq(given, t))
-        {
+        let other = ROLES.into_iter().find(|&other| {
+            other != role
+                && self
+                    .token(other)
+                    .is_some_and(|t| constant_time_eq(given, t))
+        });
+        if let Some(other) = other {
             return Err(refusal(
                 StatusCode::FORBIDDEN,
                 "forbidden",
@@ -152,7 +177,7 @@ impl Tokens {
     }
 }
 
-fn refusal(status: StatusCode, error: &str, message: String) -> Response {
+pub(crate) fn refusal(status: StatusCode, error: &str, message: String) -> Response {
     (
         status,
         [(
@@ -206,6 +231,7 @@ mod tests {
                 0o600,
             )),
             Some(&token_file(dir.path(), "read", &read, 0o400)),
+            None,
         )
         .unwrap();
         assert!(tokens.complete());
@@ -235,19 +261,31 @@ mod tests {
     #[test]
     fn open_roles_and_bad_token_files() {
         let dir = tempfile::tempdir().unwrap();
-        let open = Tokens::load(None, None).unwrap();
+        let open = Tokens::load(None, None, None).unwrap();
         assert!(!open.complete());
         assert!(open.check(Role::Ingest, &HeaderMap::new()).is_ok());
         let loose = token_file(dir.path(), "loose", &"a".repeat(40), 0o644);
-        let err = Tokens::load(Some(&loose), None).unwrap_err().to_string();
+        let err = Tokens::load(Some(&loose), None, None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("chmod 600"), "{err}");
         let short = token_file(dir.path(), "short", "abc", 0o600);
-        let err = Tokens::load(Some(&short), None).unwrap_err().to_string();
+        let err = Tokens::load(Some(&short), None, None)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("at least 32 bytes"), "{err}");
         let same = token_file(dir.path(), "same", &"s".repeat(40), 0o600);
-        let err = Tokens::load(Some(&same), Some(&same))
+        let err = Tokens::load(Some(&same), Some(&same), None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("same token"), "{err}");
+        let other = token_file(dir.path(), "other", &"o".repeat(40), 0o600);
+        let err = Tokens::load(Some(&other), None, Some(&other))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--ingest-token-file and --webhook-token-file"),
+            "{err}"
+        );
     }
 }

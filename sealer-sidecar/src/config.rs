@@ -9,7 +9,10 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde::Deserialize;
 
+use auditlog::k8s::{self, Selection};
+
 use crate::store::S3Options;
+use crate::tls::TlsFiles;
 
 /// Options of `sealer serve`. Every one can also be set in the config file under the same
 /// name with `_` for `-` (e.g. `segment_max_age = "10s"`).
@@ -88,6 +91,147 @@ pub struct ServeOptions {
     #[arg(long, env = "SEALER_ALLOW_UNLOCKED")]
     #[serde(default)]
     pub allow_unlocked: bool,
+    /// Serve the Kubernetes audit webhook (`POST /v1/k8s/audit`) over TLS on this address.
+    /// Needs --tls-cert, --tls-key, and --webhook-token-file and/or --webhook-client-ca.
+    #[arg(long, env = "SEALER_WEBHOOK_LISTEN")]
+    pub webhook_listen: Option<SocketAddr>,
+    /// PEM certificate chain of the webhook listener (reloaded when the file changes).
+    #[arg(long, env = "SEALER_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of the webhook listener (reloaded when the file changes).
+    #[arg(long, env = "SEALER_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// File holding the bearer token the webhook requires (mode 0600), unless the caller
+    /// presents a client certificate signed by --webhook-client-ca.
+    #[arg(long, env = "SEALER_WEBHOOK_TOKEN_FILE")]
+    pub webhook_token_file: Option<PathBuf>,
+    /// PEM CA certificates; a webhook caller with a client certificate they sign needs no token.
+    #[arg(long, env = "SEALER_WEBHOOK_CLIENT_CA")]
+    pub webhook_client_ca: Option<PathBuf>,
+    /// Largest webhook request body in bytes (413 above) [default: 33554432].
+    #[arg(long, env = "SEALER_WEBHOOK_MAX_BODY_BYTES")]
+    pub webhook_max_body_bytes: Option<usize>,
+    /// Kubernetes resources whose audit events are sealed, as kubectl names them
+    /// (RESOURCE.GROUP, or RESOURCE for the core group), comma-separated [default:
+    /// ingresses.networking.k8s.io, ingressclasses.networking.k8s.io,
+    /// gateways.gateway.networking.k8s.io, httproutes.gateway.networking.k8s.io,
+    /// grpcroutes.gateway.networking.k8s.io, gateways.networking.istio.io,
+    /// virtualservices.networking.istio.io, envoyfilters.networking.istio.io,
+    /// wasmplugins.extensions.istio.io].
+    #[arg(long, env = "SEALER_K8S_RESOURCES", value_delimiter = ',')]
+    pub k8s_resources: Option<Vec<String>>,
+    /// Audit stages sealed, comma-separated [default: ResponseComplete,Panic].
+    #[arg(long, env = "SEALER_K8S_STAGES", value_delimiter = ',')]
+    pub k8s_stages: Option<Vec<String>>,
+    /// Request and response objects larger than this (as JSON) are sealed as their SHA-256
+    /// and size [default: 65536].
+    #[arg(long, env = "SEALER_K8S_MAX_OBJECT_BYTES")]
+    pub k8s_max_object_bytes: Option<usize>,
+}
+
+/// The audit webhook listener.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    pub listen: SocketAddr,
+    pub tls: TlsFiles,
+    pub token_file: Option<PathBuf>,
+    pub max_body_bytes: usize,
+    /// Which audit events are sealed.
+    pub selection: Selection,
+}
+
+/// The audit stages the API server emits.
+const AUDIT_STAGES: [&str; 4] = [
+    "RequestReceived",
+    "ResponseStarted",
+    "ResponseComplete",
+    "Panic",
+];
+
+impl ServeOptions {
+    /// The webhook listener, if one is asked for; every webhook option without
+    /// `--webhook-listen` is an error rather than silently unused.
+    fn webhook(&self, f: &ServeOptions) -> anyhow::Result<Option<WebhookConfig>> {
+        let Some(listen) = self.webhook_listen.or(f.webhook_listen) else {
+            let set = [
+                (
+                    "--tls-cert",
+                    self.tls_cert.is_some() || f.tls_cert.is_some(),
+                ),
+                ("--tls-key", self.tls_key.is_some() || f.tls_key.is_some()),
+                (
+                    "--webhook-token-file",
+                    self.webhook_token_file.is_some() || f.webhook_token_file.is_some(),
+                ),
+                (
+                    "--webhook-client-ca",
+                    self.webhook_client_ca.is_some() || f.webhook_client_ca.is_some(),
+                ),
+            ];
+            if let Some((flag, _)) = set.iter().find(|(_, set)| *set) {
+                bail!("{flag} is only used by the audit webhook: give --webhook-listen ADDR too");
+            }
+            return Ok(None);
+        };
+        let (Some(cert), Some(key)) = (
+            self.tls_cert.clone().or(f.tls_cert.clone()),
+            self.tls_key.clone().or(f.tls_key.clone()),
+        ) else {
+            bail!(
+                "--webhook-listen {listen}: the webhook serves TLS only; give --tls-cert FILE and \
+                 --tls-key FILE (PEM)"
+            );
+        };
+        let token_file = self
+            .webhook_token_file
+            .clone()
+            .or(f.webhook_token_file.clone());
+        let client_ca = self
+            .webhook_client_ca
+            .clone()
+            .or(f.webhook_client_ca.clone());
+        if token_file.is_none() && client_ca.is_none() {
+            bail!(
+                "--webhook-listen {listen}: the webhook must authenticate the API server; give \
+                 --webhook-token-file FILE and/or --webhook-client-ca FILE"
+            );
+        }
+        let mut selection = Selection::default();
+        if let Some(names) = self.k8s_resources.clone().or(f.k8s_resources.clone()) {
+            selection.resources = names
+                .iter()
+                .map(|n| k8s::parse_resource(n.trim()))
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow::anyhow!("--k8s-resources: {e}"))?;
+        }
+        if let Some(stages) = self.k8s_stages.clone().or(f.k8s_stages.clone()) {
+            let stages: Vec<String> = stages.iter().map(|s| s.trim().to_owned()).collect();
+            if let Some(bad) = stages.iter().find(|s| !AUDIT_STAGES.contains(&s.as_str())) {
+                bail!(
+                    "--k8s-stages: {bad:?} is not an audit stage; use {}",
+                    AUDIT_STAGES.join(", ")
+                );
+            }
+            selection.stages = stages;
+        }
+        if let Some(n) = self.k8s_max_object_bytes.or(f.k8s_max_object_bytes) {
+            selection.max_object_bytes = n;
+        }
+        Ok(Some(WebhookConfig {
+            listen,
+            tls: TlsFiles {
+                cert,
+                key,
+                client_ca,
+            },
+            token_file,
+            max_body_bytes: self
+                .webhook_max_body_bytes
+                .or(f.webhook_max_body_bytes)
+                .unwrap_or(32 << 20),
+            selection,
+        }))
+    }
 }
 
 /// The resolved configuration.
@@ -112,6 +256,7 @@ pub struct ServeConfig {
     pub s3: S3Options,
     pub ingest_token_file: Option<PathBuf>,
     pub read_token_file: Option<PathBuf>,
+    pub webhook: Option<WebhookConfig>,
 }
 
 impl ServeOptions {
@@ -126,6 +271,7 @@ impl ServeOptions {
             }
             None => ServeOptions::default(),
         };
+        let webhook = self.webhook(&f)?;
         let data_dir = self
             .data_dir
             .or(f.data_dir)
@@ -180,6 +326,7 @@ impl ServeOptions {
             log_id: self.log_id.or(f.log_id),
             ingest_token_file: self.ingest_token_file.or(f.ingest_token_file),
             read_token_file: self.read_token_file.or(f.read_token_file),
+            webhook,
             s3: S3Options {
                 path_style: self.s3_path_style || f.s3_path_style,
                 retention_days: self
@@ -315,6 +462,65 @@ mod tests {
             ..Default::default()
         };
         assert!(with_tokens.resolve(None).is_ok());
+    }
+
+    #[test]
+    fn webhook_options_are_checked_together() {
+        let base = || ServeOptions {
+            dev_keys: true,
+            ..Default::default()
+        };
+        let err = ServeOptions {
+            tls_cert: Some("c.pem".into()),
+            ..base()
+        }
+        .resolve(None)
+        .unwrap_err();
+        assert!(err.to_string().contains("--webhook-listen"), "{err}");
+        let listen = || ServeOptions {
+            webhook_listen: Some("0.0.0.0:8443".parse().unwrap()),
+            ..base()
+        };
+        let err = listen().resolve(None).unwrap_err();
+        assert!(err.to_string().contains("--tls-cert"), "{err}");
+        let tls = || ServeOptions {
+            tls_cert: Some("c.pem".into()),
+            tls_key: Some("k.pem".into()),
+            ..listen()
+        };
+        let err = tls().resolve(None).unwrap_err();
+        assert!(err.to_string().contains("--webhook-token-file"), "{err}");
+        let ok = ServeOptions {
+            webhook_client_ca: Some("ca.pem".into()),
+            k8s_resources: Some(vec![
+                "ingresses.networking.k8s.io".into(),
+                "services".into(),
+            ]),
+            k8s_stages: Some(vec!["ResponseComplete".into()]),
+            ..tls()
+        }
+        .resolve(None)
+        .unwrap();
+        let webhook = ok.webhook.unwrap();
+        assert_eq!(
+            webhook.selection.resources,
+            vec![
+                ("networking.k8s.io".to_owned(), "ingresses".to_owned()),
+                ("".to_owned(), "services".to_owned())
+            ]
+        );
+        assert_eq!(webhook.selection.stages, vec!["ResponseComplete"]);
+        let err = ServeOptions {
+            webhook_token_file: Some("t".into()),
+            k8s_stages: Some(vec!["Done".into()]),
+            ..tls()
+        }
+        .resolve(None)
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("\"Done\" is not an audit stage"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -159,6 +159,7 @@ fn prepare(bytes: &[u8], limits: &IngestLimits) -> Result<PreparedEvent, IngestE
     })?;
     let event_json = line.event.canonical_json();
     Ok(PreparedEvent {
+        dedup_key: None,
         kind: EntryKind::Http,
         source: Some(EntrySource {
             id: line.source.id,

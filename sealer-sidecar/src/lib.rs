@@ -11,6 +11,8 @@
 //! - [`config`]: `serve` configuration from flags, environment and file.
 //! - [`server`]: wiring of `serve`: recovery, writer, uploader, HTTP, shutdown.
 //! - [`api`]: the HTTP API.
+//! - [`webhook`]: the Kubernetes audit webhook, on its own TLS listener ([`tls`]).
+//! - [`auth`]: bearer tokens by role.
 //! - [`ingest`]: parsing and validating ingest bodies.
 //! - [`writer`]: the thread that seals batches into the WAL with group commit.
 //! - [`wal`]: the write-ahead log files.
@@ -34,6 +36,8 @@ pub mod recovery;
 pub mod server;
 pub mod sources;
 pub mod store;
+pub mod tls;
 pub mod uploader;
 pub mod wal;
+pub mod webhook;
 pub mod writer;

@@ -22,6 +22,12 @@ pub struct Metrics {
     /// Bytes of sealed entries in local WAL files not yet in the store.
     pub spool_bytes: AtomicU64,
     pub batches_rejected_spool_full: AtomicU64,
+    /// Kubernetes audit events received on the webhook, sealed or not.
+    pub k8s_audit_received: AtomicU64,
+    /// Of those, events outside the selection (resource or stage), not sealed.
+    pub k8s_audit_ignored: AtomicU64,
+    /// Webhook calls refused for missing or wrong credentials.
+    pub webhook_unauthenticated: AtomicU64,
     /// Entries sealed into the WAL (the log size as the writer sees it).
     pub log_size: AtomicU64,
     /// Entries covered by the newest stored checkpoint.
@@ -150,6 +156,24 @@ impl Metrics {
             "counter",
             "Batches refused with 503 because the local spool was full (the store is behind).",
             c(&self.batches_rejected_spool_full),
+        );
+        metric(
+            "sealer_k8s_audit_events_received_total",
+            "counter",
+            "Kubernetes audit events received on the webhook (sealed, duplicate or ignored).",
+            c(&self.k8s_audit_received),
+        );
+        metric(
+            "sealer_k8s_audit_events_ignored_total",
+            "counter",
+            "Kubernetes audit events outside the selected resources and stages, not sealed.",
+            c(&self.k8s_audit_ignored),
+        );
+        metric(
+            "sealer_webhook_unauthenticated_total",
+            "counter",
+            "Webhook calls refused for a missing or wrong token and no client certificate.",
+            c(&self.webhook_unauthenticated),
         );
         metric(
             "sealer_checkpoints_published_total",

@@ -53,6 +53,11 @@ struct SourceView {
 
 fn restore_source(sources: &mut SourceTracker, entry: &[u8]) -> anyhow::Result<()> {
     let view: SourceView = serde_json::from_slice(entry).context("entry is not valid JSON")?;
+    if view.kind == EntryKind::K8sAudit
+        && let Some(key) = auditlog::k8s::dedup_key_of_entry(&view.event)
+    {
+        sources.restore_key(&key);
+    }
     let Some(src) = view.source else {
         return Ok(());
     };

@@ -20,7 +20,9 @@ use crate::keys::{self, SealerKeys};
 use crate::metrics::Metrics;
 use crate::recovery;
 use crate::store::{self, AnyStore, Store};
+use crate::tls::{self, ReloadingTls};
 use crate::uploader::Uploader;
+use crate::webhook::{self, WebhookState};
 use crate::writer::{self, SegmentPolicy, WriterState};
 
 /// Take an exclusive lock on the data directory, so two sealers never share a WAL.
@@ -97,10 +99,23 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     let keys = load_keys(&config)?;
+    let webhook = config.webhook.as_ref();
     let tokens = Tokens::load(
         config.ingest_token_file.as_deref(),
         config.read_token_file.as_deref(),
+        webhook.and_then(|w| w.token_file.as_deref()),
     )?;
+    // The webhook's certificate and address are checked before the (possibly long) recovery.
+    let webhook_listener = match webhook {
+        Some(w) => {
+            let tls = ReloadingTls::new(w.tls.clone())?;
+            let listener = TcpListener::bind(w.listen)
+                .await
+                .with_context(|| format!("--webhook-listen {}: failed to listen", w.listen))?;
+            Some((tls, listener))
+        }
+        None => None,
+    };
     let verifier = keys.signer.verifier();
     let store = open_store(&config, verifier.name()).await?;
     let _lock = lock_data_dir(&config.data_dir)?;
@@ -179,11 +194,45 @@ pub async fn run(
         verify_lock,
         last_checkpoint_file: recovery::last_checkpoint_path(&config.data_dir),
     });
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::spawn(async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    });
+    let webhook_task = match (webhook_listener, &config.webhook) {
+        (Some((tls, listener)), Some(w)) => {
+            tracing::info!(
+                listen = %listener.local_addr()?,
+                client_ca = w.tls.client_ca.is_some(),
+                token = w.token_file.is_some(),
+                resources = w.selection.resources.len(),
+                "audit webhook ready (TLS)"
+            );
+            let router = webhook::router(Arc::new(WebhookState {
+                app: state.clone(),
+                selection: w.selection.clone(),
+                max_body_bytes: w.max_body_bytes,
+            }));
+            Some(tokio::spawn(tls::serve(
+                listener,
+                tls,
+                router,
+                stop_rx.clone(),
+            )))
+        }
+        _ => None,
+    };
     metrics.ready.store(true, Relaxed);
     tracing::info!(listen = %listener.local_addr()?, "sealer ready");
+    let mut stop = stop_rx.clone();
     let served = axum::serve(listener, app(state))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(async move {
+            let _ = stop.wait_for(|s| *s).await;
+        })
         .await;
+    if let Some(task) = webhook_task {
+        task.await?;
+    }
 
     tracing::info!("shutting down: sealing what is queued and storing the last segment");
     metrics.ready.store(false, Relaxed);

@@ -32,6 +32,9 @@ pub struct PreparedEvent {
     pub source: Option<EntrySource>,
     /// The source declared that it dropped this many events just before this one.
     pub dropped_before: Option<u64>,
+    /// The name of an event its producer does not number (a Kubernetes audit event's
+    /// `auditID` and `stage`): sealed once however often it is delivered.
+    pub dedup_key: Option<String>,
     /// Canonical JSON of the event object.
     pub event_json: Vec<u8>,
 }
@@ -280,6 +283,12 @@ impl Writer {
             };
             received += events.len() as u64;
             for ev in events {
+                if let Some(key) = &ev.dedup_key
+                    && self.sources.observe_key(key, &mut self.undo) == Observation::Duplicate
+                {
+                    ack.duplicates += 1;
+                    continue;
+                }
                 if let Some(src) = &ev.source
                     && let Some(seq) = src.seq
                 {

@@ -10,8 +10,10 @@
 //! - [`Run`] is a finished command with its output, and assertions on it.
 //! - [`envoy`] runs Envoy 1.40 with the shipped gateway config.
 //! - [`seaweedfs`] runs a real S3 server with Object Lock.
+//! - [`pki`] makes test certificates and sends HTTPS requests from an independent client.
 
 pub mod envoy;
+pub mod pki;
 pub mod seaweedfs;
 
 use std::fmt::Write as _;
@@ -436,6 +438,22 @@ impl Sealer {
                     .unwrap_or_else(|e| run.fail(&format!("an exported entry is not JSON: {e}")))
             })
             .collect()
+    }
+
+    /// Wait until every entry sealed so far is in the store under a checkpoint
+    /// (`/readyz` reports no upload lag). Start the sealer with a short `--segment-max-age`.
+    pub fn wait_stored(&self) {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let ready = self.get_json("/readyz");
+            if ready["upload_lag_entries"] == 0 {
+                return;
+            }
+            if Instant::now() > deadline {
+                self.fail(&format!("entries not stored within {PATIENCE:?}: {ready}"));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Copy the store to a new directory next to it (made writable), for tampering.
