@@ -50,6 +50,8 @@ fn free_port() -> u16 {
 struct Webhook {
     sealer: Sealer,
     port: u16,
+    /// `--health-listen`: the probes, and nothing else.
+    health_port: u16,
     pki_dir: TempDir,
     token: String,
 }
@@ -86,6 +88,7 @@ impl Webhook {
         std::fs::set_permissions(&token_file, std::fs::Permissions::from_mode(0o600))
             .expect("chmod 600");
         let port = free_port();
+        let health_port = free_port();
         let p = |name: &str| pki_dir.path().join(name).to_str().unwrap().to_owned();
         let listen = format!("127.0.0.1:{port}");
         let mut args = vec![
@@ -93,6 +96,8 @@ impl Webhook {
             "100ms".into(),
             "--checkpoint-interval".into(),
             "200ms".into(),
+            "--health-listen".into(),
+            format!("127.0.0.1:{health_port}"),
             "--webhook-listen".into(),
             listen,
             "--tls-cert".into(),
@@ -110,6 +115,7 @@ impl Webhook {
         Webhook {
             sealer,
             port,
+            health_port,
             pki_dir,
             token,
         }
@@ -383,6 +389,27 @@ fn the_webhook_refuses_what_it_cannot_authenticate_or_read() {
         hook.sealer.metric("sealer_webhook_unauthenticated_total"),
         4
     );
+    // The probe listener answers the probes, and nothing that reads or writes the log.
+    let probe = |path: &str| match ureq::get(&format!(
+        "http://127.0.0.1:{}{path}",
+        hook.health_port
+    ))
+    .call()
+    {
+        Ok(r) => r.status(),
+        Err(ureq::Error::Status(code, _)) => code,
+        Err(e) => panic!("GET {path} on the probe listener: {e}"),
+    };
+    assert_eq!((probe("/healthz"), probe("/readyz")), (200, 200));
+    for path in [
+        "/verify",
+        "/metrics",
+        "/v1/events",
+        "/v1/k8s/audit",
+        "/v1/checkpoint",
+    ] {
+        assert_eq!(probe(path), 404, "{path} on the probe listener");
+    }
 
     // Bad input is named.
     let out = hook.post_as("ca", Some(&hook.token), None, json_type, b"{\"kind\":");

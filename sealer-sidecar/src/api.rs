@@ -67,6 +67,14 @@ pub fn app<S: Store + Clone>(state: Arc<AppState<S>>) -> Router {
         .with_state(state)
 }
 
+/// The probe endpoints alone, for `--health-listen`: nothing that reads or writes the log.
+pub fn health_app<S: Store + Clone>(state: Arc<AppState<S>>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(get_ready::<S>))
+        .with_state(state)
+}
+
 fn json_error(status: StatusCode, body: &IngestError) -> Response {
     (status, axum::Json(body)).into_response()
 }

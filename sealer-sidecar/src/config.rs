@@ -91,6 +91,10 @@ pub struct ServeOptions {
     #[arg(long, env = "SEALER_ALLOW_UNLOCKED")]
     #[serde(default)]
     pub allow_unlocked: bool,
+    /// Also serve `GET /healthz` and `GET /readyz` (nothing else) on this address, for
+    /// Kubernetes probes while --listen stays on loopback.
+    #[arg(long, env = "SEALER_HEALTH_LISTEN")]
+    pub health_listen: Option<SocketAddr>,
     /// Serve the Kubernetes audit webhook (`POST /v1/k8s/audit`) over TLS on this address.
     /// Needs --tls-cert, --tls-key, and --webhook-token-file and/or --webhook-client-ca.
     #[arg(long, env = "SEALER_WEBHOOK_LISTEN")]
@@ -257,6 +261,7 @@ pub struct ServeConfig {
     pub ingest_token_file: Option<PathBuf>,
     pub read_token_file: Option<PathBuf>,
     pub webhook: Option<WebhookConfig>,
+    pub health_listen: Option<SocketAddr>,
 }
 
 impl ServeOptions {
@@ -327,6 +332,7 @@ impl ServeOptions {
             ingest_token_file: self.ingest_token_file.or(f.ingest_token_file),
             read_token_file: self.read_token_file.or(f.read_token_file),
             webhook,
+            health_listen: self.health_listen.or(f.health_listen),
             s3: S3Options {
                 path_style: self.s3_path_style || f.s3_path_style,
                 retention_days: self

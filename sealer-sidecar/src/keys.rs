@@ -11,7 +11,7 @@
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
@@ -111,6 +111,25 @@ pub(crate) enum Secret {
     Token,
 }
 
+/// Why a secret file with `mode`, owned by `owner`, is too open for a process running as
+/// `euid`; `None` if it is fine.
+///
+/// The rule is PostgreSQL's for its key file: a file of one's own must be 0600 or stricter;
+/// a file owned by root may also be readable by its group (0640, 0440). The second case is
+/// what Kubernetes makes of a Secret volume for a non-root container: root owns the files
+/// and the pod's `fsGroup` may read them.
+fn loose_permissions(mode: u32, owner: u32, euid: u32) -> Option<&'static str> {
+    if mode & 0o007 != 0 {
+        return Some("open to others");
+    }
+    let root_owned_for_another_user = owner == 0 && euid != 0;
+    if root_owned_for_another_user {
+        (mode & 0o030 != 0).then_some("writable or executable by its group")
+    } else {
+        (mode & 0o070 != 0).then_some("open to its group")
+    }
+}
+
 /// Read a secret file (a key or a token), refusing loose permissions.
 pub(crate) fn read_secret(path: &Path, what: Secret) -> anyhow::Result<String> {
     let (name, create) = match what {
@@ -123,9 +142,11 @@ pub(crate) fn read_secret(path: &Path, what: Secret) -> anyhow::Result<String> {
     let meta = fs::metadata(path)
         .with_context(|| format!("failed to read {name} {} ({create})", path.display()))?;
     let mode = meta.permissions().mode() & 0o777;
-    if mode & 0o077 != 0 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if let Some(loose) = loose_permissions(mode, meta.uid(), euid) {
         bail!(
-            "{name} {} has mode {mode:04o}, readable by others; run `chmod 600 {}`",
+            "{name} {} has mode {mode:04o}, {loose}; run `chmod 600 {}`",
             path.display(),
             path.display()
         );
@@ -211,6 +232,16 @@ mod tests {
         let err = load_mac_key(&key).unwrap_err().to_string();
         assert!(err.contains("chmod 600"), "{err}");
         assert!(check_origin("has space").is_err());
+        // Own files: 0600 or stricter. Root's files, read by another user: group-read too.
+        assert_eq!(loose_permissions(0o600, 1000, 1000), None);
+        assert_eq!(loose_permissions(0o400, 0, 0), None);
+        assert!(loose_permissions(0o640, 1000, 1000).is_some());
+        assert!(loose_permissions(0o640, 0, 0).is_some());
+        assert_eq!(loose_permissions(0o440, 0, 65532), None);
+        assert_eq!(loose_permissions(0o640, 0, 65532), None);
+        assert!(loose_permissions(0o660, 0, 65532).is_some());
+        assert!(loose_permissions(0o444, 0, 65532).is_some());
+        assert!(loose_permissions(0o644, 1000, 1000).is_some());
         assert!(check_origin("a+b").is_err());
         assert!(check_origin("").is_err());
     }

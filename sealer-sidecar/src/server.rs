@@ -12,7 +12,7 @@ use auditlog::event::Limits;
 use tokio::net::TcpListener;
 use tokio::sync::{RwLock, Semaphore, mpsc, watch};
 
-use crate::api::{AppState, app};
+use crate::api::{AppState, app, health_app};
 use crate::auth::Tokens;
 use crate::config::ServeConfig;
 use crate::ingest::IngestLimits;
@@ -114,6 +114,14 @@ pub async fn run(
                 .with_context(|| format!("--webhook-listen {}: failed to listen", w.listen))?;
             Some((tls, listener))
         }
+        None => None,
+    };
+    let health_listener = match config.health_listen {
+        Some(addr) => Some(
+            TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("--health-listen {addr}: failed to listen"))?,
+        ),
         None => None,
     };
     let verifier = keys.signer.verifier();
@@ -222,6 +230,19 @@ pub async fn run(
         }
         _ => None,
     };
+    let health_task = match health_listener {
+        Some(listener) => {
+            tracing::info!(listen = %listener.local_addr()?, "probes (/healthz, /readyz) served");
+            let mut stop = stop_rx.clone();
+            let probes = axum::serve(listener, health_app(state.clone())).with_graceful_shutdown(
+                async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                },
+            );
+            Some(tokio::spawn(probes.into_future()))
+        }
+        None => None,
+    };
     metrics.ready.store(true, Relaxed);
     tracing::info!(listen = %listener.local_addr()?, "sealer ready");
     let mut stop = stop_rx.clone();
@@ -232,6 +253,9 @@ pub async fn run(
         .await;
     if let Some(task) = webhook_task {
         task.await?;
+    }
+    if let Some(task) = health_task {
+        task.await?.context("probe listener failed")?;
     }
 
     tracing::info!("shutting down: sealing what is queued and storing the last segment");
