@@ -1,0 +1,308 @@
+//! The shipped Kubernetes and Istio manifests (`envoy-config/kubernetes/`,
+//! `envoy-config/istio/`) against the real components, so they cannot drift from the code:
+//!
+//! - the WasmPlugin's `pluginConfig` runs in Envoy 1.40 with the built filter, dispatching to
+//!   the cluster that the sealer-cluster EnvoyFilter adds, and requests come out sealed;
+//! - the alternative EnvoyFilter's HTTP filter is accepted by `envoy --mode validate` and
+//!   carries the same plugin configuration;
+//! - the audit Policy sends exactly the resources the sealer seals by default;
+//! - the sealer configurations in the ConfigMaps are valid `sealer serve` configurations.
+//!
+//! No cluster runs here: what only a cluster can check (injection, scheduling, the API server
+//! reading the policy) is not covered.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use auditlog::k8s::Selection;
+use e2e::Sealer;
+use e2e::envoy::{self, Envoy};
+use sealer::config::ServeOptions;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+fn manifest_path(relative: &str) -> PathBuf {
+    envoy::workspace_root().join("envoy-config").join(relative)
+}
+
+/// Every YAML document of a manifest file, as JSON.
+fn documents(relative: &str) -> Vec<Value> {
+    let path = manifest_path(relative);
+    let text =
+        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_yaml_ng::Deserializer::from_str(&text)
+        .map(|doc| Value::deserialize(doc).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// The one document of `kind` named `name` in a manifest file.
+fn find(relative: &str, kind: &str, name: &str) -> Value {
+    let docs = documents(relative);
+    let mut found = docs
+        .iter()
+        .filter(|d| d["kind"] == kind && d["metadata"]["name"] == name);
+    let doc = found
+        .next()
+        .unwrap_or_else(|| panic!("{relative}: no {kind} named {name}"));
+    assert!(
+        found.next().is_none(),
+        "{relative}: two {kind}s named {name}"
+    );
+    doc.clone()
+}
+
+fn plugin_config() -> Value {
+    find("istio/wasmplugin.yaml", "WasmPlugin", "ingress-audit")["spec"]["pluginConfig"].clone()
+}
+
+/// The STATIC sealer cluster from the EnvoyFilter, pointed at `port`.
+fn sealer_cluster(port: u16) -> Value {
+    let filter = find(
+        "istio/envoyfilter-sealer-cluster.yaml",
+        "EnvoyFilter",
+        "ingress-audit-sealer-cluster",
+    );
+    let patch = &filter["spec"]["configPatches"][0];
+    assert_eq!(patch["applyTo"], "CLUSTER");
+    assert_eq!(patch["match"]["context"], "GATEWAY");
+    let mut cluster = patch["patch"]["value"].clone();
+    let address =
+        &mut cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"];
+    assert_eq!(address["socket_address"]["address"], "127.0.0.1");
+    address["socket_address"]["port_value"] = json!(port);
+    cluster
+}
+
+/// `config` with `cluster` appended to its clusters (the last section of the shipped file).
+fn with_cluster(config: &str, cluster: &Value) -> String {
+    let at = config
+        .find("\n  clusters:\n")
+        .expect("the shipped config has static clusters");
+    let after = &config[at + 1..];
+    assert!(
+        after
+            .lines()
+            .skip(1)
+            .all(|l| l.trim().is_empty() || l.starts_with("  ")),
+        "clusters is no longer the last section of the shipped config"
+    );
+    format!("{}\n  - {cluster}\n", config.trim_end())
+}
+
+#[test]
+fn the_wasmplugin_config_runs_in_envoy_against_the_envoyfilter_cluster() {
+    let wasm_plugin = find("istio/wasmplugin.yaml", "WasmPlugin", "ingress-audit");
+    let spec = &wasm_plugin["spec"];
+    let plugin = plugin_config();
+    // failStrategy matches the filter's own failure policy.
+    let expected_strategy = match plugin["failure_policy"].as_str().unwrap_or("fail_open") {
+        "fail_open" => "FAIL_OPEN",
+        "fail_closed" => "FAIL_CLOSE",
+        other => panic!("unknown failure_policy {other}"),
+    };
+    assert_eq!(spec["failStrategy"], expected_strategy);
+    assert_eq!(
+        spec["phase"], "AUTHN",
+        "before Istio's authn/authz filters, so their refusals are audited"
+    );
+
+    let sealer = Sealer::start(
+        "e2e.test/k8s-manifests",
+        &[
+            "--segment-max-age",
+            "100ms",
+            "--checkpoint-interval",
+            "200ms",
+        ],
+    );
+    let cluster = sealer_cluster(sealer.port());
+    assert_eq!(
+        cluster["name"], plugin["cluster"],
+        "the filter dispatches to the cluster the EnvoyFilter adds"
+    );
+    // The shipped `audit_sealer` cluster points nowhere: only the EnvoyFilter's can deliver.
+    let config = envoy::standalone_config(
+        envoy::free_port(),
+        envoy::free_port(),
+        envoy::free_port(),
+        envoy::free_port(),
+        &envoy::filter_wasm(),
+        &plugin.to_string(),
+    );
+    let envoy = Envoy::start(&with_cluster(&config, &cluster));
+    for path in ["/", "/cart?token=s3cret", "/missing"] {
+        envoy.get("gateway", path);
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sealer.metric("sealer_events_received_total") < 3 {
+        if Instant::now() > deadline {
+            envoy.fail("the manifest's plugin configuration delivered no events to the sealer");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    sealer.wait_stored();
+    let events: Vec<Value> = sealer
+        .export_entries()
+        .into_iter()
+        .filter(|e| e["kind"] == "http")
+        .collect();
+    assert_eq!(events.len(), 3);
+    let gateway = plugin["gateway"].as_str().unwrap();
+    for e in &events {
+        let source = e["source"]["id"].as_str().unwrap();
+        assert!(
+            source.starts_with(&format!("{gateway}/")),
+            "{source} is not from {gateway}"
+        );
+    }
+    let query = events
+        .iter()
+        .find_map(|e| e["event"]["url"]["query"].as_str())
+        .expect("the request with a query");
+    assert_eq!(
+        query, "token=REDACTED",
+        "the manifest's redact_query_params apply"
+    );
+}
+
+#[test]
+fn the_alternative_envoyfilter_is_accepted_by_envoy_and_configures_the_same_plugin() {
+    let filter = find(
+        "istio/envoyfilter-audit-filter.yaml",
+        "EnvoyFilter",
+        "ingress-audit-filter",
+    );
+    let patch = &filter["spec"]["configPatches"][0];
+    assert_eq!(
+        (&patch["applyTo"], &patch["patch"]["operation"]),
+        (&json!("HTTP_FILTER"), &json!("INSERT_FIRST"))
+    );
+    let mut http_filter = patch["patch"]["value"].clone();
+    let wasm = &mut http_filter["typed_config"]["config"];
+    let embedded: Value = serde_json::from_str(
+        wasm["configuration"]["value"]
+            .as_str()
+            .expect("a StringValue configuration"),
+    )
+    .expect("the embedded plugin configuration is JSON");
+    assert_eq!(
+        embedded,
+        plugin_config(),
+        "the EnvoyFilter and the WasmPlugin configure the filter alike"
+    );
+    wasm["vm_config"]["code"]["local"]["filename"] = json!(envoy::filter_wasm().to_str().unwrap());
+
+    let config = envoy::without_audit_filter(&envoy::standalone_config(
+        envoy::free_port(),
+        envoy::free_port(),
+        envoy::free_port(),
+        envoy::free_port(),
+        &envoy::filter_wasm(),
+        "{}",
+    ));
+    let router = "          - name: envoy.filters.http.router";
+    let at = config
+        .find(router)
+        .expect("the gateway's router filter in the shipped config");
+    let mut config = config.clone();
+    config.insert_str(at, &format!("          - {http_filter}\n"));
+    let config = with_cluster(&config, &sealer_cluster(envoy::free_port()));
+    let run = envoy::validate(&config);
+    run.expect_code(0);
+    let log = String::from_utf8_lossy(&run.output.stderr).into_owned() + &run.stdout();
+    if !log.contains("OK") || log.contains("[critical]") {
+        run.fail("expected `configuration '...' OK` and no critical message");
+    }
+}
+
+#[test]
+fn the_audit_policy_sends_what_the_sealer_seals() {
+    let policy = &documents("kubernetes/audit-policy.yaml")[0];
+    assert_eq!(
+        (&policy["apiVersion"], &policy["kind"]),
+        (&json!("audit.k8s.io/v1"), &json!("Policy"))
+    );
+    assert_eq!(policy["omitStages"], json!(["RequestReceived"]));
+    let rules = policy["rules"].as_array().unwrap();
+    assert_eq!(
+        rules.last().unwrap(),
+        &json!({"level": "None"}),
+        "nothing else is sent"
+    );
+    let mut sent: Vec<(String, String)> = Vec::new();
+    for rule in &rules[..rules.len() - 1] {
+        assert_eq!(rule["level"], "RequestResponse");
+        for group in rule["resources"].as_array().unwrap() {
+            for resource in group["resources"].as_array().unwrap() {
+                let resource = resource.as_str().unwrap();
+                let (resource, _subresource) = resource.split_once('/').unwrap_or((resource, ""));
+                let pair = (
+                    group["group"].as_str().unwrap().to_owned(),
+                    resource.to_owned(),
+                );
+                if !sent.contains(&pair) {
+                    sent.push(pair);
+                }
+            }
+        }
+    }
+    let mut sealed = Selection::default().resources;
+    sent.sort();
+    sealed.sort();
+    assert_eq!(sent, sealed);
+
+    let kubeconfig = &documents("kubernetes/audit-webhook-kubeconfig.yaml")[0];
+    let server = kubeconfig["clusters"][0]["cluster"]["server"]
+        .as_str()
+        .unwrap();
+    assert!(
+        server.starts_with("https://") && server.ends_with("/v1/k8s/audit"),
+        "{server}"
+    );
+    let service = find(
+        "istio/control-plane-sealer.yaml",
+        "Service",
+        "ingress-audit-sealer",
+    );
+    assert!(
+        server.contains(&format!(
+            "{}:{}",
+            service["spec"]["clusterIP"].as_str().unwrap(),
+            service["spec"]["ports"][0]["port"]
+        )),
+        "the kubeconfig points at the sealer's Service: {server}"
+    );
+}
+
+#[test]
+fn the_sealer_configurations_in_the_configmaps_are_valid() {
+    for (file, name, keys_from_env) in [
+        ("istio/gateway.yaml", "ingress-audit-gateway-sealer", true),
+        (
+            "istio/control-plane-sealer.yaml",
+            "ingress-audit-control-plane-sealer",
+            false,
+        ),
+    ] {
+        let map = find(file, "ConfigMap", name);
+        let text = map["data"]["sealer.toml"].as_str().unwrap();
+        let mut options: ServeOptions =
+            toml::from_str(text).unwrap_or_else(|e| panic!("{file} {name}: {e}"));
+        if keys_from_env {
+            // SEALER_KEYS and SEALER_LOG_ID come from the pod's environment.
+            assert!(options.keys.is_none() && options.log_id.is_none());
+            options.keys = Some("/etc/sealer/keys/ingress-gateway-0".into());
+            options.log_id = Some("ingress-gateway-0".into());
+        }
+        let config = options
+            .resolve(None)
+            .unwrap_or_else(|e| panic!("{file} {name}: {e:#}"));
+        assert!(config.listen.ip().is_loopback(), "ingest stays on loopback");
+        assert!(
+            config.health_listen.is_some(),
+            "the probes need --health-listen"
+        );
+        assert!(config.store.starts_with("s3://"));
+    }
+}
