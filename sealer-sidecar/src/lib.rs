@@ -3,8 +3,10 @@
 //! The `sealer` binary runs beside an ingress gateway. It takes access events over HTTP on
 //! loopback, seals them into the hash-chained, HMAC'd, Merkle-committed log defined by the
 //! [`auditlog`] crate, acknowledges a batch only once it is durable in the write-ahead log,
-//! stores finished segments write-once, and publishes Ed25519-signed C2SP checkpoints. The
-//! same binary verifies a store offline.
+//! stores finished segments write-once, and publishes Ed25519-signed C2SP checkpoints. On a
+//! separate TLS listener it can also take the Kubernetes API server's audit webhook and seal
+//! the changes to the resources that decide exposure ([`webhook`]). The same binary verifies a
+//! store offline.
 //!
 //! # Layout
 //! - [`cli`]: the command line (`serve`, `verify`, `keygen`, `export`, `checkpoint`).
