@@ -18,6 +18,7 @@
 //! - [`timestamp`]: RFC 3339 UTC timestamps with nanoseconds.
 //! - [`jcs`]: RFC 8785 canonical JSON.
 //! - [`merkle`]: RFC 6962 tree hashing, incremental frontier, inclusion and consistency proofs.
+//! - [`subtrees`]: the same proofs from stored tree levels, in O(log² n) node reads.
 //! - [`note`]: C2SP signed notes and Ed25519 note keys.
 //! - [`checkpoint`]: C2SP tlog-checkpoint bodies.
 //! - [`event`]: the ingest schema of access events, validated before sealing.
@@ -29,6 +30,7 @@
 //! - [`head`]: what this log's checkpoints carry (size, root, chain head, time).
 //! - [`layout`]: object names in a store.
 //! - [`verify`]: verification of a whole store, without I/O.
+//! - [`query`]: the fields a query filters entries on, and the filter.
 pub mod chain;
 pub mod checkpoint;
 pub mod entry;
@@ -39,7 +41,9 @@ pub mod k8s;
 pub mod layout;
 pub mod merkle;
 pub mod note;
+pub mod query;
 pub mod record;
 pub mod seal;
+pub mod subtrees;
 pub mod timestamp;
 pub mod verify;
