@@ -16,8 +16,8 @@
 //! | `client`   | `client.address`                | `sourceIPs[0]`           | —                  |
 //!
 //! `time` falls back to `sealed_at` when the member is missing or not a timestamp. A filter
-//! on a field matches only entries that have it. Free text (`q`) is a case-insensitive
-//! substring of the entry's canonical JSON.
+//! on a field matches only entries that have it. Free text (`q`) is a substring of the
+//! entry's canonical JSON, ASCII letters compared without regard to case.
 
 use serde_json::Value;
 
@@ -145,7 +145,7 @@ pub struct Filter {
     pub status: Option<StatusFilter>,
     pub identity: Option<String>,
     pub client: Option<String>,
-    /// Lower-cased substring of the entry's JSON.
+    /// Substring of the entry's JSON, ASCII letters compared without regard to case.
     pub text: Option<String>,
 }
 
@@ -223,7 +223,7 @@ impl Filter {
                 "status" => f.status = Some(parse_status(value)?),
                 "identity" => f.identity = Some(nonempty(name, value)?),
                 "client" => f.client = Some(nonempty(name, value)?),
-                "q" => f.text = Some(nonempty(name, value)?.to_lowercase()),
+                "q" => f.text = Some(nonempty(name, value)?.to_ascii_lowercase()),
                 _ => {}
             }
         }
@@ -265,7 +265,7 @@ impl Filter {
             && self
                 .text
                 .as_ref()
-                .is_none_or(|t| json.to_lowercase().contains(t.as_str()))
+                .is_none_or(|t| json.to_ascii_lowercase().contains(t.as_str()))
     }
 }
 

@@ -23,6 +23,7 @@
 //! - [`recovery`]: rebuilds state from the store and the WAL at start.
 //! - [`store`]: the write-once storage trait and its implementations.
 //! - [`audit`]: verification and export over a store.
+//! - [`index`]: the query index (SQLite and the tree's levels), derived from the store.
 //! - [`keys`]: key files.
 //! - [`metrics`]: Prometheus metrics.
 
@@ -31,6 +32,7 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod index;
 pub mod ingest;
 pub mod keys;
 pub mod metrics;
