@@ -218,10 +218,18 @@ pub async fn open_log(base: &str, log_id: &str, options: &S3Options) -> anyhow::
 
 /// Create `bucket` with Object Lock enabled (S3 then enables versioning too).
 pub async fn create_locked_bucket(client: &Client, bucket: &str) -> anyhow::Result<()> {
+    // AWS wants the region named for any region but us-east-1 (the API's default).
+    let region = client.config().region().map(|r| r.as_ref().to_owned());
+    let location = region.filter(|r| r != "us-east-1").map(|r| {
+        aws_sdk_s3::types::CreateBucketConfiguration::builder()
+            .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(r.as_str()))
+            .build()
+    });
     client
         .create_bucket()
         .bucket(bucket)
         .object_lock_enabled_for_bucket(true)
+        .set_create_bucket_configuration(location)
         .send()
         .await
         .map_err(|e| anyhow::anyhow!("cannot create bucket {bucket:?}: {}", sdk_error(&e)))?;
