@@ -222,7 +222,9 @@ pub async fn create_locked_bucket(client: &Client, bucket: &str) -> anyhow::Resu
     let region = client.config().region().map(|r| r.as_ref().to_owned());
     let location = region.filter(|r| r != "us-east-1").map(|r| {
         aws_sdk_s3::types::CreateBucketConfiguration::builder()
-            .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(r.as_str()))
+            .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
+                r.as_str(),
+            ))
             .build()
     });
     client
