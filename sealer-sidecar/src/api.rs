@@ -25,11 +25,13 @@ use tokio::sync::Semaphore;
 
 use crate::audit::{self, VerifyOptions};
 use crate::auth::{Role, Tokens};
+use crate::index::IndexReader;
 use crate::ingest::{self, BodyFormat, IngestError, IngestLimits};
 use crate::metrics::Metrics;
+use crate::read_api;
 use crate::store::Store;
 use crate::uploader::LatestCheckpoint;
-use crate::writer::WriterHandle;
+use crate::writer::{LiveSender, WriterHandle};
 
 /// What the handlers share.
 pub struct AppState<S> {
@@ -52,16 +54,26 @@ pub struct AppState<S> {
     /// Held by a verification, and by the uploader between storing a segment and its
     /// checkpoint, so `/verify` never sees a segment whose checkpoint is still being written.
     pub verify_lock: Arc<tokio::sync::Mutex<()>>,
+    /// The query index (entries covered by stored checkpoints).
+    pub index: Arc<IndexReader>,
+    /// Entries as they are committed, for `GET /v1/stream`.
+    pub live: LiveSender,
 }
 
 pub fn app<S: Store + Clone>(state: Arc<AppState<S>>) -> Router {
     Router::new()
-        .route("/v1/events", post(post_events::<S>))
+        .route(
+            "/v1/events",
+            post(post_events::<S>).get(read_api::get_events::<S>),
+        )
         .route("/v1/checkpoint", get(get_checkpoint::<S>))
         .route("/verify", get(get_verify::<S>))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(get_ready::<S>))
         .route("/metrics", get(get_metrics::<S>))
+        .route("/v1/proof/inclusion", get(read_api::get_inclusion::<S>))
+        .route("/v1/proof/consistency", get(read_api::get_consistency::<S>))
+        .route("/v1/stream", get(read_api::get_stream::<S>))
         // Bodies are read by the handler itself, under its own limit, after it has a slot.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)

@@ -70,6 +70,9 @@ enum Command {
         #[command(flatten)]
         s3: S3Args,
     },
+    /// Check that one entry is in the log, from an inclusion proof bundle and the public
+    /// key alone. Exit 0 proven, 1 not proven, 2 could not run.
+    Prove(crate::prove::ProveArgs),
     /// Print the newest signed checkpoint in a store (one log).
     Checkpoint {
         /// The store: a directory, file://PATH, or s3://BUCKET/PREFIX/LOG_ID.
@@ -184,6 +187,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
         Command::Verify(args) => verify(args).await,
+        Command::Prove(args) => crate::prove::run(args).await,
         Command::Keygen { out, origin } => {
             let origin = origin.unwrap_or_else(|| format!("ingress-audit/{}", keys::hostname()));
             let written = keys::generate(&out, &origin)?;

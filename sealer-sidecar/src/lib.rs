@@ -12,7 +12,7 @@
 //! - [`cli`]: the command line (`serve`, `verify`, `keygen`, `export`, `checkpoint`).
 //! - [`config`]: `serve` configuration from flags, environment and file.
 //! - [`server`]: wiring of `serve`: recovery, writer, uploader, HTTP, shutdown.
-//! - [`api`]: the HTTP API.
+//! - [`api`]: the HTTP API; [`read_api`]: its read side (query, proofs, live stream).
 //! - [`webhook`]: the Kubernetes audit webhook, on its own TLS listener ([`tls`]).
 //! - [`auth`]: bearer tokens by role.
 //! - [`ingest`]: parsing and validating ingest bodies.
@@ -25,6 +25,8 @@
 //! - [`audit`]: verification and export over a store.
 //! - [`index`]: the query index (SQLite and the tree's levels), derived from the store.
 //! - [`keys`]: key files.
+//! - [`prove`]: `sealer prove`, checking one entry's inclusion proof offline.
+//! - [`http_client`]: the little HTTP client of the commands that call a sealer.
 //! - [`metrics`]: Prometheus metrics.
 
 pub mod api;
@@ -32,10 +34,13 @@ pub mod audit;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod http_client;
 pub mod index;
 pub mod ingest;
 pub mod keys;
 pub mod metrics;
+pub mod prove;
+pub mod read_api;
 pub mod recovery;
 pub mod server;
 pub mod sources;

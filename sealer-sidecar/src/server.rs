@@ -10,11 +10,12 @@ use std::sync::atomic::Ordering::Relaxed;
 use anyhow::{Context, bail};
 use auditlog::event::Limits;
 use tokio::net::TcpListener;
-use tokio::sync::{RwLock, Semaphore, mpsc, watch};
+use tokio::sync::{RwLock, Semaphore, broadcast, mpsc, watch};
 
 use crate::api::{AppState, app, health_app};
 use crate::auth::Tokens;
 use crate::config::ServeConfig;
+use crate::index;
 use crate::ingest::IngestLimits;
 use crate::keys::{self, SealerKeys};
 use crate::metrics::Metrics;
@@ -146,6 +147,28 @@ pub async fn run(
     metrics
         .checkpoint_size
         .store(recovered.stored.size, Relaxed);
+    // The query index follows the store; one that is ahead of it (another store, or a
+    // store rolled back) is rebuilt.
+    let index_dir = config.data_dir.join("index");
+    let (mut index_writer, index_reader) = index::open(&index_dir)
+        .with_context(|| format!("failed to open the index in {}", index_dir.display()))?;
+    if index_writer.size() > recovered.stored.size
+        || (index_writer.size() == recovered.stored.size
+            && index_writer.size() > 0
+            && index_writer.root(recovered.stored.size)? != recovered.stored.root)
+    {
+        tracing::warn!(
+            indexed = index_writer.size(),
+            stored = recovered.stored.size,
+            "the index does not match the store; rebuilding it"
+        );
+        index_writer.clear()?;
+    }
+    let index_published = index_reader.published();
+    index_published.store(index_writer.size(), Relaxed);
+    let index_reader = Arc::new(index_reader);
+    let (live, _) = broadcast::channel(1024);
+
     let (seg_tx, seg_rx) = mpsc::unbounded_channel();
     for seg in recovered.pending {
         seg_tx.send(seg).expect("receiver is alive");
@@ -155,6 +178,7 @@ pub async fn run(
             sealer: recovered.sealer,
             sources: recovered.sources,
             wal_dir,
+            live: live.clone(),
         },
         SegmentPolicy {
             max_bytes: config.segment_max_bytes,
@@ -179,6 +203,16 @@ pub async fn run(
         last_checkpoint_file: recovery::last_checkpoint_path(&config.data_dir),
     };
     let uploader_task = tokio::spawn(uploader.run(seg_rx, stop_uploads_rx));
+    let (stop_index_tx, stop_index_rx) = watch::channel(false);
+    let index_task = tokio::spawn(index::follow(
+        store.clone(),
+        index_writer,
+        index_published,
+        latest.clone(),
+        verifier.clone(),
+        metrics.clone(),
+        stop_index_rx,
+    ));
 
     let state = Arc::new(AppState {
         writer: writer.clone(),
@@ -201,6 +235,8 @@ pub async fn run(
         tokens,
         verify_lock,
         last_checkpoint_file: recovery::last_checkpoint_path(&config.data_dir),
+        index: index_reader,
+        live,
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
@@ -266,6 +302,8 @@ pub async fn run(
         .map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
     let _ = stop_uploads_tx.send(true);
     uploader_task.await?;
+    let _ = stop_index_tx.send(true);
+    index_task.await?;
     served.context("HTTP server failed")
 }
 

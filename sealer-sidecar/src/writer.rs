@@ -132,11 +132,24 @@ impl WriterHandle {
     }
 }
 
+/// Records made durable by one group commit, for live readers (`GET /v1/stream`).
+#[derive(Debug)]
+pub struct LiveBatch {
+    /// Position of the first record.
+    pub first_seq: u64,
+    /// Segment lines (records), newline-terminated.
+    pub records: Vec<u8>,
+}
+
+/// Where committed records go for live readers; a slow reader misses batches (and is told).
+pub type LiveSender = tokio::sync::broadcast::Sender<Arc<LiveBatch>>;
+
 /// Everything the writer starts from.
 pub struct WriterState {
     pub sealer: LogSealer,
     pub sources: SourceTracker,
     pub wal_dir: PathBuf,
+    pub live: LiveSender,
 }
 
 /// Start the writer thread. Closed segments go to `segments`.
@@ -152,6 +165,7 @@ pub fn spawn(
         sealer: state.sealer,
         sources: state.sources,
         wal_dir: state.wal_dir,
+        live: state.live,
         wal: Some(wal),
         policy,
         segments,
@@ -171,6 +185,7 @@ struct Writer {
     sealer: LogSealer,
     sources: SourceTracker,
     wal_dir: PathBuf,
+    live: LiveSender,
     wal: Option<Wal>,
     policy: SegmentPolicy,
     segments: tokio::sync::mpsc::UnboundedSender<ClosedSegment>,
@@ -360,6 +375,13 @@ impl Writer {
                 Metrics::add(&m.duplicates_dropped, duplicates);
                 Metrics::add(&m.events_received, received);
                 m.log_size.store(self.sealer.size(), Relaxed);
+                // Copy the records only when someone watches.
+                if entries > 0 && self.live.receiver_count() > 0 {
+                    let _ = self.live.send(Arc::new(LiveBatch {
+                        first_seq: before.size(),
+                        records: self.buf.clone(),
+                    }));
+                }
                 for ((_, reply), ack) in group.drain(..).zip(acks) {
                     let _ = reply.send(Ok(ack));
                 }

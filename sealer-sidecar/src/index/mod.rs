@@ -136,6 +136,11 @@ impl IndexReader {
         self.size.load(Relaxed)
     }
 
+    /// The counter the indexer raises as it makes entries readable.
+    pub fn published(&self) -> Arc<AtomicU64> {
+        self.size.clone()
+    }
+
     pub fn query(
         &self,
         filter: &Filter,

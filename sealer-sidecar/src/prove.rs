@@ -1,0 +1,172 @@
+//! `sealer prove`: check that one entry is in the log, with nothing but the public key.
+//!
+//! The input is an inclusion bundle, as `GET /v1/proof/inclusion` answers it: the entry's
+//! canonical JSON, its position, the tree size, the audit path, and the signed checkpoint of
+//! that size. `--url` fetches it from a sealer (and `--save` keeps it); `--bundle` reads one
+//! handed over, for example by an operator to an auditor. Checks, in order: the checkpoint's
+//! signature with the public key, that it is of the bundle's tree size, that the entry
+//! says it is at the bundle's position, and the audit path from the entry's leaf hash to the
+//! checkpoint's root (RFC 9162 2.1.3.2). The format is in `docs/log-format.md`.
+//!
+//! Exit codes: 0 the entry is in the log; 1 a check failed; 2 the command could not run.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use auditlog::head::LogHead;
+use auditlog::merkle::{self, Hash};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::Deserialize;
+
+use crate::cli::{EXIT_OK, EXIT_TAMPERED};
+use crate::keys;
+
+#[derive(clap::Args, Debug)]
+pub struct ProveArgs {
+    /// An inclusion bundle (JSON, as `GET /v1/proof/inclusion` answers).
+    #[arg(long, conflicts_with_all = ["url", "seq", "size"])]
+    bundle: Option<PathBuf>,
+    /// Fetch the bundle from this sealer (http://HOST:PORT).
+    #[arg(long, requires = "seq")]
+    url: Option<String>,
+    /// With --url: the entry's position.
+    #[arg(long)]
+    seq: Option<u64>,
+    /// With --url: prove against the stored checkpoint of this many entries [default: the
+    /// newest].
+    #[arg(long)]
+    size: Option<u64>,
+    /// With --url: file holding the sealer's read token.
+    #[arg(long)]
+    read_token_file: Option<PathBuf>,
+    /// With --url: also write the fetched bundle here.
+    #[arg(long)]
+    save: Option<PathBuf>,
+    /// The log's public key (signing.pub).
+    #[arg(long)]
+    public_key: PathBuf,
+}
+
+/// An inclusion proof bundle.
+#[derive(Debug, Deserialize)]
+pub struct Bundle {
+    pub seq: u64,
+    pub tree_size: u64,
+    /// The entry's canonical JSON: the leaf data.
+    pub entry: String,
+    /// Base64 hashes, deepest first.
+    pub proof: Vec<String>,
+    /// The signed checkpoint (C2SP signed note) of `tree_size` entries.
+    pub checkpoint: String,
+}
+
+/// Why a bundle does not prove its entry.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ProofFailure {
+    #[error("the checkpoint does not verify with the public key: {0}")]
+    Checkpoint(String),
+    #[error("the checkpoint is of {checkpoint} entries, the proof of {bundle}")]
+    SizeMismatch { checkpoint: u64, bundle: u64 },
+    #[error("the entry says it is at position {entry:?}, the bundle says {bundle}")]
+    SeqMismatch { entry: Option<u64>, bundle: u64 },
+    #[error("a proof hash is not 32 bytes of base64")]
+    BadHash,
+    #[error("the audit path does not lead from the entry to the checkpoint's root: {0}")]
+    Path(String),
+}
+
+/// Check `bundle` with `verifier`; on success, the checkpoint's head.
+pub fn check(
+    bundle: &Bundle,
+    verifier: &auditlog::note::NoteVerifier,
+) -> Result<LogHead, ProofFailure> {
+    let head = LogHead::open(&bundle.checkpoint, verifier)
+        .map_err(|e| ProofFailure::Checkpoint(e.to_string()))?;
+    if head.size != bundle.tree_size {
+        return Err(ProofFailure::SizeMismatch {
+            checkpoint: head.size,
+            bundle: bundle.tree_size,
+        });
+    }
+    let entry_seq = serde_json::from_str::<serde_json::Value>(&bundle.entry)
+        .ok()
+        .and_then(|v| v.get("seq").and_then(serde_json::Value::as_u64));
+    if entry_seq != Some(bundle.seq) {
+        return Err(ProofFailure::SeqMismatch {
+            entry: entry_seq,
+            bundle: bundle.seq,
+        });
+    }
+    let proof: Vec<Hash> = bundle
+        .proof
+        .iter()
+        .map(|h| {
+            B64.decode(h)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or(ProofFailure::BadHash)
+        })
+        .collect::<Result<_, _>>()?;
+    merkle::verify_inclusion(
+        &merkle::leaf_hash(bundle.entry.as_bytes()),
+        bundle.seq,
+        bundle.tree_size,
+        &proof,
+        &head.root,
+    )
+    .map_err(|e| ProofFailure::Path(e.to_string()))?;
+    Ok(head)
+}
+
+pub async fn run(args: ProveArgs) -> anyhow::Result<u8> {
+    let verifier = keys::load_public(&args.public_key)?;
+    let text = match (&args.bundle, &args.url) {
+        (Some(path), _) => std::fs::read_to_string(path)
+            .with_context(|| format!("failed to read the bundle {}", path.display()))?,
+        (None, Some(url)) => {
+            let mut path = format!(
+                "/v1/proof/inclusion?seq={}",
+                args.seq.expect("clap requires --seq")
+            );
+            if let Some(size) = args.size {
+                path.push_str(&format!("&size={size}"));
+            }
+            let token = args
+                .read_token_file
+                .as_deref()
+                .map(|p| keys::read_secret(p, keys::Secret::Token))
+                .transpose()?;
+            let (status, body) =
+                crate::http_client::get(url, &path, token.as_deref().map(str::trim)).await?;
+            if status != 200 {
+                bail!("{url}{path} answered {status}: {body}");
+            }
+            if let Some(save) = &args.save {
+                std::fs::write(save, &body)
+                    .with_context(|| format!("failed to write {}", save.display()))?;
+            }
+            body
+        }
+        (None, None) => bail!("give --bundle FILE, or --url URL --seq N"),
+    };
+    let bundle: Bundle = serde_json::from_str(&text).context("not an inclusion bundle")?;
+    match check(&bundle, &verifier) {
+        Ok(head) => {
+            println!(
+                "entry {} is in log {} (checkpoint of {} entries, root {}, signed by {})",
+                bundle.seq,
+                verifier.name(),
+                head.size,
+                B64.encode(head.root),
+                verifier.name()
+            );
+            println!("{}", bundle.entry);
+            Ok(EXIT_OK)
+        }
+        Err(e) => {
+            eprintln!("error: entry {} is NOT proven: {e}", bundle.seq);
+            Ok(EXIT_TAMPERED)
+        }
+    }
+}

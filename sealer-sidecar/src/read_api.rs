@@ -1,0 +1,400 @@
+//! The read side of the HTTP API: query, proofs, and the live stream. All need the read
+//! token when one is configured ([`crate::auth`]).
+//!
+//! | method and path                 | what                                                   |
+//! |---------------------------------|--------------------------------------------------------|
+//! | `GET /v1/events`                | filtered, paginated entries from the index ([`crate::index`]) |
+//! | `GET /v1/proof/inclusion`       | one entry, its inclusion proof and the signed checkpoint |
+//! | `GET /v1/proof/consistency`     | a consistency proof between two signed checkpoints     |
+//! | `GET /v1/stream`                | Server-Sent Events: entries as they are sealed         |
+//!
+//! The index answers only for entries covered by a stored checkpoint; the stream shows
+//! entries the moment they are durable in the write-ahead log.
+
+// Helpers return the HTTP answer to send as their error, as the handlers do.
+#![allow(clippy::result_large_err)]
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use auditlog::layout;
+use auditlog::merkle::{self, Hash};
+use auditlog::query::{FILTER_PARAMS, Fields, Filter};
+use auditlog::record::parse_record;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use serde::Serialize;
+use serde_json::json;
+use serde_json::value::RawValue;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::api::AppState;
+use crate::auth::Role;
+use crate::index::{Cursor, Order};
+use crate::store::Store;
+
+/// Most entries in one page.
+pub const MAX_LIMIT: usize = 1000;
+const DEFAULT_LIMIT: usize = 100;
+
+fn bad_request(message: String) -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        axum::Json(json!({"error": "invalid_query", "message": message})),
+    )
+        .into_response()
+}
+
+fn not_found(error: &str, message: String) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        axum::Json(json!({"error": error, "message": message})),
+    )
+        .into_response()
+}
+
+fn unavailable(message: String) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        axum::Json(json!({"error": "index_unavailable", "message": message})),
+    )
+        .into_response()
+}
+
+fn hashes(proof: &[Hash]) -> Vec<String> {
+    proof.iter().map(|h| B64.encode(h)).collect()
+}
+
+/// Refuse parameters outside `known` (a typo would otherwise widen the query silently).
+fn check_params(params: &HashMap<String, String>, known: &[&str]) -> Result<(), Response> {
+    let mut unknown: Vec<&str> = params
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !known.contains(k))
+        .collect();
+    unknown.sort();
+    match unknown.first() {
+        None => Ok(()),
+        Some(_) => Err(bad_request(format!(
+            "unknown parameter(s) {}; known: {}",
+            unknown.join(", "),
+            known.join(", ")
+        ))),
+    }
+}
+
+fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, Response> {
+    params
+        .get(name)
+        .map(|v| {
+            v.parse::<u64>()
+                .map_err(|_| bad_request(format!("{name}: {v:?} is not a non-negative integer")))
+        })
+        .transpose()
+}
+
+#[derive(Serialize)]
+struct EventsPage<'a> {
+    entries: Vec<&'a RawValue>,
+    next_cursor: Option<String>,
+    /// Entries the index holds (those covered by the newest stored checkpoint).
+    indexed_size: u64,
+}
+
+/// `GET /v1/events`: filters of [`Filter::from_pairs`], plus `order` (`newest`, `oldest`),
+/// `limit` (1..=1000), `cursor` and `format` (`json`, `ndjson`).
+pub async fn get_events<S: Store + Clone>(
+    State(state): State<Arc<AppState<S>>>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(refused) = state.tokens.check(Role::Read, &headers) {
+        return refused;
+    }
+    let mut known: Vec<&str> = FILTER_PARAMS.to_vec();
+    known.extend(["order", "limit", "cursor", "format"]);
+    if let Err(r) = check_params(&params, &known) {
+        return r;
+    }
+    let filter = match Filter::from_pairs(params.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        Ok(f) => f,
+        Err(e) => return bad_request(e),
+    };
+    let order = match params.get("order").map(String::as_str) {
+        None | Some("newest") => Order::NewestFirst,
+        Some("oldest") => Order::OldestFirst,
+        Some(o) => return bad_request(format!("order: {o:?} is not newest or oldest")),
+    };
+    let limit = match number(&params, "limit") {
+        Ok(l) => l.map_or(DEFAULT_LIMIT, |l| l as usize),
+        Err(r) => return r,
+    };
+    if !(1..=MAX_LIMIT).contains(&limit) {
+        return bad_request(format!("limit: must be 1 to {MAX_LIMIT}"));
+    }
+    let cursor = match params.get("cursor") {
+        None => None,
+        Some(c) => match Cursor::decode(c) {
+            Some(c) => Some(c),
+            None => return bad_request(format!("cursor: {c:?} is not a cursor from next_cursor")),
+        },
+    };
+    let ndjson = match params.get("format").map(String::as_str) {
+        None | Some("json") => false,
+        Some("ndjson") => true,
+        Some(f) => return bad_request(format!("format: {f:?} is not json or ndjson")),
+    };
+    let index = state.index.clone();
+    let page = match tokio::task::spawn_blocking(move || {
+        let size = index.size();
+        index
+            .query(&filter, order, cursor, limit)
+            .map(|p| (p, size))
+    })
+    .await
+    {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return unavailable(format!("{e:#}")),
+        Err(e) => return unavailable(e.to_string()),
+    };
+    let (page, indexed_size) = page;
+    let next = page.next.map(Cursor::encode);
+    if ndjson {
+        let mut body = String::with_capacity(page.entries.iter().map(|e| e.len() + 1).sum());
+        for e in &page.entries {
+            body.push_str(e);
+            body.push('\n');
+        }
+        let mut response = ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response();
+        if let Some(n) = next.as_deref().and_then(|n| HeaderValue::from_str(n).ok()) {
+            response.headers_mut().insert("x-next-cursor", n);
+        }
+        return response;
+    }
+    let entries: Vec<&RawValue> = page
+        .entries
+        .iter()
+        .filter_map(|e| serde_json::from_str(e).ok())
+        .collect();
+    axum::Json(EventsPage {
+        entries,
+        next_cursor: next,
+        indexed_size,
+    })
+    .into_response()
+}
+
+/// The stored checkpoint of exactly `size` entries, or the newest one when `size` is its size.
+async fn checkpoint_of_size<S: Store + Clone>(
+    state: &AppState<S>,
+    size: u64,
+) -> Result<Option<String>, Response> {
+    if let Some(text) = state.latest.read().await.clone()
+        && auditlog::head::LogHead::open(&text, &state.verifier).is_ok_and(|h| h.size == size)
+    {
+        return Ok(Some(text));
+    }
+    let listed = state
+        .store
+        .list(layout::CHECKPOINTS)
+        .await
+        .map_err(|e| unavailable(format!("cannot list checkpoints: {e}")))?;
+    for obj in listed.iter().rev() {
+        if layout::parse_checkpoint_key(&obj.key).is_some_and(|(s, _)| s == size) {
+            let bytes = state
+                .store
+                .get(&obj.key)
+                .await
+                .map_err(|e| unavailable(format!("cannot read {}: {e}", obj.key)))?;
+            return Ok(bytes.and_then(|b| String::from_utf8(b.to_vec()).ok()));
+        }
+    }
+    Ok(None)
+}
+
+/// The newest stored checkpoint's size.
+async fn newest_size<S: Store + Clone>(state: &AppState<S>) -> Option<u64> {
+    let text = state.latest.read().await.clone()?;
+    auditlog::head::LogHead::open(&text, &state.verifier)
+        .ok()
+        .map(|h| h.size)
+}
+
+/// `GET /v1/proof/inclusion?seq=N[&size=S]`: entry `N` with its inclusion proof in the tree
+/// of the checkpoint of `S` entries (the newest checkpoint by default). The answer is a
+/// self-contained bundle for `sealer prove --bundle`.
+pub async fn get_inclusion<S: Store + Clone>(
+    State(state): State<Arc<AppState<S>>>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(refused) = state.tokens.check(Role::Read, &headers) {
+        return refused;
+    }
+    if let Err(r) = check_params(&params, &["seq", "size"]) {
+        return r;
+    }
+    let seq = match number(&params, "seq") {
+        Ok(Some(s)) => s,
+        Ok(None) => return bad_request("seq: required (the entry's position)".into()),
+        Err(r) => return r,
+    };
+    let size = match number(&params, "size") {
+        Ok(Some(s)) => s,
+        Ok(None) => match newest_size(&state).await {
+            Some(s) => s,
+            None => return unavailable("no checkpoint stored yet".into()),
+        },
+        Err(r) => return r,
+    };
+    if seq >= size {
+        return not_found(
+            "not_in_checkpoint",
+            format!("entry {seq} is not covered by the checkpoint of {size} entries"),
+        );
+    }
+    let checkpoint = match checkpoint_of_size(&state, size).await {
+        Ok(Some(c)) => c,
+        Ok(None) => {
+            return not_found(
+                "no_checkpoint",
+                format!("no stored checkpoint of {size} entries; leave size out for the newest"),
+            );
+        }
+        Err(r) => return r,
+    };
+    let index = state.index.clone();
+    let inclusion = match tokio::task::spawn_blocking(move || index.inclusion(seq, size)).await {
+        Ok(Ok(i)) => i,
+        Ok(Err(e)) => return unavailable(format!("{e:#}")),
+        Err(e) => return unavailable(e.to_string()),
+    };
+    axum::Json(json!({
+        "seq": seq,
+        "tree_size": size,
+        "entry": inclusion.entry,
+        "leaf_hash": B64.encode(merkle::leaf_hash(inclusion.entry.as_bytes())),
+        "proof": hashes(&inclusion.proof),
+        "checkpoint": checkpoint,
+    }))
+    .into_response()
+}
+
+/// `GET /v1/proof/consistency?from=A&to=B`: the proof that the checkpoint of `B` entries
+/// extends that of `A`, with both checkpoints.
+pub async fn get_consistency<S: Store + Clone>(
+    State(state): State<Arc<AppState<S>>>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(refused) = state.tokens.check(Role::Read, &headers) {
+        return refused;
+    }
+    if let Err(r) = check_params(&params, &["from", "to"]) {
+        return r;
+    }
+    let (from, to) = match (number(&params, "from"), number(&params, "to")) {
+        (Ok(Some(f)), Ok(Some(t))) => (f, t),
+        (Err(r), _) | (_, Err(r)) => return r,
+        _ => return bad_request("from and to: both required (tree sizes)".into()),
+    };
+    if from == 0 || from > to {
+        return bad_request(format!("need 0 < from <= to, got from={from} to={to}"));
+    }
+    let mut checkpoints = Vec::new();
+    for size in [from, to] {
+        match checkpoint_of_size(&state, size).await {
+            Ok(Some(c)) => checkpoints.push(c),
+            Ok(None) => {
+                return not_found(
+                    "no_checkpoint",
+                    format!("no stored checkpoint of {size} entries"),
+                );
+            }
+            Err(r) => return r,
+        }
+    }
+    let index = state.index.clone();
+    let proof = match tokio::task::spawn_blocking(move || index.consistency(from, to)).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return unavailable(format!("{e:#}")),
+        Err(e) => return unavailable(e.to_string()),
+    };
+    axum::Json(json!({
+        "from": from,
+        "to": to,
+        "proof": hashes(&proof),
+        "from_checkpoint": checkpoints[0],
+        "to_checkpoint": checkpoints[1],
+    }))
+    .into_response()
+}
+
+/// `GET /v1/stream`: every entry sealed from now on that matches the filters (those of
+/// `GET /v1/events`), as an SSE `entry` event whose data is the entry. A reader too slow
+/// for the rate gets a `lagged` event with the number of entries it missed.
+pub async fn get_stream<S: Store + Clone>(
+    State(state): State<Arc<AppState<S>>>,
+    headers: HeaderMap,
+    Query(params): Query<HashMap<String, String>>,
+) -> Response {
+    if let Err(refused) = state.tokens.check(Role::Read, &headers) {
+        return refused;
+    }
+    if let Err(r) = check_params(&params, &FILTER_PARAMS) {
+        return r;
+    }
+    let filter = match Filter::from_pairs(params.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        Ok(f) => f,
+        Err(e) => return bad_request(e),
+    };
+    let rx = state.live.subscribe();
+    let stream = futures_util::stream::unfold(
+        (rx, filter, std::collections::VecDeque::<Event>::new()),
+        |(mut rx, filter, mut queue)| async move {
+            loop {
+                if let Some(ev) = queue.pop_front() {
+                    return Some((Ok::<_, std::convert::Infallible>(ev), (rx, filter, queue)));
+                }
+                match rx.recv().await {
+                    Ok(batch) => {
+                        for line in batch
+                            .records
+                            .split(|&b| b == b'\n')
+                            .filter(|l| !l.is_empty())
+                        {
+                            let Ok(record) = parse_record(line) else {
+                                continue;
+                            };
+                            let Ok(text) = std::str::from_utf8(record.entry) else {
+                                continue;
+                            };
+                            let Ok(value) = serde_json::from_str(text) else {
+                                continue;
+                            };
+                            if filter.matches(&Fields::of(&value), text) {
+                                queue.push_back(Event::default().event("entry").data(text));
+                            }
+                        }
+                    }
+                    Err(RecvError::Lagged(n)) => {
+                        queue.push_back(
+                            Event::default()
+                                .event("lagged")
+                                .data(json!({"missed_batches": n}).to_string()),
+                        );
+                    }
+                    Err(RecvError::Closed) => return None,
+                }
+            }
+        },
+    );
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
+        .into_response()
+}
