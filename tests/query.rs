@@ -339,3 +339,131 @@ fn read_endpoints_need_the_read_token() {
         assert_ne!(status(Some(&read)), 403, "{path}");
     }
 }
+
+#[test]
+fn export_filters_and_writes_csv() {
+    let s = Sealer::start("e2e.test/export-filter", &FAST);
+    seal_varied(&s, 1, 50);
+    s.wait_stored();
+    let entries = s.export_entries();
+    let filter = Filter::from_pairs([("status", "4xx"), ("path_prefix", "/admin")]).unwrap();
+    let expected: Vec<u64> = entries
+        .iter()
+        .filter(|e| filter.matches(&Fields::of(e), &e.to_string()))
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    assert!(!expected.is_empty());
+    let (store, pk) = (s.store_arg(), s.public_key());
+    let pk = pk.to_str().unwrap();
+    let base = ["export", "--store", &store, "--public-key", pk];
+    let filters = ["--status", "4xx", "--path-prefix", "/admin"];
+    let run = s.run(&[&base[..], &filters[..]].concat());
+    run.expect_code(0);
+    let got: Vec<u64> = run
+        .stdout()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["seq"]
+                .as_u64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(got, expected);
+
+    let run = s.run(&[&base[..], &filters[..], &["--format", "csv"][..]].concat());
+    run.expect_code(0);
+    let out = run.stdout();
+    let mut lines = out.lines();
+    assert_eq!(
+        lines.next(),
+        Some("log,seq,kind,time,sealed_at,gateway,method,host,path,status,identity,client")
+    );
+    let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows.len(), expected.len());
+    for (row, seq) in rows.iter().zip(&expected) {
+        assert_eq!(row[1], seq.to_string());
+        assert_eq!(row[2], "http");
+        assert!(
+            row[8].starts_with("/admin") && row[9].starts_with('4'),
+            "{row:?}"
+        );
+    }
+
+    let run = s.run(&[&base[..], &["--path-prefix", "/a", "--status", "4x"][..]].concat());
+    run.expect_code(2);
+    assert!(
+        String::from_utf8_lossy(&run.output.stderr).contains("--status"),
+        "the error names the option"
+    );
+}
+
+/// Lines a child prints, read on a thread, so a test can wait for them with a deadline.
+fn lines_of(child: &mut std::process::Child) -> std::sync::mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_lines(rx: &std::sync::mpsc::Receiver<String>, n: usize, what: &str) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut out = Vec::new();
+    while out.len() < n {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(wait) {
+            Ok(line) => out.push(serde_json::from_str(&line).unwrap()),
+            Err(_) => panic!("{what}: {} of {n} entries arrived", out.len()),
+        }
+    }
+    out
+}
+
+#[test]
+fn tail_follows_a_sealer_and_a_store() {
+    let s = Sealer::start("e2e.test/tail", &FAST);
+    let url = s.url("");
+    let mut live = e2e::sealer_cmd(&["tail", "--url", &url, "--status", "5xx"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let live_lines = lines_of(&mut live);
+    let store = s.store_arg();
+    let mut stored = e2e::sealer_cmd(&[
+        "tail",
+        "--store",
+        &store,
+        "--from-start",
+        "--kind",
+        "http",
+        "--interval",
+        "100ms",
+    ])
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .unwrap();
+    let stored_lines = lines_of(&mut stored);
+    std::thread::sleep(Duration::from_millis(500));
+    seal_varied(&s, 1, 20);
+    let from_sealer = wait_lines(&live_lines, 4, "tail --url");
+    assert!(
+        from_sealer
+            .iter()
+            .all(|e| e["event"]["http"]["response"]["status_code"] == 503)
+    );
+    let from_store = wait_lines(&stored_lines, 20, "tail --store");
+    let seqs: Vec<u64> = from_store
+        .iter()
+        .map(|e| e["source"]["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, (1..=20).collect::<Vec<_>>());
+    for mut child in [live, stored] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}

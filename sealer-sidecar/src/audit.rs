@@ -10,10 +10,13 @@ use std::collections::VecDeque;
 use std::io::Write;
 
 use auditlog::chain::MacKey;
+use auditlog::entry::EntryKind;
 use auditlog::layout;
 use auditlog::merkle::{Frontier, Hash};
 use auditlog::note::NoteVerifier;
+use auditlog::query::{Fields, Filter};
 use auditlog::record::parse_record;
+use auditlog::timestamp::Timestamp;
 use auditlog::verify::{ProblemClass, Report, SegmentCheck, StoreVerifier, check_segment};
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -141,19 +144,86 @@ fn progress_bar(enabled: bool, segments: &[ObjectInfo]) -> Option<ProgressBar> {
 /// The caller verifies first.
 pub async fn export<S: Store>(
     store: &S,
-    records: bool,
+    options: &ExportOptions,
     out: &mut impl Write,
 ) -> anyhow::Result<u64> {
-    export_merged(std::slice::from_ref(store), records, out).await
+    export_merged(std::slice::from_ref(store), options, out).await
+}
+
+/// What `sealer export` writes.
+#[derive(Debug, Clone, Default)]
+pub struct ExportOptions {
+    /// Full sealed records (chain, entry, MAC) instead of entries (NDJSON only).
+    pub records: bool,
+    /// Only the entries this filter selects.
+    pub filter: Filter,
+    pub format: ExportFormat,
+}
+
+/// The output format of `sealer export`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum ExportFormat {
+    /// One JSON object per line.
+    #[default]
+    Ndjson,
+    /// RFC 4180 CSV with a header row: the query fields of each entry.
+    Csv,
+}
+
+/// The CSV columns: the log, then the query fields of `auditlog::query`.
+pub const CSV_HEADER: &str =
+    "log,seq,kind,time,sealed_at,gateway,method,host,path,status,identity,client";
+
+/// One CSV field, quoted when it must be (RFC 4180).
+fn csv_field(out: &mut Vec<u8>, value: &str) {
+    if value.contains([',', '"', '\n', '\r']) {
+        out.push(b'"');
+        out.extend_from_slice(value.replace('"', "\"\"").as_bytes());
+        out.push(b'"');
+    } else {
+        out.extend_from_slice(value.as_bytes());
+    }
+}
+
+fn csv_row(log: &str, f: &Fields) -> Vec<u8> {
+    let time = |ns: i64| Timestamp::from_unix_nanos(ns).to_string();
+    let cells = [
+        log.to_owned(),
+        f.seq.to_string(),
+        f.kind.map_or("", EntryKind::as_str).to_owned(),
+        time(f.time),
+        time(f.sealed_at),
+        f.gateway.clone().unwrap_or_default(),
+        f.method.clone().unwrap_or_default(),
+        f.host.clone().unwrap_or_default(),
+        f.path.clone().unwrap_or_default(),
+        f.status.map(|s| s.to_string()).unwrap_or_default(),
+        f.identity.clone().unwrap_or_default(),
+        f.client.clone().unwrap_or_default(),
+    ];
+    let mut out = Vec::new();
+    for (i, c) in cells.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        csv_field(&mut out, c);
+    }
+    out
 }
 
 /// Like [`export`] for several logs at once, merged into one stream ordered by each
 /// entry's `sealed_at` (each log's own order is kept). The caller verifies first.
 pub async fn export_merged<S: Store>(
     stores: &[S],
-    records: bool,
+    options: &ExportOptions,
     out: &mut impl Write,
 ) -> anyhow::Result<u64> {
+    let csv = options.format == ExportFormat::Csv;
+    let filtering = options.filter != Filter::default();
+    if csv {
+        out.write_all(CSV_HEADER.as_bytes())?;
+        out.write_all(b"\r\n")?;
+    }
     /// One log's records not yet written: the keys of its remaining segments and the lines
     /// left of the current one.
     struct Cursor {
@@ -193,13 +263,33 @@ pub async fn export_merged<S: Store>(
         }
         let Some((i, _)) = next else { break };
         let (key, line) = cursors[i].lines.pop_front().expect("peeked above");
-        if records {
-            out.write_all(&line)?;
+        let r = parse_record(&line).map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
+        let fields = if filtering || csv {
+            let text = std::str::from_utf8(r.entry).map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
+            let value: serde_json::Value =
+                serde_json::from_str(text).map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
+            let fields = Fields::of(&value);
+            if !options.filter.matches(&fields, text) {
+                continue;
+            }
+            Some(fields)
         } else {
-            let r = parse_record(&line).map_err(|e| anyhow::anyhow!("{key}: {e}"))?;
-            out.write_all(r.entry)?;
+            None
+        };
+        match (csv, fields) {
+            (true, Some(f)) => {
+                out.write_all(&csv_row(&stores[i].describe(), &f))?;
+                out.write_all(b"\r\n")?;
+            }
+            _ if options.records => {
+                out.write_all(&line)?;
+                out.write_all(b"\n")?;
+            }
+            _ => {
+                out.write_all(r.entry)?;
+                out.write_all(b"\n")?;
+            }
         }
-        out.write_all(b"\n")?;
         n += 1;
     }
     out.flush()?;

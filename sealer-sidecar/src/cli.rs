@@ -53,13 +53,18 @@ enum Command {
         #[arg(long)]
         origin: Option<String>,
     },
-    /// Verify a store, then print its entries as NDJSON on stdout.
+    /// Verify a store, then print its entries (those the filters select) on stdout.
     Export {
         #[command(flatten)]
         source: StoreArgs,
         /// Print full sealed records (chain, entry, mac) instead of entries.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "format")]
         records: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = audit::ExportFormat::Ndjson)]
+        format: audit::ExportFormat,
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// Create an S3 bucket with Object Lock enabled (which enables versioning), fit for
     /// `serve --store s3://BUCKET/PREFIX`.
@@ -73,6 +78,8 @@ enum Command {
     /// Check that one entry is in the log, from an inclusion proof bundle and the public
     /// key alone. Exit 0 proven, 1 not proven, 2 could not run.
     Prove(crate::prove::ProveArgs),
+    /// Print entries as they arrive (NDJSON), from a running sealer or from a store.
+    Tail(crate::tail::TailArgs),
     /// Print the newest signed checkpoint in a store (one log).
     Checkpoint {
         /// The store: a directory, file://PATH, or s3://BUCKET/PREFIX/LOG_ID.
@@ -84,6 +91,77 @@ enum Command {
         #[command(flatten)]
         s3: S3Args,
     },
+}
+
+/// The filters of `GET /v1/events` (docs/http-api.md), as options.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct FilterArgs {
+    /// Entries whose time is at or after this (RFC 3339).
+    #[arg(long)]
+    from: Option<String>,
+    /// Entries whose time is before this (RFC 3339).
+    #[arg(long)]
+    to: Option<String>,
+    /// Entry kinds: start, http, gap, k8s_audit (comma-separated).
+    #[arg(long)]
+    kind: Option<String>,
+    /// The gateway (the source id up to its first '/').
+    #[arg(long)]
+    gateway: Option<String>,
+    /// HTTP method, or Kubernetes verb (any case).
+    #[arg(long)]
+    method: Option<String>,
+    /// Host (server.address, any case).
+    #[arg(long)]
+    host: Option<String>,
+    /// Path prefix (url.path, or the audit event's requestURI).
+    #[arg(long)]
+    path_prefix: Option<String>,
+    /// Status code (404) or class (4xx).
+    #[arg(long)]
+    status: Option<String>,
+    /// Who: enduser.id, or the audit event's user.username.
+    #[arg(long)]
+    identity: Option<String>,
+    /// Client address.
+    #[arg(long)]
+    client: Option<String>,
+    /// Free text: a substring of the entry's JSON (ASCII case ignored).
+    #[arg(long)]
+    q: Option<String>,
+}
+
+impl FilterArgs {
+    /// The options given, as `(query parameter, value)`.
+    pub fn pairs(&self) -> Vec<(&'static str, &str)> {
+        let all = [
+            ("from", &self.from),
+            ("to", &self.to),
+            ("kind", &self.kind),
+            ("gateway", &self.gateway),
+            ("method", &self.method),
+            ("host", &self.host),
+            ("path_prefix", &self.path_prefix),
+            ("status", &self.status),
+            ("identity", &self.identity),
+            ("client", &self.client),
+            ("q", &self.q),
+        ];
+        all.iter()
+            .filter_map(|(k, v)| v.as_deref().map(|v| (*k, v)))
+            .collect()
+    }
+
+    /// The filter, or an error naming the option.
+    pub fn filter(&self) -> anyhow::Result<auditlog::query::Filter> {
+        auditlog::query::Filter::from_pairs(self.pairs()).map_err(|e| match e.split_once(':') {
+            // "path_prefix: ..." names the option --path-prefix.
+            Some((name, rest)) if !name.contains(' ') => {
+                anyhow::anyhow!("--{}:{rest}", name.replace('_', "-"))
+            }
+            _ => anyhow::anyhow!("{e}"),
+        })
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -104,7 +182,7 @@ struct StoreArgs {
 }
 
 #[derive(clap::Args, Debug, Clone)]
-struct S3Args {
+pub(crate) struct S3Args {
     /// S3: path-style requests (http://HOST/BUCKET/KEY), for MinIO, Ceph, SeaweedFS.
     #[arg(long, env = "SEALER_S3_PATH_STYLE")]
     s3_path_style: bool,
@@ -188,6 +266,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Verify(args) => verify(args).await,
         Command::Prove(args) => crate::prove::run(args).await,
+        Command::Tail(args) => crate::tail::run(args).await,
         Command::Keygen { out, origin } => {
             let origin = origin.unwrap_or_else(|| format!("ingress-audit/{}", keys::hostname()));
             let written = keys::generate(&out, &origin)?;
@@ -197,7 +276,17 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             println!("origin: {origin}");
             Ok(EXIT_OK)
         }
-        Command::Export { source, records } => {
+        Command::Export {
+            source,
+            records,
+            format,
+            filter,
+        } => {
+            let options = audit::ExportOptions {
+                records,
+                filter: filter.filter()?,
+                format,
+            };
             let flags = VerifyFlags {
                 storage_checks: true,
                 ..VerifyFlags::default()
@@ -219,9 +308,9 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             let mut out = std::io::BufWriter::new(stdout.lock());
             let stores: Vec<AnyStore> = checked.into_iter().map(|(s, _)| s).collect();
             if stores.len() == 1 {
-                audit::export(&stores[0], records, &mut out).await?;
+                audit::export(&stores[0], &options, &mut out).await?;
             } else {
-                audit::export_merged(&stores, records, &mut out).await?;
+                audit::export_merged(&stores, &options, &mut out).await?;
             }
             Ok(EXIT_OK)
         }
@@ -275,7 +364,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
 }
 
 /// The logs at a location: the one in a local directory, or every log under an S3 prefix.
-async fn open_logs(location: &str, s3: &S3Args) -> anyhow::Result<Vec<AnyStore>> {
+pub(crate) async fn open_logs(location: &str, s3: &S3Args) -> anyhow::Result<Vec<AnyStore>> {
     if !store::is_s3(location) {
         if location.contains("://") && !location.starts_with("file://") {
             anyhow::bail!(

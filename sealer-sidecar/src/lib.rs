@@ -26,6 +26,7 @@
 //! - [`index`]: the query index (SQLite and the tree's levels), derived from the store.
 //! - [`keys`]: key files.
 //! - [`prove`]: `sealer prove`, checking one entry's inclusion proof offline.
+//! - [`tail`]: `sealer tail`, following new entries from a sealer or a store.
 //! - [`http_client`]: the little HTTP client of the commands that call a sealer.
 //! - [`metrics`]: Prometheus metrics.
 
@@ -45,6 +46,7 @@ pub mod recovery;
 pub mod server;
 pub mod sources;
 pub mod store;
+pub mod tail;
 pub mod tls;
 pub mod uploader;
 pub mod wal;
