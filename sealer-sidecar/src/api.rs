@@ -28,6 +28,7 @@ use crate::auth::{Role, Tokens};
 use crate::index::IndexReader;
 use crate::ingest::{self, BodyFormat, IngestError, IngestLimits};
 use crate::metrics::Metrics;
+use crate::page;
 use crate::read_api;
 use crate::store::Store;
 use crate::uploader::LatestCheckpoint;
@@ -58,6 +59,8 @@ pub struct AppState<S> {
     pub index: Arc<IndexReader>,
     /// Entries as they are committed, for `GET /v1/stream`.
     pub live: LiveSender,
+    /// When the last `GET /verify` ran and what it found, for the page.
+    pub last_verification: tokio::sync::RwLock<Option<serde_json::Value>>,
 }
 
 pub fn app<S: Store + Clone>(state: Arc<AppState<S>>) -> Router {
@@ -74,6 +77,10 @@ pub fn app<S: Store + Clone>(state: Arc<AppState<S>>) -> Router {
         .route("/v1/proof/inclusion", get(read_api::get_inclusion::<S>))
         .route("/v1/proof/consistency", get(read_api::get_consistency::<S>))
         .route("/v1/stream", get(read_api::get_stream::<S>))
+        .route("/v1/status", get(read_api::get_status::<S>))
+        .route("/", get(page::get_index::<S>))
+        .route("/assets/app.js", get(page::get_app_js))
+        .route("/assets/style.css", get(page::get_style_css))
         // Bodies are read by the handler itself, under its own limit, after it has a slot.
         .layer(DefaultBodyLimit::disable())
         .with_state(state)
@@ -235,7 +242,15 @@ async fn get_verify<S: Store + Clone>(
         min_retention_days: None,
     };
     match audit::verify(&state.store, &state.verifier, &options).await {
-        Ok(report) => axum::Json(report).into_response(),
+        Ok(report) => {
+            *state.last_verification.write().await = Some(json!({
+                "at": auditlog::timestamp::Timestamp::now().to_string(),
+                "ok": report.ok,
+                "problems": report.problem_count,
+                "size": report.entries,
+            }));
+            axum::Json(report).into_response()
+        }
         Err(e) => (
             StatusCode::SERVICE_UNAVAILABLE,
             axum::Json(json!({"error": "store_unreadable", "message": e.to_string()})),

@@ -132,13 +132,30 @@ impl Tokens {
         let Some(expected) = self.token(role) else {
             return Ok(());
         };
-        // The scheme is case-insensitive (RFC 9110 §11.1).
-        let given = headers
+        // The scheme is case-insensitive (RFC 9110 §11.1). Basic, with the token as password,
+        // is what a browser sends for the live page.
+        let basic_password;
+        let given = match headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim_start().as_bytes());
+        {
+            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+                Some(token.trim_start().as_bytes())
+            }
+            Some((scheme, credentials)) if scheme.eq_ignore_ascii_case("basic") => {
+                use base64::Engine;
+                basic_password = base64::engine::general_purpose::STANDARD
+                    .decode(credentials.trim())
+                    .ok()
+                    .and_then(|raw| {
+                        let at = raw.iter().position(|&b| b == b':')?;
+                        Some(raw[at + 1..].to_vec())
+                    });
+                basic_password.as_deref()
+            }
+            _ => None,
+        };
         let Some(given) = given else {
             return Err(refusal(
                 StatusCode::UNAUTHORIZED,
@@ -255,6 +272,27 @@ mod tests {
             401
         );
         assert_eq!(status(tokens.check(Role::Read, &bearer(&read[..39]))), 401);
+        // A browser's Basic credentials: any user name, the token as password.
+        let basic = |user_password: &str| {
+            use base64::Engine;
+            let mut h = HeaderMap::new();
+            let encoded = base64::engine::general_purpose::STANDARD.encode(user_password);
+            h.insert(
+                header::AUTHORIZATION,
+                format!("Basic {encoded}").parse().unwrap(),
+            );
+            h
+        };
+        assert!(
+            tokens
+                .check(Role::Read, &basic(&format!("me:{read}")))
+                .is_ok()
+        );
+        assert_eq!(
+            status(tokens.check(Role::Read, &basic(&format!("me:{ingest}")))),
+            403
+        );
+        assert_eq!(status(tokens.check(Role::Read, &basic("me:nope"))), 401);
         assert!(!format!("{tokens:?}").contains(&ingest));
     }
 

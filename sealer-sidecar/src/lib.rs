@@ -12,7 +12,8 @@
 //! - [`cli`]: the command line (`serve`, `verify`, `keygen`, `export`, `checkpoint`).
 //! - [`config`]: `serve` configuration from flags, environment and file.
 //! - [`server`]: wiring of `serve`: recovery, writer, uploader, HTTP, shutdown.
-//! - [`api`]: the HTTP API; [`read_api`]: its read side (query, proofs, live stream).
+//! - [`api`]: the HTTP API; [`read_api`]: its read side (query, proofs, live stream);
+//!   [`page`]: the live page at `/`.
 //! - [`webhook`]: the Kubernetes audit webhook, on its own TLS listener ([`tls`]).
 //! - [`auth`]: bearer tokens by role.
 //! - [`ingest`]: parsing and validating ingest bodies.
@@ -40,6 +41,7 @@ pub mod index;
 pub mod ingest;
 pub mod keys;
 pub mod metrics;
+pub mod page;
 pub mod prove;
 pub mod read_api;
 pub mod recovery;

@@ -7,6 +7,7 @@
 //! | `GET /v1/proof/inclusion`       | one entry, its inclusion proof and the signed checkpoint |
 //! | `GET /v1/proof/consistency`     | a consistency proof between two signed checkpoints     |
 //! | `GET /v1/stream`                | Server-Sent Events: entries as they are sealed         |
+//! | `GET /v1/status`                | readiness, sizes, newest checkpoint, last verification |
 //!
 //! The index answers only for entries covered by a stored checkpoint; the stream shows
 //! entries the moment they are durable in the write-ahead log.
@@ -397,4 +398,28 @@ pub async fn get_stream<S: Store + Clone>(
     Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response()
+}
+
+/// `GET /v1/status`: what the page shows above the entries.
+pub async fn get_status<S: Store + Clone>(
+    State(state): State<Arc<AppState<S>>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = state.tokens.check(Role::Read, &headers) {
+        return refused;
+    }
+    use std::sync::atomic::Ordering::Relaxed;
+    let m = &state.metrics;
+    axum::Json(json!({
+        "origin": state.verifier.name(),
+        "ready": m.is_ready(),
+        "integrity_alarms": m.integrity_alarms.load(Relaxed),
+        "log_size": m.log_size.load(Relaxed),
+        "checkpoint_size": m.checkpoint_size.load(Relaxed),
+        "indexed_size": state.index.size(),
+        "upload_lag_entries": m.upload_lag(),
+        "checkpoint": state.latest.read().await.clone(),
+        "last_verification": state.last_verification.read().await.clone(),
+    }))
+    .into_response()
 }

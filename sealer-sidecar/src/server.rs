@@ -237,6 +237,7 @@ pub async fn run(
         last_checkpoint_file: recovery::last_checkpoint_path(&config.data_dir),
         index: index_reader,
         live,
+        last_verification: RwLock::new(None),
     });
     let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {

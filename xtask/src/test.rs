@@ -1,9 +1,10 @@
 //! `cargo xtask test`: install what the tests need, then run every gate and every test.
 //!
 //! Installed first (see `tools.rs`): rustfmt, clippy, the `wasm32-wasip1` target, Envoy
-//! 1.40 and SeaweedFS 4.48 in `target/tools/`, whose paths the tests get in
-//! `AUDIT_ENVOY_BIN` and `AUDIT_WEED_BIN`, and Wasmtime (PyPI), which runs the filter's unit
-//! tests compiled to wasm.
+//! 1.40, SeaweedFS 4.48 and DuckDB 2.0.0 in `target/tools/`, Chromium from Debian, whose
+//! paths the tests get in `AUDIT_ENVOY_BIN`, `AUDIT_WEED_BIN`, `AUDIT_DUCKDB_PYTHON` and
+//! `AUDIT_CHROMIUM_BIN`, and Wasmtime (PyPI), which runs the filter's unit tests compiled to
+//! wasm.
 //!
 //! Gates, in order: `cargo fmt --check`, `cargo clippy -D warnings` on every target,
 //! `cargo doc` without warnings, then the whole test suite (unit, property and end-to-end
@@ -49,6 +50,8 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
     let envoy = tools::envoy()?;
     let weed = tools::seaweedfs()?;
     let wasi_runner = tools::wasi_runner()?;
+    let chromium = tools::chromium()?;
+    let duckdb = tools::duckdb()?;
     tasks::run(cargo().args(["fmt", "--all", "--check"]))?;
     tasks::run(cargo().args([
         "clippy",
@@ -108,7 +111,9 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
                     "final",
                 ])
                 .env("AUDIT_ENVOY_BIN", &envoy)
-                .env("AUDIT_WEED_BIN", &weed),
+                .env("AUDIT_WEED_BIN", &weed)
+                .env("AUDIT_CHROMIUM_BIN", &chromium)
+                .env("AUDIT_DUCKDB_PYTHON", &duckdb),
         )?;
     } else {
         tasks::run(
@@ -122,7 +127,9 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
                     "--tests",
                 ])
                 .env("AUDIT_ENVOY_BIN", &envoy)
-                .env("AUDIT_WEED_BIN", &weed),
+                .env("AUDIT_WEED_BIN", &weed)
+                .env("AUDIT_CHROMIUM_BIN", &chromium)
+                .env("AUDIT_DUCKDB_PYTHON", &duckdb),
         )?;
     }
     eprintln!("xtask test: every gate and test passed");

@@ -22,6 +22,9 @@ pub const SEAWEEDFS_VERSION: &str = "4.48";
 /// Wasmtime's Python package: the WASI runtime the filter's unit tests run under as wasm.
 pub const WASMTIME_VERSION: &str = "50.0.1";
 
+/// DuckDB's Python package: the ecosystem check reads exports and segments with it.
+pub const DUCKDB_VERSION: &str = "2.0.0";
+
 /// cargo-fuzz, the libFuzzer driver for Rust.
 pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
@@ -165,18 +168,45 @@ fn check_envoy_version(envoy: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// wrk, the HTTP load generator, from Debian unless it is on PATH already.
-pub fn wrk() -> anyhow::Result<PathBuf> {
-    if let Some(wrk) = on_path("wrk") {
-        return Ok(wrk);
+/// `binary` from the Debian package `package`, unless it is on PATH already.
+fn debian(binary: &str, package: &str) -> anyhow::Result<PathBuf> {
+    if let Some(found) = on_path(binary) {
+        return Ok(found);
     }
     tasks::run(Command::new("apt-get").arg("update"))?;
     tasks::run(
         Command::new("apt-get")
-            .args(["install", "-y", "wrk"])
+            .args(["install", "-y", "--no-install-recommends", package])
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )?;
-    on_path("wrk").context("`apt-get install -y wrk` succeeded but wrk is not on PATH")
+    on_path(binary).with_context(|| {
+        format!("`apt-get install -y {package}` succeeded but {binary} is not on PATH")
+    })
+}
+
+/// wrk, the HTTP load generator, from Debian.
+pub fn wrk() -> anyhow::Result<PathBuf> {
+    debian("wrk", "wrk")
+}
+
+/// Chromium, for the live page's browser tests (headless), from Debian.
+pub fn chromium() -> anyhow::Result<PathBuf> {
+    debian("chromium", "chromium")
+}
+
+/// DuckDB in a virtualenv at `target/tools/duckdb-venv`; returns that venv's Python.
+pub fn duckdb() -> anyhow::Result<PathBuf> {
+    let package = format!("duckdb=={DUCKDB_VERSION}");
+    let venv = pip_tool("duckdb-venv", &package, |v| {
+        let python = v.join("bin/python");
+        let version =
+            stdout(Command::new(&python).args(["-c", "import duckdb; print(duckdb.__version__)"]))?;
+        if version.trim() != DUCKDB_VERSION {
+            bail!("{} has duckdb {version:?}", python.display());
+        }
+        Ok(())
+    })?;
+    Ok(venv.join("bin/python"))
 }
 
 fn on_path(name: &str) -> Option<PathBuf> {
