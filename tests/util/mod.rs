@@ -10,8 +10,10 @@
 //! - [`Run`] is a finished command with its output, and assertions on it.
 //! - [`envoy`] runs Envoy 1.40 with the shipped gateway config.
 //! - [`seaweedfs`] runs a real S3 server with Object Lock.
+//! - [`browser`] drives headless Chromium over the DevTools protocol.
 //! - [`pki`] makes test certificates and sends HTTPS requests from an independent client.
 
+pub mod browser;
 pub mod envoy;
 pub mod pki;
 pub mod seaweedfs;

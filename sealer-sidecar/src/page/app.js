@@ -171,7 +171,7 @@ function connect() {
   const live = $("#live");
   stream = new EventSource(`/v1/stream?${filterParams()}`);
   stream.addEventListener("open", () => { live.textContent = "live"; live.className = "pill ok"; });
-  stream.addEventListener("entry", (ev) => addEntry(JSON.parse(ev.data), true));
+  stream.addEventListener("entry", (ev) => { addEntry(JSON.parse(ev.data), true); soonRefreshStatus(); });
   stream.addEventListener("lagged", () => {
     live.textContent = "too slow: entries skipped"; live.className = "pill bad";
   });
@@ -208,6 +208,8 @@ async function refreshStatus() {
     alarms.textContent = `${s.integrity_alarms} integrity alarm(s)`;
     alarms.className = s.integrity_alarms > 0 ? "pill bad" : "pill ok";
     $("#lag").textContent = `${s.log_size} sealed · ${s.checkpoint_size} checkpointed · ${s.indexed_size} indexed`;
+    if (lastIndexed !== null && s.indexed_size !== lastIndexed) loadHistory();
+    lastIndexed = s.indexed_size;
     const banner = $("#banner");
     const problems = [];
     if (s.integrity_alarms > 0) problems.push(`INTEGRITY ALARM: the store holds objects with unexpected content (${s.integrity_alarms}). See the sealer's log.`);
@@ -226,6 +228,16 @@ async function refreshStatus() {
   } catch (e) {
     showError(e.message);
   }
+}
+
+// The index trails the stream by the time it takes to store and checkpoint a segment.
+// Entries sealed between the index's end and the stream's start would be missing: load the
+// newest page again whenever the index grows (rows are merged by position).
+let lastIndexed = null;
+
+let statusTimer = null;
+function soonRefreshStatus() {
+  if (statusTimer === null) statusTimer = setTimeout(() => { statusTimer = null; refreshStatus(); }, 1000);
 }
 
 async function verifyNow() {
@@ -282,7 +294,12 @@ async function rootFromPath(leaf, index, size, proof) {
 
 // A C2SP signed-note Ed25519 signature by the key `vkey` (name+hash+base64).
 async function checkSignature(checkpoint, vkey) {
-  const [name, , key64] = vkey.trim().split("+");
+  // name+hash+base64: the base64 may itself hold '+', so split at the first two only.
+  const v = vkey.trim();
+  const first = v.indexOf("+");
+  const second = v.indexOf("+", first + 1);
+  const name = v.slice(0, first);
+  const key64 = v.slice(second + 1);
   const key = b64(key64);
   if (key[0] !== 1 || key.length !== 33) throw new Error("not an Ed25519 note key");
   const line = checkpoint.signatures.find((l) => l.startsWith(`\u2014 ${name} `));
