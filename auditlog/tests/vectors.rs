@@ -17,6 +17,9 @@ use serde_json::{Value, json};
 
 const ORIGIN: &str = "example.com/ingress-audit";
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+
 fn docs() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs")
 }
@@ -120,6 +123,16 @@ fn compute() -> Value {
         },
         "checkpoint_key": head.key(),
         "checkpoint": head.sign(&signer).unwrap(),
+        // What `GET /v1/proof/inclusion?seq=2` answers for this log, and `sealer prove`
+        // checks: hashes in standard base64, as in checkpoints.
+        "inclusion_bundle": {
+            "seq": 2,
+            "tree_size": sealer.size(),
+            "entry": std::str::from_utf8(parse_record(text.lines().nth(2).unwrap().as_bytes()).unwrap().entry).unwrap(),
+            "leaf_hash": B64.encode(leaves[2]),
+            "proof": merkle::inclusion_proof(&leaves, 2).unwrap().iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
+            "checkpoint": head.sign(&signer).unwrap(),
+        },
     })
 }
 

@@ -170,3 +170,95 @@ pub async fn run(args: ProveArgs) -> anyhow::Result<u8> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use auditlog::note::NoteVerifier;
+    use proptest::prelude::*;
+
+    fn vectors() -> serde_json::Value {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../docs/test-vectors/log-v1.json"
+        );
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    fn published() -> (Bundle, NoteVerifier) {
+        let v = vectors();
+        let bundle: Bundle = serde_json::from_value(v["inclusion_bundle"].clone()).unwrap();
+        let verifier = NoteVerifier::parse(v["inputs"]["verifier_key"].as_str().unwrap()).unwrap();
+        (bundle, verifier)
+    }
+
+    #[test]
+    fn the_published_bundle_proves_its_entry() {
+        let (bundle, verifier) = published();
+        let head = check(&bundle, &verifier).unwrap();
+        assert_eq!(head.size, 4);
+    }
+
+    #[test]
+    fn every_kind_of_tampering_is_named() {
+        let (good, verifier) = published();
+        let tamper = |f: &dyn Fn(&mut Bundle)| {
+            let mut b = Bundle {
+                proof: good.proof.clone(),
+                entry: good.entry.clone(),
+                checkpoint: good.checkpoint.clone(),
+                ..good
+            };
+            f(&mut b);
+            check(&b, &verifier).unwrap_err()
+        };
+        assert!(matches!(
+            tamper(&|b| b.entry = b.entry.replace("\"count\":3", "\"count\":1")),
+            ProofFailure::Path(_)
+        ));
+        assert!(matches!(
+            tamper(&|b| b.seq = 1),
+            ProofFailure::SeqMismatch { .. }
+        ));
+        assert!(matches!(
+            tamper(&|b| b.tree_size = 5),
+            ProofFailure::SizeMismatch { .. }
+        ));
+        assert!(matches!(
+            tamper(&|b| b.checkpoint = b.checkpoint.replacen("\n4\n", "\n5\n", 1)),
+            ProofFailure::Checkpoint(_)
+        ));
+        assert!(matches!(
+            tamper(&|b| b.proof[0] = "AAAA".into()),
+            ProofFailure::BadHash
+        ));
+        assert!(matches!(
+            tamper(&|b| {
+                b.proof.pop();
+            }),
+            ProofFailure::Path(_)
+        ));
+        // The same name, another key: the signature does not verify.
+        let other = auditlog::note::NoteSigner::from_seed("example.com/ingress-audit", [9u8; 32])
+            .unwrap()
+            .verifier();
+        assert!(matches!(
+            check(&good, &other),
+            Err(ProofFailure::Checkpoint(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn any_flipped_proof_bit_is_caught(hash in 0usize..8, byte in 0usize..32, bit in 0u8..8) {
+            let (good, verifier) = published();
+            let mut proof = good.proof.clone();
+            let i = hash % proof.len();
+            let mut raw = B64.decode(&proof[i]).unwrap();
+            raw[byte] ^= 1 << bit;
+            proof[i] = B64.encode(raw);
+            let bad = Bundle { proof, entry: good.entry.clone(), checkpoint: good.checkpoint.clone(), ..good };
+            prop_assert!(matches!(check(&bad, &verifier), Err(ProofFailure::Path(_))));
+        }
+    }
+}
