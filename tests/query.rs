@@ -467,3 +467,20 @@ fn tail_follows_a_sealer_and_a_store() {
         let _ = child.wait();
     }
 }
+
+#[test]
+fn without_the_index_queries_say_so_and_the_stream_still_works() {
+    let s = Sealer::start("e2e.test/no-index", &["--index", "false"]);
+    s.seal(&(varied(1) + "\n"));
+    for path in [
+        "/v1/events",
+        "/v1/proof/inclusion?seq=0",
+        "/v1/proof/consistency?from=1&to=1",
+    ] {
+        let (status, body) = s.get(path);
+        assert_eq!(status, 503, "{path}: {body}");
+        assert!(body.contains("index_disabled"), "{path}: {body}");
+    }
+    assert_eq!(s.get_json("/v1/status")["indexed_size"], Value::Null);
+    assert!(!s.data_dir().join("index").exists(), "no index on disk");
+}

@@ -55,8 +55,8 @@ pub struct AppState<S> {
     /// Held by a verification, and by the uploader between storing a segment and its
     /// checkpoint, so `/verify` never sees a segment whose checkpoint is still being written.
     pub verify_lock: Arc<tokio::sync::Mutex<()>>,
-    /// The query index (entries covered by stored checkpoints).
-    pub index: Arc<IndexReader>,
+    /// The query index (entries covered by stored checkpoints); `None` with `--index false`.
+    pub index: Option<Arc<IndexReader>>,
     /// Entries as they are committed, for `GET /v1/stream`.
     pub live: LiveSender,
     /// When the last `GET /verify` ran and what it found, for the page.

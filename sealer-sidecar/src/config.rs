@@ -91,6 +91,11 @@ pub struct ServeOptions {
     #[arg(long, env = "SEALER_ALLOW_UNLOCKED")]
     #[serde(default)]
     pub allow_unlocked: bool,
+    /// Keep the query index (`GET /v1/events`, `GET /v1/proof/*`) in DATA_DIR/index
+    /// [default: true]. It grows with the log (about the entry's size plus 64 bytes per
+    /// entry); turn it off on a high-volume gateway whose disk holds the WAL.
+    #[arg(long, env = "SEALER_INDEX")]
+    pub index: Option<bool>,
     /// Also serve `GET /healthz` and `GET /readyz` (nothing else) on this address, for
     /// Kubernetes probes while --listen stays on loopback.
     #[arg(long, env = "SEALER_HEALTH_LISTEN")]
@@ -262,6 +267,7 @@ pub struct ServeConfig {
     pub read_token_file: Option<PathBuf>,
     pub webhook: Option<WebhookConfig>,
     pub health_listen: Option<SocketAddr>,
+    pub index: bool,
 }
 
 impl ServeOptions {
@@ -333,6 +339,7 @@ impl ServeOptions {
             read_token_file: self.read_token_file.or(f.read_token_file),
             webhook,
             health_listen: self.health_listen.or(f.health_listen),
+            index: self.index.or(f.index).unwrap_or(true),
             s3: S3Options {
                 path_style: self.s3_path_style || f.s3_path_style,
                 retention_days: self

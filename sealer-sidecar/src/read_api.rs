@@ -67,6 +67,22 @@ fn unavailable(message: String) -> Response {
         .into_response()
 }
 
+/// The index, or the 503 to answer when it is turned off.
+fn index_of<S>(state: &AppState<S>) -> Result<Arc<crate::index::IndexReader>, Response> {
+    state.index.clone().ok_or_else(|| {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({
+                "error": "index_disabled",
+                "message": "this sealer runs with --index false: query a store with \
+                            `sealer export` or `sealer tail`, or prove with a sealer that keeps \
+                            the index"
+            })),
+        )
+            .into_response()
+    })
+}
+
 fn hashes(proof: &[Hash]) -> Vec<String> {
     proof.iter().map(|h| B64.encode(h)).collect()
 }
@@ -150,7 +166,10 @@ pub async fn get_events<S: Store + Clone>(
         Some("ndjson") => true,
         Some(f) => return bad_request(format!("format: {f:?} is not json or ndjson")),
     };
-    let index = state.index.clone();
+    let index = match index_of(&state) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
     let page = match tokio::task::spawn_blocking(move || {
         let size = index.size();
         index
@@ -240,6 +259,10 @@ pub async fn get_inclusion<S: Store + Clone>(
     if let Err(r) = check_params(&params, &["seq", "size"]) {
         return r;
     }
+    let index = match index_of(&state) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
     let seq = match number(&params, "seq") {
         Ok(Some(s)) => s,
         Ok(None) => return bad_request("seq: required (the entry's position)".into()),
@@ -269,7 +292,6 @@ pub async fn get_inclusion<S: Store + Clone>(
         }
         Err(r) => return r,
     };
-    let index = state.index.clone();
     let inclusion = match tokio::task::spawn_blocking(move || index.inclusion(seq, size)).await {
         Ok(Ok(i)) => i,
         Ok(Err(e)) => return unavailable(format!("{e:#}")),
@@ -299,6 +321,10 @@ pub async fn get_consistency<S: Store + Clone>(
     if let Err(r) = check_params(&params, &["from", "to"]) {
         return r;
     }
+    let index = match index_of(&state) {
+        Ok(i) => i,
+        Err(r) => return r,
+    };
     let (from, to) = match (number(&params, "from"), number(&params, "to")) {
         (Ok(Some(f)), Ok(Some(t))) => (f, t),
         (Err(r), _) | (_, Err(r)) => return r,
@@ -320,7 +346,6 @@ pub async fn get_consistency<S: Store + Clone>(
             Err(r) => return r,
         }
     }
-    let index = state.index.clone();
     let proof = match tokio::task::spawn_blocking(move || index.consistency(from, to)).await {
         Ok(Ok(p)) => p,
         Ok(Err(e)) => return unavailable(format!("{e:#}")),
@@ -416,7 +441,7 @@ pub async fn get_status<S: Store + Clone>(
         "integrity_alarms": m.integrity_alarms.load(Relaxed),
         "log_size": m.log_size.load(Relaxed),
         "checkpoint_size": m.checkpoint_size.load(Relaxed),
-        "indexed_size": state.index.size(),
+        "indexed_size": state.index.as_ref().map(|i| i.size()),
         "upload_lag_entries": m.upload_lag(),
         "checkpoint": state.latest.read().await.clone(),
         "last_verification": state.last_verification.read().await.clone(),

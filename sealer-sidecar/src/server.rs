@@ -93,6 +93,30 @@ async fn open_store(config: &ServeConfig, origin: &str) -> anyhow::Result<AnySto
     ))
 }
 
+/// Open the query index in `dir`. One that is ahead of the store, or whose tree disagrees
+/// with it (another store, or a store rolled back), is rebuilt.
+fn open_index(
+    dir: &Path,
+    stored: &crate::uploader::StoredState,
+) -> anyhow::Result<(index::IndexWriter, index::IndexReader)> {
+    let (mut writer, reader) = index::open(dir)
+        .with_context(|| format!("failed to open the index in {}", dir.display()))?;
+    let ahead = writer.size() > stored.size;
+    let differs = writer.size() == stored.size
+        && writer.size() > 0
+        && writer.root(stored.size)? != stored.root;
+    if ahead || differs {
+        tracing::warn!(
+            indexed = writer.size(),
+            stored = stored.size,
+            "the index does not match the store; rebuilding it"
+        );
+        writer.clear()?;
+    }
+    reader.published().store(writer.size(), Relaxed);
+    Ok((writer, reader))
+}
+
 /// Run the sealer until `shutdown` resolves, then drain and stop cleanly.
 pub async fn run(
     config: ServeConfig,
@@ -147,26 +171,14 @@ pub async fn run(
     metrics
         .checkpoint_size
         .store(recovered.stored.size, Relaxed);
-    // The query index follows the store; one that is ahead of it (another store, or a
-    // store rolled back) is rebuilt.
-    let index_dir = config.data_dir.join("index");
-    let (mut index_writer, index_reader) = index::open(&index_dir)
-        .with_context(|| format!("failed to open the index in {}", index_dir.display()))?;
-    if index_writer.size() > recovered.stored.size
-        || (index_writer.size() == recovered.stored.size
-            && index_writer.size() > 0
-            && index_writer.root(recovered.stored.size)? != recovered.stored.root)
-    {
-        tracing::warn!(
-            indexed = index_writer.size(),
-            stored = recovered.stored.size,
-            "the index does not match the store; rebuilding it"
-        );
-        index_writer.clear()?;
-    }
-    let index_published = index_reader.published();
-    index_published.store(index_writer.size(), Relaxed);
-    let index_reader = Arc::new(index_reader);
+    let index = if config.index {
+        Some(open_index(
+            &config.data_dir.join("index"),
+            &recovered.stored,
+        )?)
+    } else {
+        None
+    };
     let (live, _) = broadcast::channel(1024);
 
     let (seg_tx, seg_rx) = mpsc::unbounded_channel();
@@ -204,15 +216,21 @@ pub async fn run(
     };
     let uploader_task = tokio::spawn(uploader.run(seg_rx, stop_uploads_rx));
     let (stop_index_tx, stop_index_rx) = watch::channel(false);
-    let index_task = tokio::spawn(index::follow(
-        store.clone(),
-        index_writer,
-        index_published,
-        latest.clone(),
-        verifier.clone(),
-        metrics.clone(),
-        stop_index_rx,
-    ));
+    let (index_reader, index_task) = match index {
+        Some((writer, reader)) => {
+            let task = tokio::spawn(index::follow(
+                store.clone(),
+                writer,
+                reader.published(),
+                latest.clone(),
+                verifier.clone(),
+                metrics.clone(),
+                stop_index_rx,
+            ));
+            (Some(Arc::new(reader)), Some(task))
+        }
+        None => (None, None),
+    };
 
     let state = Arc::new(AppState {
         writer: writer.clone(),
@@ -304,7 +322,9 @@ pub async fn run(
     let _ = stop_uploads_tx.send(true);
     uploader_task.await?;
     let _ = stop_index_tx.send(true);
-    index_task.await?;
+    if let Some(task) = index_task {
+        task.await?;
+    }
     served.context("HTTP server failed")
 }
 

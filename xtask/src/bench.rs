@@ -112,6 +112,7 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
     match args.first().map(String::as_str) {
         Some("proxy") => return crate::proxy_bench::run(&args[1..]),
         Some("s3") => return crate::s3_bench::run(&args[1..]),
+        Some("query") => return crate::query_bench::run(&args[1..]),
         _ => {}
     }
     let o = parse(args)?;

@@ -283,6 +283,10 @@ impl Gateway {
         );
         println!("         config {}", self.envoy_config.display());
         println!(
+            "live     {}/   (open in a browser: entries as they are sealed, filters, proofs)",
+            self.sealer_url()
+        );
+        println!(
             "store    {}   keys {}",
             dirs.store.log_arg(),
             dirs.keys.display()

@@ -4,13 +4,15 @@
 //!   filter, send sample traffic through the gateway, print each entry as it is sealed, then
 //!   verify the store.
 //! - `test`: install what the tests need, then run every gate and every test.
-//! - `bench`: measure ingest and verification throughput (see docs/benchmarks.md).
+//! - `bench`: measure ingest and verification throughput (see docs/benchmarks.md); `bench
+//!   proxy`, `bench s3`, `bench query` (the read side at 10 million entries).
 
 mod bench;
 mod demo;
 mod fuzz;
 mod process;
 mod proxy_bench;
+mod query_bench;
 mod s3_bench;
 mod tasks;
 mod test;
@@ -39,6 +41,7 @@ fn main() -> ExitCode {
                  test                                       install test tools, run every gate and test\n  \
                  bench [--seconds N] [--keep]               measure ingest and verification throughput\n  \
                  bench proxy [--seconds N] [--rounds N]     the audit filter in Envoy against no filter and a no-op filter\n  \
+                 bench query [--entries N] [--queries N]    query latency, index build rate, time to appear\n  \
                  bench s3 [--seconds N] [--rounds N]        ingest with the S3 store (SeaweedFS) against the local store\n  \
                  torture [--rounds N]                       SIGKILL the sealer N times under load (local and S3), check every event\n  \
                  fuzz [--seconds N] [--target NAME]         fuzz every parser of untrusted input (default 300 s each)"

@@ -207,7 +207,8 @@ async function refreshStatus() {
     const alarms = $("#alarms");
     alarms.textContent = `${s.integrity_alarms} integrity alarm(s)`;
     alarms.className = s.integrity_alarms > 0 ? "pill bad" : "pill ok";
-    $("#lag").textContent = `${s.log_size} sealed · ${s.checkpoint_size} checkpointed · ${s.indexed_size} indexed`;
+    const indexed = s.indexed_size === null ? "no index (history off)" : `${s.indexed_size} indexed`;
+    $("#lag").textContent = `${s.log_size} sealed · ${s.checkpoint_size} checkpointed · ${indexed}`;
     if (lastIndexed !== null && s.indexed_size !== lastIndexed) loadHistory();
     lastIndexed = s.indexed_size;
     const banner = $("#banner");
