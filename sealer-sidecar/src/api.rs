@@ -36,6 +36,9 @@ use crate::writer::{LiveSender, WriterHandle};
 
 /// What the handlers share.
 pub struct AppState<S> {
+    /// Turns true when the sealer shuts down: long-lived answers (the live stream) end then,
+    /// so the graceful shutdown does not wait for them.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
     pub writer: WriterHandle,
     pub store: S,
     pub verifier: NoteVerifier,

@@ -1,15 +1,16 @@
 //! Who may call what: bearer tokens by role.
 //!
-//! Two roles, each with its own token, so that a leaked ingest token cannot read the log and
-//! a read token cannot write to it:
+//! Three roles, each with its own token, so that a leaked ingest token cannot read the log
+//! and a read token cannot write to it:
 //!
 //! | role     | endpoints                 | token file            |
 //! |----------|---------------------------|-----------------------|
 //! | `ingest` | `POST /v1/events`         | `--ingest-token-file` |
-//! | `read`   | `GET /verify`, `/metrics` | `--read-token-file`   |
+//! | `read`   | `GET /verify`, `/metrics`, `/v1/events`, `/v1/proof/*`, `/v1/stream`, `/v1/status`, the page `/` | `--read-token-file` (also as the password of HTTP Basic credentials, for browsers) |
 //! | `webhook`| `POST /v1/k8s/audit`      | `--webhook-token-file` (or a client certificate, see [`crate::webhook`]) |
 //!
-//! `/healthz`, `/readyz` and `/v1/checkpoint` (a signed, public statement) stay open. A role
+//! `/healthz`, `/readyz`, `/v1/checkpoint` (a signed, public statement) and the page's static
+//! assets stay open. A role
 //! without a token file is open too, which only loopback listeners allow (see
 //! [`crate::config`]). Nothing in the API can delete or modify the log, whatever the token.
 //!
@@ -143,7 +144,9 @@ impl Tokens {
             Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
                 Some(token.trim_start().as_bytes())
             }
-            Some((scheme, credentials)) if scheme.eq_ignore_ascii_case("basic") => {
+            Some((scheme, credentials))
+                if role == Role::Read && scheme.eq_ignore_ascii_case("basic") =>
+            {
                 use base64::Engine;
                 basic_password = base64::engine::general_purpose::STANDARD
                     .decode(credentials.trim())

@@ -83,7 +83,8 @@ pub struct ServeOptions {
     /// File holding the bearer token that `POST /v1/events` requires (mode 0600).
     #[arg(long, env = "SEALER_INGEST_TOKEN_FILE")]
     pub ingest_token_file: Option<PathBuf>,
-    /// File holding the bearer token that `GET /verify` and `/metrics` require (mode 0600).
+    /// File holding the bearer token the read side requires: `GET /verify`, `/metrics`,
+    /// `/v1/events`, `/v1/proof/*`, `/v1/stream`, `/v1/status` and the page (mode 0600).
     #[arg(long, env = "SEALER_READ_TOKEN_FILE")]
     pub read_token_file: Option<PathBuf>,
     /// S3: start even if the bucket lacks versioning or Object Lock. DEVELOPMENT ONLY: the

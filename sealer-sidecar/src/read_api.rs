@@ -128,8 +128,9 @@ struct EventsPage<'a> {
 pub async fn get_events<S: Store + Clone>(
     State(state): State<Arc<AppState<S>>>,
     headers: HeaderMap,
-    Query(params): Query<HashMap<String, String>>,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
+    let params: HashMap<String, String> = pairs.iter().cloned().collect();
     if let Err(refused) = state.tokens.check(Role::Read, &headers) {
         return refused;
     }
@@ -138,7 +139,7 @@ pub async fn get_events<S: Store + Clone>(
     if let Err(r) = check_params(&params, &known) {
         return r;
     }
-    let filter = match Filter::from_pairs(params.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+    let filter = match Filter::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
         Ok(f) => f,
         Err(e) => return bad_request(e),
     };
@@ -363,31 +364,46 @@ pub async fn get_consistency<S: Store + Clone>(
 
 /// `GET /v1/stream`: every entry sealed from now on that matches the filters (those of
 /// `GET /v1/events`), as an SSE `entry` event whose data is the entry. A reader too slow
-/// for the rate gets a `lagged` event with the number of entries it missed.
+/// for the rate gets a `lagged` event with the number of group commits it missed
+/// (`missed_batches`). The stream ends when the sealer shuts down.
 pub async fn get_stream<S: Store + Clone>(
     State(state): State<Arc<AppState<S>>>,
     headers: HeaderMap,
-    Query(params): Query<HashMap<String, String>>,
+    Query(pairs): Query<Vec<(String, String)>>,
 ) -> Response {
+    let params: HashMap<String, String> = pairs.iter().cloned().collect();
     if let Err(refused) = state.tokens.check(Role::Read, &headers) {
         return refused;
     }
     if let Err(r) = check_params(&params, &FILTER_PARAMS) {
         return r;
     }
-    let filter = match Filter::from_pairs(params.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+    let filter = match Filter::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
         Ok(f) => f,
         Err(e) => return bad_request(e),
     };
     let rx = state.live.subscribe();
+    let stopping = state.stopping.clone();
     let stream = futures_util::stream::unfold(
-        (rx, filter, std::collections::VecDeque::<Event>::new()),
-        |(mut rx, filter, mut queue)| async move {
+        (
+            rx,
+            filter,
+            std::collections::VecDeque::<Event>::new(),
+            stopping,
+        ),
+        |(mut rx, filter, mut queue, mut stopping)| async move {
             loop {
                 if let Some(ev) = queue.pop_front() {
-                    return Some((Ok::<_, std::convert::Infallible>(ev), (rx, filter, queue)));
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(ev),
+                        (rx, filter, queue, stopping),
+                    ));
                 }
-                match rx.recv().await {
+                let received = tokio::select! {
+                    r = rx.recv() => r,
+                    _ = stopping.wait_for(|s| *s) => return None,
+                };
+                match received {
                     Ok(batch) => {
                         for line in batch
                             .records

@@ -232,7 +232,9 @@ pub async fn run(
         None => (None, None),
     };
 
+    let (stop_tx, stop_rx) = watch::channel(false);
     let state = Arc::new(AppState {
+        stopping: stop_rx.clone(),
         writer: writer.clone(),
         store,
         verifier,
@@ -257,7 +259,6 @@ pub async fn run(
         live,
         last_verification: RwLock::new(None),
     });
-    let (stop_tx, stop_rx) = watch::channel(false);
     tokio::spawn(async move {
         shutdown.await;
         let _ = stop_tx.send(true);

@@ -316,6 +316,11 @@ async function verifyInclusion() {
   inc.textContent = "fetching the proof…";
   try {
     const bundle = await getJSON(`/v1/proof/inclusion?seq=${selected}`);
+    // The proof must be about the entry shown, at the position shown.
+    const proven = JSON.parse(bundle.entry);
+    if (proven.seq !== selected || JSON.stringify(proven) !== JSON.stringify(rows.get(selected))) {
+      throw new Error("NOT INCLUDED: the proof is about another entry than the one shown");
+    }
     const checkpoint = parseCheckpoint(bundle.checkpoint);
     const leaf = await sha256(concat(Uint8Array.of(0), new TextEncoder().encode(bundle.entry)));
     const root = await rootFromPath(leaf, bundle.seq, bundle.tree_size, bundle.proof.map(b64));
@@ -343,7 +348,13 @@ $("#filters").addEventListener("submit", (ev) => { ev.preventDefault(); apply();
 $("#clear").addEventListener("click", () => { $("#filters").reset(); apply(); });
 $("#verify-now").addEventListener("click", verifyNow);
 $("#verify-inclusion").addEventListener("click", verifyInclusion);
-$("#close-detail").addEventListener("click", () => { $("#detail").hidden = true; selected = null; });
+$("#close-detail").addEventListener("click", () => {
+  $("#detail").hidden = true;
+  selected = null;
+  const params = new URLSearchParams(location.hash.slice(1));
+  params.delete("open");
+  history.replaceState(null, "", `#${params}`);
+});
 
 const openSeq = loadFiltersFromHash();
 loadHistory().then(() => { if (openSeq !== null && rows.has(Number(openSeq))) openDetail(Number(openSeq)); });
