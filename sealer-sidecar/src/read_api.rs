@@ -83,6 +83,32 @@ fn index_of<S>(state: &AppState<S>) -> Result<Arc<crate::index::IndexReader>, Re
     })
 }
 
+/// Run index work (SQLite, level files) off the async threads; its error as a 503.
+async fn on_index<T: Send + 'static>(
+    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, Response> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => Err(unavailable(format!("{e:#}"))),
+        Err(e) => Err(unavailable(e.to_string())),
+    }
+}
+
+/// The stored checkpoint of `size` entries, or the 404 naming it (with `hint` appended).
+async fn required_checkpoint<S: Store + Clone>(
+    state: &AppState<S>,
+    size: u64,
+    hint: &str,
+) -> Result<String, Response> {
+    match checkpoint_of_size(state, size).await? {
+        Some(c) => Ok(c),
+        None => Err(not_found(
+            "no_checkpoint",
+            format!("no stored checkpoint of {size} entries{hint}"),
+        )),
+    }
+}
+
 fn hashes(proof: &[Hash]) -> Vec<String> {
     proof.iter().map(|h| B64.encode(h)).collect()
 }
@@ -171,7 +197,7 @@ pub async fn get_events<S: Store + Clone>(
         Ok(i) => i,
         Err(r) => return r,
     };
-    let page = match tokio::task::spawn_blocking(move || {
+    let page = match on_index(move || {
         let size = index.size();
         index
             .query(&filter, order, cursor, limit)
@@ -179,9 +205,8 @@ pub async fn get_events<S: Store + Clone>(
     })
     .await
     {
-        Ok(Ok(p)) => p,
-        Ok(Err(e)) => return unavailable(format!("{e:#}")),
-        Err(e) => return unavailable(e.to_string()),
+        Ok(p) => p,
+        Err(r) => return r,
     };
     let (page, indexed_size) = page;
     let next = page.next.map(Cursor::encode);
@@ -283,20 +308,14 @@ pub async fn get_inclusion<S: Store + Clone>(
             format!("entry {seq} is not covered by the checkpoint of {size} entries"),
         );
     }
-    let checkpoint = match checkpoint_of_size(&state, size).await {
-        Ok(Some(c)) => c,
-        Ok(None) => {
-            return not_found(
-                "no_checkpoint",
-                format!("no stored checkpoint of {size} entries; leave size out for the newest"),
-            );
-        }
+    let checkpoint =
+        match required_checkpoint(&state, size, "; leave size out for the newest").await {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
+    let inclusion = match on_index(move || index.inclusion(seq, size)).await {
+        Ok(i) => i,
         Err(r) => return r,
-    };
-    let inclusion = match tokio::task::spawn_blocking(move || index.inclusion(seq, size)).await {
-        Ok(Ok(i)) => i,
-        Ok(Err(e)) => return unavailable(format!("{e:#}")),
-        Err(e) => return unavailable(e.to_string()),
     };
     axum::Json(json!({
         "seq": seq,
@@ -336,21 +355,14 @@ pub async fn get_consistency<S: Store + Clone>(
     }
     let mut checkpoints = Vec::new();
     for size in [from, to] {
-        match checkpoint_of_size(&state, size).await {
-            Ok(Some(c)) => checkpoints.push(c),
-            Ok(None) => {
-                return not_found(
-                    "no_checkpoint",
-                    format!("no stored checkpoint of {size} entries"),
-                );
-            }
+        match required_checkpoint(&state, size, "").await {
+            Ok(c) => checkpoints.push(c),
             Err(r) => return r,
         }
     }
-    let proof = match tokio::task::spawn_blocking(move || index.consistency(from, to)).await {
-        Ok(Ok(p)) => p,
-        Ok(Err(e)) => return unavailable(format!("{e:#}")),
-        Err(e) => return unavailable(e.to_string()),
+    let proof = match on_index(move || index.consistency(from, to)).await {
+        Ok(p) => p,
+        Err(r) => return r,
     };
     axum::Json(json!({
         "from": from,

@@ -188,6 +188,16 @@ fn shipped_changed(what: &str) -> ! {
     panic!("{STANDALONE_CONFIG} changed ({what}): update tests/util/envoy.rs to match")
 }
 
+/// [`validate`], which must succeed: exit 0, `configuration '...' OK`, nothing critical.
+pub fn expect_valid(config_yaml: &str) {
+    let run = validate(config_yaml);
+    run.expect_code(0);
+    let log = String::from_utf8_lossy(&run.output.stderr).into_owned() + &run.stdout();
+    if !log.contains("OK") || log.contains("[critical]") {
+        run.fail("expected `configuration '...' OK` and no critical message");
+    }
+}
+
 /// `envoy --mode validate -c CONFIG`: parses the config, creates its listeners, clusters and
 /// filters (the Wasm VM too, which runs the filter's `on_configure`) without serving.
 pub fn validate(config_yaml: &str) -> Run {
