@@ -523,6 +523,55 @@ fn two_sealers_share_one_bucket_and_verify_together() {
             .any(|e| e["source"]["id"] == "gw-b/1"),
         "the logs are interleaved, not concatenated"
     );
+
+    // The query filters apply across every log under the prefix.
+    let mut filtered = export_args.clone();
+    filtered.extend(["--gateway", "gw-b", "--kind", "http"]);
+    let only_b = export(&a, &filtered);
+    assert_eq!(only_b.len(), 100);
+    assert!(only_b.iter().all(|e| e["source"]["id"] == "gw-b/1"));
+
+    // `sealer tail` follows every log under the prefix.
+    let mut tail = e2e::sealer_cmd(&[
+        "tail",
+        "--store",
+        "s3://fleet/prod",
+        "--s3-path-style",
+        "--from-start",
+        "--kind",
+        "http",
+        "--interval",
+        "100ms",
+    ])
+    .envs(s3.aws_env())
+    .stdout(std::process::Stdio::piped())
+    .spawn()
+    .expect("sealer tail starts");
+    let lines = std::io::BufRead::lines(std::io::BufReader::new(tail.stdout.take().unwrap()));
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut per_gateway: BTreeMap<String, u32> = BTreeMap::new();
+    for _ in 0..200 {
+        let line = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("tail prints every stored http entry of both logs");
+        let e: Value = serde_json::from_str(&line).unwrap();
+        *per_gateway
+            .entry(e["source"]["id"].as_str().unwrap().to_owned())
+            .or_default() += 1;
+    }
+    let _ = tail.kill();
+    let _ = tail.wait();
+    assert_eq!(
+        per_gateway,
+        BTreeMap::from([("gw-a/1".to_owned(), 100), ("gw-b/1".to_owned(), 100)])
+    );
 }
 
 #[test]
