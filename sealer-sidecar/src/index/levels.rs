@@ -28,6 +28,22 @@ fn level_path(dir: &Path, level: usize) -> PathBuf {
 }
 
 impl LevelWriter {
+    /// Open the levels in `dir` and cut them back to at most `max_size` leaves, and to a
+    /// consistent size: level `l` of a tree of `n` leaves holds exactly `n >> l` nodes, so
+    /// cutting every level to that is a valid tree of `n` leaves.
+    pub fn open_at_most(dir: &Path, max_size: u64) -> anyhow::Result<LevelWriter> {
+        let mut l = 0;
+        while level_path(dir, l).exists() {
+            let path = level_path(dir, l);
+            let keep = (max_size >> l) * HASH;
+            if fs::metadata(&path)?.len() > keep {
+                OpenOptions::new().write(true).open(&path)?.set_len(keep)?;
+            }
+            l += 1;
+        }
+        Self::open(dir)
+    }
+
     /// Open the levels in `dir` and cut them back to a consistent `size` leaves: the largest
     /// size whose every level is complete (a crash may leave a level short or a file with
     /// a torn hash).
@@ -238,5 +254,14 @@ mod tests {
             subtrees::root(&r, 35).unwrap(),
             merkle::root_of(&leaves[..35])
         );
+        drop(w);
+        // Cut back to any smaller size: still a valid tree, and it grows on from there.
+        let mut w = LevelWriter::open_at_most(dir.path(), 21).unwrap();
+        assert_eq!(w.size(), 21);
+        for l in &leaves[21..] {
+            w.push(*l).unwrap();
+        }
+        w.flush().unwrap();
+        assert_eq!(subtrees::root(&r, 37).unwrap(), merkle::root_of(&leaves));
     }
 }

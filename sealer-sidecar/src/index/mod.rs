@@ -52,17 +52,20 @@ impl IndexWriter {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("failed to create {}", dir.display()))?;
         let conn = db::open_writer(&dir.join(DB_FILE))?;
-        let mut levels = levels::LevelWriter::open(&dir.join(LEVELS_DIR))?;
+        let levels = levels::LevelWriter::open(&dir.join(LEVELS_DIR))?;
+        // A crash or a full disk may leave one part ahead of the other: cut both to the
+        // entries they both hold.
         let rows = db::size(&conn)?;
         let size = rows.min(levels.size());
         if rows > size {
             db::truncate(&conn, size)?;
         }
-        if levels.size() > size {
-            // Levels cannot be cut to an arbitrary size cheaply: rebuild both.
-            levels.clear()?;
-            db::truncate(&conn, 0)?;
-        }
+        let levels = if levels.size() > size {
+            drop(levels);
+            levels::LevelWriter::open_at_most(&dir.join(LEVELS_DIR), size)?
+        } else {
+            levels
+        };
         Ok(IndexWriter {
             dir: dir.to_owned(),
             conn,
@@ -232,26 +235,98 @@ pub async fn follow<S: Store + Clone>(
     metrics: Arc<Metrics>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let mut writer = writer;
+    let dir = writer.dir.clone();
+    let mut slot = Some(writer);
+    let mut paused = false;
     loop {
         let target = metrics.checkpoint_size.load(Relaxed);
-        if target > writer.size() {
-            let (mut w, result) = catch_up(&store, writer, target, &latest, &verifier).await;
-            if let Err(e) = result {
-                tracing::error!(
-                    error = format!("{e:#}"),
-                    "index: catching up failed; rebuilding it from the store"
-                );
-                if let Err(e) = w.clear() {
-                    tracing::error!(error = format!("{e:#}"), "index: clearing failed");
-                }
+        let low = low_on_space(&dir);
+        if low.is_some() != paused {
+            paused = low.is_some();
+            match low {
+                Some(free) => tracing::warn!(
+                    free_bytes = free,
+                    dir = %dir.display(),
+                    "index paused: little space left on its filesystem, which the write-ahead \
+                     log may share; it resumes when space returns"
+                ),
+                None => tracing::info!("index resumed"),
             }
-            published.store(w.size(), Relaxed);
-            writer = w;
+        }
+        if slot.is_none() && !paused {
+            slot = IndexWriter::open(&dir).ok();
+        }
+        if let Some(writer) = slot.take_if(|w| target > w.size() && !paused) {
+            let (w, result) = catch_up(&store, writer, target, &latest, &verifier).await;
+            slot = match result {
+                Ok(()) => Some(w),
+                Err(e) => recover(w, &e),
+            };
+            if let Some(w) = &slot {
+                published.store(w.size(), Relaxed);
+            }
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(200)) => {}
             _ = stop.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+/// Below this much free space on its filesystem (or 5 % of it, whichever is more), the
+/// index stops growing: the write-ahead log, which may share the filesystem, comes first.
+pub const MIN_FREE_BYTES: u64 = 64 << 20;
+
+/// `Some(free bytes)` when the filesystem of `dir` is low on space.
+fn low_on_space(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `path` is a valid NUL-terminated string and `stat` a properly sized buffer
+    // that statvfs fills in.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    let block = stat.f_frsize as u64;
+    let free = stat.f_bavail as u64 * block;
+    let total = stat.f_blocks as u64 * block;
+    (free < MIN_FREE_BYTES.max(total / 20)).then_some(free)
+}
+
+/// The index's tree disagrees with a stored checkpoint: its content is wrong, not late.
+#[derive(Debug, thiserror::Error)]
+#[error("the index's tree of {size} entries does not have the checkpoint's root")]
+struct RootMismatch {
+    size: u64,
+}
+
+/// After a failed round: reopen the index (which cuts it back to what both parts hold), and
+/// throw it away when its content is wrong. `None` if it cannot even be reopened (the next
+/// round tries again).
+fn recover(w: IndexWriter, error: &anyhow::Error) -> Option<IndexWriter> {
+    let dir = w.dir.clone();
+    let wrong = error.downcast_ref::<RootMismatch>().is_some();
+    drop(w);
+    tracing::error!(
+        error = format!("{error:#}"),
+        "index: catching up failed; {}",
+        if wrong {
+            "rebuilding it from the store"
+        } else {
+            "retrying"
+        }
+    );
+    let reopened = IndexWriter::open(&dir).and_then(|mut w| {
+        if wrong {
+            w.clear()?;
+        }
+        Ok(w)
+    });
+    match reopened {
+        Ok(w) => Some(w),
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), dir = %dir.display(), "index: cannot reopen; retrying");
+            None
         }
     }
 }
@@ -301,10 +376,7 @@ async fn catch_up<S: Store>(
         if let Some(text) = &newest {
             let head = LogHead::open(text, verifier)?;
             if head.size == w.size() && w.root(head.size)? != head.root {
-                bail!(
-                    "the index's tree of {} entries does not have the checkpoint's root",
-                    head.size
-                );
+                return Err(RootMismatch { size: head.size }.into());
             }
         }
         Ok(())
@@ -481,6 +553,39 @@ mod tests {
                 "entry {s}, there before the first page, was skipped"
             );
         }
+    }
+
+    #[test]
+    fn a_half_written_round_is_cut_back_and_indexing_goes_on() {
+        let entries: Vec<Value> = (0..10).map(|i| entry(i, [i as u8; 6])).collect();
+        let (dir, w, _r) = index_of(&entries);
+        drop(w);
+        // As if the disk filled after the rows were committed, before the levels were.
+        let level0 = dir.path().join(LEVELS_DIR).join("level-00");
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&level0)
+            .unwrap()
+            .set_len(6 * 32)
+            .unwrap();
+        let mut w = IndexWriter::open(dir.path()).unwrap();
+        assert_eq!(w.size(), 6);
+        assert_eq!(db::size(&w.conn).unwrap(), 6, "rows cut back to the levels");
+        let rest: Vec<(u64, Vec<u8>)> = entries[6..]
+            .iter()
+            .map(|e| {
+                (
+                    e["seq"].as_u64().unwrap(),
+                    auditlog::jcs::canonicalize(e).unwrap(),
+                )
+            })
+            .collect();
+        w.append(&rest).unwrap();
+        let leaves: Vec<Hash> = entries
+            .iter()
+            .map(|e| merkle::leaf_hash(&auditlog::jcs::canonicalize(e).unwrap()))
+            .collect();
+        assert_eq!(w.root(10).unwrap(), merkle::root_of(&leaves));
     }
 
     #[test]
