@@ -54,7 +54,7 @@ pub async fn get_index<S: Store + Clone>(
                 "Basic realm=\"ingress-audit sealer: any user name, the read token as password\"",
             ),
         );
-        return refused;
+        return with_security_headers(refused);
     }
     with_security_headers(
         (

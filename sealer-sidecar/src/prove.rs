@@ -35,13 +35,13 @@ pub struct ProveArgs {
     seq: Option<u64>,
     /// With --url: prove against the stored checkpoint of this many entries [default: the
     /// newest].
-    #[arg(long)]
+    #[arg(long, requires = "url", conflicts_with = "bundle")]
     size: Option<u64>,
     /// With --url: file holding the sealer's read token.
-    #[arg(long)]
+    #[arg(long, requires = "url", conflicts_with = "bundle")]
     read_token_file: Option<PathBuf>,
     /// With --url: also write the fetched bundle here.
-    #[arg(long)]
+    #[arg(long, requires = "url", conflicts_with = "bundle")]
     save: Option<PathBuf>,
     /// The log's public key (signing.pub).
     #[arg(long)]

@@ -37,7 +37,7 @@ pub struct TailArgs {
     #[arg(long, requires = "store")]
     from_start: bool,
     /// With --store: how often to look for new segments.
-    #[arg(long, default_value = "1s", value_parser = crate::config::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = crate::config::parse_duration, conflicts_with = "url")]
     interval: Duration,
     #[command(flatten)]
     filter: FilterArgs,
