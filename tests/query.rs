@@ -490,3 +490,32 @@ fn without_the_index_queries_say_so() {
     assert_eq!(s.get_json("/v1/status")["indexed_size"], Value::Null);
     assert!(!s.data_dir().join("index").exists(), "no index on disk");
 }
+
+#[test]
+fn an_index_edited_on_disk_is_rebuilt_and_proofs_stay_true() {
+    let mut s = Sealer::start("e2e.test/index-rebuild", &FAST);
+    seal_varied(&s, 1, 30);
+    wait_indexed(&s);
+    s.stop();
+    // Someone edits the index: the newest leaf hash of the stored tree (31 entries) changes,
+    // a node the start-up check reads (it compares the tree's root with the store's).
+    let level0 = s.data_dir().join("index/levels/level-00");
+    let mut bytes = std::fs::read(&level0).unwrap();
+    assert_eq!(bytes.len(), 31 * 32);
+    bytes[30 * 32] ^= 0xff;
+    std::fs::write(&level0, bytes).unwrap();
+    s.restart();
+    let log = std::fs::read_to_string(s.log_path()).unwrap();
+    assert!(
+        log.contains("the index does not match the store; rebuilding it"),
+        "{log}"
+    );
+    wait_indexed(&s);
+    let verifier = NoteVerifier::parse(&std::fs::read_to_string(s.public_key()).unwrap()).unwrap();
+    let bundle = s.get_json("/v1/proof/inclusion?seq=29");
+    let head = LogHead::open(bundle["checkpoint"].as_str().unwrap(), &verifier).unwrap();
+    let leaf = merkle::leaf_hash(bundle["entry"].as_str().unwrap().as_bytes());
+    merkle::verify_inclusion(&leaf, 29, head.size, &hashes(&bundle["proof"]), &head.root)
+        .expect("the rebuilt index proves entry 29 (whose path holds leaf 30) again");
+    assert_eq!(all_pages(&s, "kind=http&limit=50").len(), 30);
+}
