@@ -271,6 +271,19 @@ async fn newest_size<S: Store + Clone>(state: &AppState<S>) -> Option<u64> {
         .map(|h| h.size)
 }
 
+/// What every proof request checks first: the read token, the parameters (only `known`
+/// ones), and that the index is on. The index, or the answer to send instead.
+fn proof_request<S>(
+    state: &AppState<S>,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+    known: &[&str],
+) -> Result<Arc<crate::index::IndexReader>, Response> {
+    state.tokens.check(Role::Read, headers)?;
+    check_params(params, known)?;
+    index_of(state)
+}
+
 /// `GET /v1/proof/inclusion?seq=N[&size=S]`: entry `N` with its inclusion proof in the tree
 /// of the checkpoint of `S` entries (the newest checkpoint by default). The answer is a
 /// self-contained bundle for `sealer prove --bundle`.
@@ -279,13 +292,7 @@ pub async fn get_inclusion<S: Store + Clone>(
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(refused) = state.tokens.check(Role::Read, &headers) {
-        return refused;
-    }
-    if let Err(r) = check_params(&params, &["seq", "size"]) {
-        return r;
-    }
-    let index = match index_of(&state) {
+    let index = match proof_request(&state, &headers, &params, &["seq", "size"]) {
         Ok(i) => i,
         Err(r) => return r,
     };
@@ -335,13 +342,7 @@ pub async fn get_consistency<S: Store + Clone>(
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    if let Err(refused) = state.tokens.check(Role::Read, &headers) {
-        return refused;
-    }
-    if let Err(r) = check_params(&params, &["from", "to"]) {
-        return r;
-    }
-    let index = match index_of(&state) {
+    let index = match proof_request(&state, &headers, &params, &["from", "to"]) {
         Ok(i) => i,
         Err(r) => return r,
     };
