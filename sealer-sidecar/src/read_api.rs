@@ -292,39 +292,34 @@ pub async fn get_inclusion<S: Store + Clone>(
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let index = match proof_request(&state, &headers, &params, &["seq", "size"]) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
-    let seq = match number(&params, "seq") {
-        Ok(Some(s)) => s,
-        Ok(None) => return bad_request("seq: required (the entry's position)".into()),
-        Err(r) => return r,
-    };
-    let size = match number(&params, "size") {
-        Ok(Some(s)) => s,
-        Ok(None) => match newest_size(&state).await {
-            Some(s) => s,
-            None => return unavailable("no checkpoint stored yet".into()),
-        },
-        Err(r) => return r,
+    inclusion(&state, &headers, &params)
+        .await
+        .unwrap_or_else(|refused| refused)
+}
+
+async fn inclusion<S: Store + Clone>(
+    state: &AppState<S>,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<Response, Response> {
+    let index = proof_request(state, headers, params, &["seq", "size"])?;
+    let seq = number(params, "seq")?
+        .ok_or_else(|| bad_request("seq: required (the entry's position)".into()))?;
+    let size = match number(params, "size")? {
+        Some(s) => s,
+        None => newest_size(state)
+            .await
+            .ok_or_else(|| unavailable("no checkpoint stored yet".into()))?,
     };
     if seq >= size {
-        return not_found(
+        return Err(not_found(
             "not_in_checkpoint",
             format!("entry {seq} is not covered by the checkpoint of {size} entries"),
-        );
+        ));
     }
-    let checkpoint =
-        match required_checkpoint(&state, size, "; leave size out for the newest").await {
-            Ok(c) => c,
-            Err(r) => return r,
-        };
-    let inclusion = match on_index(move || index.inclusion(seq, size)).await {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
-    axum::Json(json!({
+    let checkpoint = required_checkpoint(state, size, "; leave size out for the newest").await?;
+    let inclusion = on_index(move || index.inclusion(seq, size)).await?;
+    Ok(axum::Json(json!({
         "seq": seq,
         "tree_size": size,
         "entry": inclusion.entry,
@@ -332,7 +327,7 @@ pub async fn get_inclusion<S: Store + Clone>(
         "proof": hashes(&inclusion.proof),
         "checkpoint": checkpoint,
     }))
-    .into_response()
+    .into_response())
 }
 
 /// `GET /v1/proof/consistency?from=A&to=B`: the proof that the checkpoint of `B` entries
@@ -342,37 +337,36 @@ pub async fn get_consistency<S: Store + Clone>(
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
-    let index = match proof_request(&state, &headers, &params, &["from", "to"]) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
-    let (from, to) = match (number(&params, "from"), number(&params, "to")) {
-        (Ok(Some(f)), Ok(Some(t))) => (f, t),
-        (Err(r), _) | (_, Err(r)) => return r,
-        _ => return bad_request("from and to: both required (tree sizes)".into()),
-    };
+    consistency(&state, &headers, &params)
+        .await
+        .unwrap_or_else(|refused| refused)
+}
+
+async fn consistency<S: Store + Clone>(
+    state: &AppState<S>,
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<Response, Response> {
+    let index = proof_request(state, headers, params, &["from", "to"])?;
+    let both = || bad_request("from and to: both required (tree sizes)".into());
+    let from = number(params, "from")?.ok_or_else(both)?;
+    let to = number(params, "to")?.ok_or_else(both)?;
     if from == 0 || from > to {
-        return bad_request(format!("need 0 < from <= to, got from={from} to={to}"));
+        return Err(bad_request(format!(
+            "need 0 < from <= to, got from={from} to={to}"
+        )));
     }
-    let mut checkpoints = Vec::new();
-    for size in [from, to] {
-        match required_checkpoint(&state, size, "").await {
-            Ok(c) => checkpoints.push(c),
-            Err(r) => return r,
-        }
-    }
-    let proof = match on_index(move || index.consistency(from, to)).await {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
-    axum::Json(json!({
+    let from_checkpoint = required_checkpoint(state, from, "").await?;
+    let to_checkpoint = required_checkpoint(state, to, "").await?;
+    let proof = on_index(move || index.consistency(from, to)).await?;
+    Ok(axum::Json(json!({
         "from": from,
         "to": to,
         "proof": hashes(&proof),
-        "from_checkpoint": checkpoints[0],
-        "to_checkpoint": checkpoints[1],
+        "from_checkpoint": from_checkpoint,
+        "to_checkpoint": to_checkpoint,
     }))
-    .into_response()
+    .into_response())
 }
 
 /// `GET /v1/stream`: every entry sealed from now on that matches the filters (those of
