@@ -156,8 +156,17 @@ fn every_request_becomes_one_sealed_event_and_no_secret_is_stored() {
         if i % 2 == 0 {
             headers.push(("x-user", user.as_str()));
         }
-        let (status, _) = request(&agent, &envoy, method, &path, &headers);
-        sent.insert(i, (method, path, status, (i % 2 == 0).then_some(user)));
+        let (status, body) = request(&agent, &envoy, method, &path, &headers);
+        sent.insert(
+            i,
+            (
+                method,
+                path,
+                status,
+                (i % 2 == 0).then_some(user),
+                body.len(),
+            ),
+        );
     }
     let ended = Timestamp::now();
     wait_for_events(&sealer, &envoy, n as u64);
@@ -185,7 +194,7 @@ fn every_request_becomes_one_sealed_event_and_no_secret_is_stored() {
     let mut hashed = 0;
     for e in &events {
         let seq = e["source"]["seq"].as_u64().unwrap() as usize;
-        let (method, path, status, user) = &sent[&(seq - 1)];
+        let (method, path, status, user, response_len) = &sent[&(seq - 1)];
         let ev = &e["event"];
         assert_eq!(ev["http"]["request"]["method"], *method, "{e}");
         assert_eq!(ev["http"]["response"]["status_code"], *status, "{e}");
@@ -215,10 +224,14 @@ fn every_request_becomes_one_sealed_event_and_no_secret_is_stored() {
             start.unix_nanos() + duration as i64 <= ended.unix_nanos(),
             "{e}"
         );
-        assert!(
-            ev["http"]["response"]["body"]["size"].as_u64().is_some(),
-            "{e}"
-        );
+        // Body sizes: the bytes that passed the filter, counted in its body callbacks.
+        assert_eq!(ev["http"]["response"]["body"]["size"], *response_len, "{e}");
+        let request_len = if *method == "GET" {
+            0
+        } else {
+            "some request body".len()
+        };
+        assert_eq!(ev["http"]["request"]["body"]["size"], request_len, "{e}");
         let upstream = ev["envoy"]["upstream_host"].as_str().unwrap_or_default();
         assert!(upstream.starts_with("127.0.0.1:"), "{e}");
         // Bodies of mutating methods are hashed as they stream ("some request body"). A

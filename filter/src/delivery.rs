@@ -18,7 +18,7 @@ use crate::event::LINE_SOURCE_PREFIX;
 struct Queued {
     seq: u64,
     dropped_before: u64,
-    line: String,
+    line: Vec<u8>,
 }
 
 /// Limits and timings, from the plugin configuration.
@@ -77,7 +77,7 @@ impl Delivery {
 
     /// Queue the line built for sequence number [`Delivery::next_seq`]. Returns how many old
     /// events were dropped to make room.
-    pub fn push(&mut self, line: String) -> u64 {
+    pub fn push(&mut self, line: Vec<u8>) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.queued_bytes += line.len() + 1;
@@ -112,15 +112,15 @@ impl Delivery {
             {
                 break;
             }
-            match q.line.strip_prefix(LINE_SOURCE_PREFIX) {
+            match q.line.strip_prefix(LINE_SOURCE_PREFIX.as_bytes()) {
                 Some(rest) if q.dropped_before > 0 => {
                     body.extend_from_slice(LINE_SOURCE_PREFIX.as_bytes());
                     body.extend_from_slice(
                         format!("\"dropped_before\":{},", q.dropped_before).as_bytes(),
                     );
-                    body.extend_from_slice(rest.as_bytes());
+                    body.extend_from_slice(rest);
                 }
-                _ => body.extend_from_slice(q.line.as_bytes()),
+                _ => body.extend_from_slice(&q.line),
             }
             body.push(b'\n');
             count += 1;
@@ -194,6 +194,15 @@ impl Delivery {
         self.dropped
     }
 
+    /// A batch at its count or byte limit can be sent now: nothing is in flight and no
+    /// retry is waiting out its backoff (retries go on the timer).
+    pub fn full_batch_waiting(&self) -> bool {
+        self.in_flight.is_none()
+            && self.failures == 0
+            && (self.queue.len() >= self.limits.max_batch_events
+                || self.queued_bytes >= self.limits.max_batch_bytes)
+    }
+
     pub fn in_flight(&self) -> bool {
         self.in_flight.is_some()
     }
@@ -217,7 +226,7 @@ mod tests {
     /// Queue a line shaped as `ingest_line` writes it: 24 bytes with its newline.
     fn push(d: &mut Delivery) -> u64 {
         let seq = d.next_seq();
-        d.push(format!("{LINE_SOURCE_PREFIX}\"n\":\"{seq:04}\"}}}}"));
+        d.push(format!("{LINE_SOURCE_PREFIX}\"n\":\"{seq:04}\"}}}}").into_bytes());
         seq
     }
 
@@ -257,6 +266,39 @@ mod tests {
         d.delivered();
         assert!(d.next_batch(0).is_none());
         assert_eq!(d.queued_bytes(), 0);
+    }
+
+    #[test]
+    fn a_full_batch_is_ready_at_its_count_or_size_unless_one_is_in_flight_or_backing_off() {
+        let mut d = Delivery::new(DeliveryLimits {
+            max_buffer_bytes: 1000,
+            ..limits()
+        });
+        push(&mut d);
+        push(&mut d);
+        assert!(!d.full_batch_waiting(), "2 of 3 events");
+        push(&mut d);
+        assert!(d.full_batch_waiting(), "3 events: full by count");
+        d.next_batch(0).unwrap();
+        for _ in 0..3 {
+            push(&mut d);
+        }
+        assert!(!d.full_batch_waiting(), "a batch is in flight");
+        d.failed(0);
+        assert!(!d.full_batch_waiting(), "a retry waits for the timer");
+        d.next_batch(100).unwrap();
+        d.delivered();
+        assert!(d.full_batch_waiting(), "the retry got through");
+
+        let mut d = Delivery::new(DeliveryLimits {
+            max_batch_bytes: 48,
+            max_buffer_bytes: 1000,
+            ..limits()
+        });
+        push(&mut d);
+        assert!(!d.full_batch_waiting(), "24 of 48 bytes");
+        push(&mut d);
+        assert!(d.full_batch_waiting(), "48 bytes: full by size");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use auditlog::event::{
     Network, NetworkProtocol, Server, SourceRef, Url, UserAgent,
 };
 use auditlog::timestamp::Timestamp;
+use std::borrow::Cow;
 
 use crate::config::FilterConfig;
 
@@ -45,16 +46,21 @@ pub struct RequestFacts {
     pub unavailable: Vec<&'static str>,
 }
 
-/// Keep only valid UTF-8 and at most `max` bytes (on a character boundary).
-pub fn bounded(s: &str, max: usize) -> String {
+/// At most `max` bytes of `s`, cut on a character boundary.
+pub fn bounded_str(s: &str, max: usize) -> &str {
     if s.len() <= max {
-        return s.to_owned();
+        return s;
     }
     let mut end = max;
     while !s.is_char_boundary(end) {
         end -= 1;
     }
-    s[..end].to_owned()
+    &s[..end]
+}
+
+/// [`bounded_str`], owned.
+pub fn bounded(s: &str, max: usize) -> String {
+    bounded_str(s, max).to_owned()
 }
 
 /// Longest string field the filter sends (the sealer's default limit is 8 KiB).
@@ -62,22 +68,48 @@ pub const MAX_FIELD: usize = 4096;
 
 /// Split `:path` into path and query, and redact secret query parameter values.
 pub fn split_path(path: &str, config: &FilterConfig) -> (String, Option<String>) {
+    let (p, q) = split_path_borrowed(path, config);
+    (p.to_owned(), q.map(Cow::into_owned))
+}
+
+/// [`split_path`] without copying what needs no change: the query is only rebuilt when a
+/// parameter in it is redacted.
+pub fn split_path_borrowed<'a>(
+    path: &'a str,
+    config: &FilterConfig,
+) -> (&'a str, Option<Cow<'a, str>>) {
     let (p, q) = match path.split_once('?') {
         Some((p, q)) => (p, Some(q)),
         None => (path, None),
     };
+    let redacted = |pair: &str| {
+        pair.split_once('=')
+            .is_some_and(|(name, _)| redacts_name(name, config))
+    };
     let query = q.map(|q| {
-        q.split('&')
+        if !q.split('&').any(redacted) {
+            return Cow::Borrowed(bounded_str(q, MAX_FIELD));
+        }
+        let rebuilt = q
+            .split('&')
             .map(|pair| match pair.split_once('=') {
-                Some((name, _)) if config.redacts_param(&percent_decode_lossy(name)) => {
-                    format!("{name}=REDACTED")
-                }
+                Some((name, _)) if redacts_name(name, config) => format!("{name}=REDACTED"),
                 _ => pair.to_owned(),
             })
             .collect::<Vec<_>>()
-            .join("&")
+            .join("&");
+        Cow::Owned(bounded(&rebuilt, MAX_FIELD))
     });
-    (bounded(p, MAX_FIELD), query.map(|q| bounded(&q, MAX_FIELD)))
+    (bounded_str(p, MAX_FIELD), query)
+}
+
+/// Whether a query parameter name, as written in the URL, is one to redact.
+fn redacts_name(name: &str, config: &FilterConfig) -> bool {
+    if name.bytes().any(|b| b == b'%' || b == b'+') {
+        config.redacts_param(&percent_decode_lossy(name))
+    } else {
+        config.redacts_param(name)
+    }
 }
 
 /// Decode `%XX` escapes so `%74oken=` is recognised as `token=`.
@@ -106,27 +138,28 @@ fn hex(c: u8) -> Option<u8> {
 
 /// The client address: the peer, or the X-Forwarded-For entry `trusted_hops` from the right.
 pub fn client(facts: &RequestFacts, trusted_hops: usize) -> Option<Client> {
+    client_parts(facts, trusted_hops).map(|(address, port)| Client {
+        address: address.to_owned(),
+        port,
+    })
+}
+
+/// [`client`] as borrowed address (at most 128 bytes) and port.
+pub fn client_parts(facts: &RequestFacts, trusted_hops: usize) -> Option<(&str, Option<u16>)> {
     if trusted_hops > 0
         && let Some(xff) = &facts.forwarded_for
     {
-        let hops: Vec<&str> = xff
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .collect();
-        if hops.len() >= trusted_hops {
-            return Some(Client {
-                address: bounded(hops[hops.len() - trusted_hops], 128),
-                port: None,
-            });
+        let mut hops = xff.rsplit(',').map(str::trim).filter(|s| !s.is_empty());
+        let count = hops.clone().count();
+        if count >= trusted_hops
+            && let Some(hop) = hops.nth(trusted_hops - 1)
+        {
+            return Some((bounded_str(hop, 128), None));
         }
     }
     let peer = facts.peer_address.as_deref()?;
     let (address, port) = split_host_port(peer);
-    Some(Client {
-        address: bounded(address, 128),
-        port,
-    })
+    Some((bounded_str(address, 128), port))
 }
 
 fn split_host_port(s: &str) -> (&str, Option<u16>) {
@@ -165,15 +198,20 @@ pub fn response_flags_text(bits: u64) -> String {
 }
 
 fn opt(s: &Option<String>, max: usize) -> Option<String> {
+    opt_str(s, max).map(str::to_owned)
+}
+
+/// A field that is present and not empty, at most `max` bytes.
+pub fn opt_str(s: &Option<String>, max: usize) -> Option<&str> {
     s.as_deref()
         .filter(|v| !v.is_empty())
-        .map(|v| bounded(v, max))
+        .map(|v| bounded_str(v, max))
 }
 
 /// `method` when it is a valid HTTP method token (1 to 32 token characters); otherwise the
 /// event records `-` and declares the method unavailable. Envoy only passes valid methods,
 /// but a request whose headers never reached the filter (refused by the codec) has none.
-fn method_or_dash(method: &str) -> Option<&str> {
+pub fn method_or_dash(method: &str) -> Option<&str> {
     let valid = !method.is_empty()
         && method.len() <= 32
         && method.bytes().all(auditlog::event::is_token_byte);
@@ -351,6 +389,9 @@ mod tests {
     }
 }
 
+#[cfg(all(test, not(target_arch = "wasm32")))]
+pub(crate) use always_accepted::arbitrary_facts;
+
 /// Arbitrary facts always make an event the sealer accepts (native only: proptest does not
 /// target WASI).
 #[cfg(all(test, not(target_arch = "wasm32")))]
@@ -383,8 +424,17 @@ mod always_accepted {
         }
     }
 
+    fn identity_source() -> impl Strategy<Value = IdentitySource> {
+        prop_oneof![
+            Just(IdentitySource::Mtls),
+            Just(IdentitySource::Jwt),
+            Just(IdentitySource::Header)
+        ]
+    }
+
     prop_compose! {
-        fn facts()(
+        /// Any request facts, including empty, over-long and non-ASCII text.
+        pub(crate) fn arbitrary_facts()(
             s in strings(),
             start in any::<i64>(),
             end in proptest::option::of(any::<i64>()),
@@ -392,8 +442,10 @@ mod always_accepted {
             flags in proptest::option::of(any::<u64>()),
             req_size in proptest::option::of(any::<u64>()),
             resp_size in proptest::option::of(any::<u64>()),
-            identity in proptest::option::of(text()),
+            identity in proptest::option::of((text(), identity_source())),
             long in proptest::option::of(".{5000,9000}"),
+            sha256 in proptest::option::of("[0-9a-f]{64}"),
+            unavailable in prop_oneof![Just(vec![]), Just(vec!["client.address"])],
         ) -> RequestFacts {
             let [method, path, authority, scheme, protocol, user_agent, request_id,
                  forwarded_for, peer_address, details, route, cluster, host] = s;
@@ -410,16 +462,16 @@ mod always_accepted {
                 route, upstream_cluster: cluster, upstream_host: host,
                 request_body_size: req_size,
                 response_body_size: resp_size,
-                request_body_sha256: None,
-                identity: identity.map(|id| (id, IdentitySource::Header)),
-                unavailable: vec!["client.address"],
+                request_body_sha256: sha256,
+                identity,
+                unavailable,
             }
         }
     }
 
     proptest! {
         #[test]
-        fn the_sealer_accepts_every_event_the_filter_builds(f in facts(), hops in 0usize..3) {
+        fn the_sealer_accepts_every_event_the_filter_builds(f in arbitrary_facts(), hops in 0usize..3) {
             let config = FilterConfig::parse(
                 format!(r#"{{"gateway":"gw","trusted_hops":{hops}}}"#).as_bytes(),
             )

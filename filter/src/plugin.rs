@@ -17,7 +17,8 @@ use sha2::{Digest, Sha256};
 
 use crate::config::{FailurePolicy, FilterConfig, IdentitySource};
 use crate::delivery::{Delivery, DeliveryLimits};
-use crate::event::{RequestFacts, build_event, ingest_line};
+use crate::event::RequestFacts;
+use crate::line::write_ingest_line;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -99,9 +100,54 @@ struct Shared {
     /// gauge, so each adds the change of its own buffer: the gauge is the sum over workers
     /// (setting it would let an idle worker's 0 hide another's full buffer).
     reported_buffered: u64,
+    /// The token of the call in flight to the sealer.
+    in_flight: Option<u32>,
+    /// The timer was set to fire at once because a full batch is waiting.
+    tick_hurried: bool,
 }
 
 impl Shared {
+    /// Send the next batch if there is one and nothing is in flight. Only the root context
+    /// calls this: the call's answer comes back to the context that made it.
+    fn flush(&mut self) {
+        let now_ms = (now_nanos() / 1_000_000).max(0) as u64;
+        let Some(batch) = self.delivery.next_batch(now_ms) else {
+            return;
+        };
+        let config = self.config.clone();
+        let authorization = config.sealer_token.as_ref().map(|t| t.header());
+        let mut headers = vec![
+            (":method", "POST"),
+            (":path", config.sealer_path.as_str()),
+            (":authority", config.sealer_authority.as_str()),
+            ("content-type", "application/x-ndjson"),
+        ];
+        if let Some(value) = &authorization {
+            headers.push(("authorization", value));
+        }
+        let result = hostcalls::dispatch_http_call(
+            &config.cluster,
+            headers,
+            Some(&batch.body),
+            vec![],
+            Duration::from_millis(config.sealer_timeout_ms),
+        );
+        match result {
+            Ok(token) => self.in_flight = Some(token),
+            Err(status) => {
+                self.delivery.failed(now_ms);
+                Metrics::add(self.metrics.delivery_failures, 1);
+                log(
+                    LogLevel::Warn,
+                    &format!(
+                        "ingress_audit: cannot call cluster {:?} ({status:?}); {} events kept for retry",
+                        config.cluster, batch.count
+                    ),
+                );
+            }
+        }
+    }
+
     /// Report what was counted since the last tick.
     fn report_metrics(&mut self) {
         Metrics::add(
@@ -132,55 +178,21 @@ impl Shared {
 #[derive(Default)]
 struct AuditRoot {
     shared: Option<Rc<RefCell<Shared>>>,
-    /// The token of the call in flight to the sealer.
-    in_flight: Option<u32>,
     /// Envoy asked this VM to finish (`on_done`).
     shutting_down: bool,
 }
 
 impl AuditRoot {
-    /// Send the next batch if there is one and nothing is in flight.
     fn flush(&mut self) {
-        let Some(shared) = self.shared.clone() else {
-            return;
-        };
-        let mut s = shared.borrow_mut();
-        let now_ms = (now_nanos() / 1_000_000).max(0) as u64;
-        let Some(batch) = s.delivery.next_batch(now_ms) else {
-            return;
-        };
-        let config = s.config.clone();
-        let authorization = config.sealer_token.as_ref().map(|t| t.header());
-        let mut headers = vec![
-            (":method", "POST"),
-            (":path", config.sealer_path.as_str()),
-            (":authority", config.sealer_authority.as_str()),
-            ("content-type", "application/x-ndjson"),
-        ];
-        if let Some(value) = &authorization {
-            headers.push(("authorization", value));
+        if let Some(shared) = &self.shared {
+            shared.borrow_mut().flush();
         }
-        let result = hostcalls::dispatch_http_call(
-            &config.cluster,
-            headers,
-            Some(&batch.body),
-            vec![],
-            Duration::from_millis(config.sealer_timeout_ms),
-        );
-        match result {
-            Ok(token) => self.in_flight = Some(token),
-            Err(status) => {
-                s.delivery.failed(now_ms);
-                Metrics::add(s.metrics.delivery_failures, 1);
-                log(
-                    LogLevel::Warn,
-                    &format!(
-                        "ingress_audit: cannot call cluster {:?} ({status:?}); {} events kept for retry",
-                        config.cluster, batch.count
-                    ),
-                );
-            }
-        }
+    }
+
+    fn in_flight(&self) -> bool {
+        self.shared
+            .as_ref()
+            .is_some_and(|s| s.borrow().in_flight.is_some())
     }
 }
 
@@ -190,7 +202,7 @@ impl Context for AuditRoot {
     fn on_done(&mut self) -> bool {
         self.shutting_down = true;
         self.flush();
-        self.in_flight.is_none()
+        !self.in_flight()
     }
 
     fn on_http_call_response(
@@ -200,13 +212,13 @@ impl Context for AuditRoot {
         body_size: usize,
         _trailers: usize,
     ) {
-        if self.in_flight != Some(token) {
-            return;
-        }
-        self.in_flight = None;
         let Some(shared) = self.shared.clone() else {
             return;
         };
+        if shared.borrow().in_flight != Some(token) {
+            return;
+        }
+        shared.borrow_mut().in_flight = None;
         let status = hostcalls::get_map_value(MapType::HttpCallResponseHeaders, ":status")
             .ok()
             .flatten()
@@ -248,9 +260,11 @@ impl Context for AuditRoot {
             }
             s.report_buffered();
         }
-        // Keep the pipe full: send what waits right away.
-        self.flush();
-        if self.shutting_down && self.in_flight.is_none() {
+        // A full batch goes right away; anything less waits for the next tick.
+        if self.shutting_down || shared.borrow().delivery.full_batch_waiting() {
+            self.flush();
+        }
+        if self.shutting_down && !self.in_flight() {
             // Envoy is waiting for this VM to finish (on_done): it may go now.
             let _ = hostcalls::done();
         }
@@ -309,13 +323,20 @@ impl RootContext for AuditRoot {
             unreported_events: 0,
             unreported_dropped: 0,
             reported_buffered: 0,
+            in_flight: None,
+            tick_hurried: false,
         })));
         true
     }
 
     fn on_tick(&mut self) {
         if let Some(shared) = &self.shared {
-            shared.borrow_mut().report_metrics();
+            let mut s = shared.borrow_mut();
+            if s.tick_hurried {
+                let interval = Duration::from_millis(s.config.flush_interval_ms);
+                s.tick_hurried = hostcalls::set_tick_period(interval).is_err();
+            }
+            s.report_metrics();
         }
         self.flush();
     }
@@ -328,7 +349,8 @@ impl RootContext for AuditRoot {
             identity_header: None,
             hasher: None,
             hashed: 0,
-            body_complete: false,
+            request_body: BodyCount::default(),
+            response_body: BodyCount::default(),
         }))
     }
 
@@ -344,16 +366,41 @@ struct AuditRequest {
     identity_header: Option<String>,
     hasher: Option<Sha256>,
     hashed: u64,
-    /// The whole body went through the hasher (its end was seen).
-    body_complete: bool,
+    request_body: BodyCount,
+    response_body: BodyCount,
+}
+
+/// The bytes of one direction's body that passed the filter. Envoy hands every chunk's size
+/// to the body callbacks anyway, so counting costs no host call; the `request.size` and
+/// `response.size` properties are read only when the count is not the whole body.
+#[derive(Default)]
+struct BodyCount {
+    bytes: u64,
+    /// The end of the stream was seen: `bytes` is the whole body.
+    complete: bool,
+}
+
+impl BodyCount {
+    fn add(&mut self, chunk: usize, end_of_stream: bool) {
+        self.bytes += chunk as u64;
+        self.complete |= end_of_stream;
+    }
+
+    /// The whole body's size; the property (Envoy's own count) when the end was not seen.
+    fn size(&self, property: &str) -> Option<u64> {
+        if self.complete {
+            Some(self.bytes)
+        } else {
+            property_u64(vec![property, "size"])
+        }
+    }
 }
 
 fn property_string(path: Vec<&str>) -> Option<String> {
-    hostcalls::get_property(path)
-        .ok()
-        .flatten()
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .filter(|s| !s.is_empty())
+    let bytes = hostcalls::get_property(path).ok().flatten()?;
+    let text = String::from_utf8(bytes)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
+    (!text.is_empty()).then_some(text)
 }
 
 /// Integer properties are 8 bytes, little-endian.
@@ -402,7 +449,7 @@ impl Context for AuditRequest {}
 impl HttpContext for AuditRequest {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         // No body follows: an empty body, completely seen.
-        self.body_complete = end_of_stream;
+        self.request_body.add(0, end_of_stream);
         self.facts.start_unix_nanos = now_nanos();
         let config = self.shared.borrow().config.clone();
         // One host call for the whole map; only the named headers are kept, so credentials
@@ -465,7 +512,27 @@ impl HttpContext for AuditRequest {
                 hasher.update(&chunk);
             }
         }
-        self.body_complete = end_of_stream;
+        self.request_body.add(body_size, end_of_stream);
+        Action::Continue
+    }
+
+    fn on_http_request_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.request_body.complete = true;
+        Action::Continue
+    }
+
+    fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
+        self.response_body.add(0, end_of_stream);
+        Action::Continue
+    }
+
+    fn on_http_response_body(&mut self, body_size: usize, end_of_stream: bool) -> Action {
+        self.response_body.add(body_size, end_of_stream);
+        Action::Continue
+    }
+
+    fn on_http_response_trailers(&mut self, _num_trailers: usize) -> Action {
+        self.response_body.complete = true;
         Action::Continue
     }
 
@@ -489,8 +556,8 @@ impl HttpContext for AuditRequest {
         f.route = property_string(vec!["xds", "route_name"]);
         f.upstream_cluster = property_string(vec!["xds", "cluster_name"]);
         f.upstream_host = property_string(vec!["upstream", "address"]);
-        f.request_body_size = property_u64(vec!["request", "size"]);
-        f.response_body_size = property_u64(vec!["response", "size"]);
+        f.request_body_size = self.request_body.size("request");
+        f.response_body_size = self.response_body.size("response");
         for (name, missing) in [
             ("http.response.status_code", f.status.is_none()),
             ("client.address", f.peer_address.is_none()),
@@ -502,7 +569,7 @@ impl HttpContext for AuditRequest {
         }
         // A hash only of a body seen to its end: a request answered before its body was read
         // (or cut off) gets none rather than a hash of part of it.
-        if let Some(h) = self.hasher.take().filter(|_| self.body_complete) {
+        if let Some(h) = self.hasher.take().filter(|_| self.request_body.complete) {
             let mut hex = String::with_capacity(64);
             for b in h.finalize() {
                 hex.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
@@ -511,11 +578,24 @@ impl HttpContext for AuditRequest {
             f.request_body_sha256 = Some(hex);
         }
         self.facts.identity = self.identity(&config);
-        let event = build_event(&self.facts, &config);
         let mut s = self.shared.borrow_mut();
-        let line = ingest_line(&s.source, s.delivery.next_seq(), &event);
+        let mut line = Vec::with_capacity(768);
+        write_ingest_line(
+            &mut line,
+            &s.source,
+            s.delivery.next_seq(),
+            &self.facts,
+            &config,
+        );
         let dropped = s.delivery.push(line);
         s.unreported_events += 1;
         s.unreported_dropped += dropped;
+        if s.delivery.full_batch_waiting() && !s.tick_hurried {
+            // A full batch goes now rather than at the next tick, so a busy worker's buffer
+            // never waits for the timer. The root context sends it (the call's answer must
+            // not depend on this request living on): its timer is set to fire at once, and
+            // `on_tick` sets it back.
+            s.tick_hurried = hostcalls::set_tick_period(Duration::from_millis(1)).is_ok();
+        }
     }
 }
