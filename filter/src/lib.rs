@@ -16,14 +16,14 @@
 //! # Layout
 //! - [`config`]: the plugin configuration (`docs/filter-config.md`).
 //! - [`event`]: building the event from what was learned about a request.
-//! - [`line`]: the same event written straight into its ingest line (the fast path).
+//! - [`json_line`]: the same event written straight into its ingest line (the fast path).
 //! - [`delivery`]: the bounded, ordered, retrying per-worker queue.
 //! - `plugin` (wasm only): the host glue.
 
 pub mod config;
 pub mod delivery;
 pub mod event;
-pub mod line;
+pub mod json_line;
 
 // The host glue; left out of test builds, so the unit tests also run compiled to wasm under a
 // plain WASI runtime (`cargo xtask test` does), where no proxy-wasm host exists.

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::config::{FailurePolicy, FilterConfig, IdentitySource};
 use crate::delivery::{Delivery, DeliveryLimits};
 use crate::event::RequestFacts;
-use crate::line::write_ingest_line;
+use crate::json_line::write_ingest_line;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
