@@ -416,6 +416,14 @@ fn requests_answered_before_the_upstream_are_audited() {
         "{jwt_event}"
     );
     assert_eq!(jwt_event["event"]["enduser"]["source"], "jwt");
+    // A plain success's details are not read (`code_details` defaults to `errors`).
+    assert_eq!(jwt_event["event"]["http"]["response"]["status_code"], 200);
+    assert!(
+        jwt_event["event"]["envoy"]
+            .get("response_code_details")
+            .is_none(),
+        "{jwt_event}"
+    );
     assert_eq!(by_seq(5)["event"]["envoy"]["response_flags"], "RL");
     assert_eq!(by_seq(6)["event"]["envoy"]["response_flags"], "NR");
     let stored = store_bytes(&sealer);

@@ -17,6 +17,19 @@ pub enum FailurePolicy {
     FailClosed,
 }
 
+/// When Envoy's `response.code_details` is recorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CodeDetails {
+    /// Where they explain something: a status of 400 or more, no status, or any response
+    /// flag. A plain success's details are nearly always `via_upstream` or
+    /// `direct_response`, and reading them costs a host call on every request.
+    #[default]
+    Errors,
+    /// On every request.
+    Always,
+}
+
 /// Where an identity can come from, tried in the configured order.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(tag = "source", rename_all = "snake_case", deny_unknown_fields)]
@@ -145,6 +158,17 @@ pub struct FilterConfig {
     pub redact_query_params: Vec<String>,
     #[serde(default)]
     pub body_hash: BodyHash,
+    #[serde(default)]
+    pub code_details: CodeDetails,
+}
+
+impl CodeDetails {
+    /// Whether to read the details of a response with this status and these flags.
+    pub fn wanted(self, status: Option<u16>, flags: Option<u64>) -> bool {
+        self == CodeDetails::Always
+            || status.is_none_or(|s| s == 0 || s >= 400)
+            || flags.is_some_and(|f| f != 0)
+    }
 }
 
 /// The sealer's ingest token. Its `Debug` never shows it.
@@ -282,6 +306,21 @@ impl FilterConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn code_details_are_read_where_they_explain_something() {
+        let errors = CodeDetails::default();
+        assert!(!errors.wanted(Some(200), Some(0)));
+        assert!(!errors.wanted(Some(302), None));
+        assert!(errors.wanted(Some(403), Some(0)));
+        assert!(errors.wanted(Some(0), Some(0)), "no response sent");
+        assert!(errors.wanted(None, None), "status unknown");
+        assert!(errors.wanted(Some(200), Some(0x800)), "a flagged success");
+        assert!(CodeDetails::Always.wanted(Some(200), Some(0)));
+        let c = FilterConfig::parse(br#"{"gateway":"g","code_details":"always"}"#).unwrap();
+        assert_eq!(c.code_details, CodeDetails::Always);
+        assert!(FilterConfig::parse(br#"{"gateway":"g","code_details":"some"}"#).is_err());
+    }
 
     #[test]
     fn minimal_config_gets_defaults() {

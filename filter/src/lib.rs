@@ -18,14 +18,19 @@
 //! - [`event`]: building the event from what was learned about a request.
 //! - [`json_line`]: the same event written straight into its ingest line (the fast path).
 //! - [`delivery`]: the bounded, ordered, retrying per-worker queue.
-//! - `plugin` (wasm only): the host glue.
+//! - [`pairs`]: reading the host's serialized header map in place.
+//! - `plugin` (wasm only): the host glue; `host` (wasm only): the per-request host calls
+//!   made without the SDK's copies.
 
 pub mod config;
 pub mod delivery;
 pub mod event;
 pub mod json_line;
+pub mod pairs;
 
 // The host glue; left out of test builds, so the unit tests also run compiled to wasm under a
 // plain WASI runtime (`cargo xtask test` does), where no proxy-wasm host exists.
+#[cfg(all(target_arch = "wasm32", not(test)))]
+mod host;
 #[cfg(all(target_arch = "wasm32", not(test)))]
 mod plugin;

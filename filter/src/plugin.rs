@@ -18,7 +18,9 @@ use sha2::{Digest, Sha256};
 use crate::config::{FailurePolicy, FilterConfig, IdentitySource};
 use crate::delivery::{Delivery, DeliveryLimits};
 use crate::event::RequestFacts;
+use crate::host;
 use crate::json_line::write_ingest_line;
+use crate::pairs::pairs;
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -387,48 +389,51 @@ impl BodyCount {
     }
 
     /// The whole body's size; the property (Envoy's own count) when the end was not seen.
-    fn size(&self, property: &str) -> Option<u64> {
+    fn size(&self, property: &[u8]) -> Option<u64> {
         if self.complete {
             Some(self.bytes)
         } else {
-            property_u64(vec![property, "size"])
+            property_u64(property)
         }
     }
 }
 
-fn property_string(path: Vec<&str>) -> Option<String> {
-    let bytes = hostcalls::get_property(path).ok().flatten()?;
+/// A text property by its serialized path (`b"source\0address"`); `None` when absent or
+/// empty.
+fn property_string(path: &[u8]) -> Option<String> {
+    let bytes = host::property(path)?;
     let text = String::from_utf8(bytes)
         .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned());
     (!text.is_empty()).then_some(text)
 }
 
 /// Integer properties are 8 bytes, little-endian.
-fn property_u64(path: Vec<&str>) -> Option<u64> {
-    let b = hostcalls::get_property(path).ok().flatten()?;
+fn property_u64(path: &[u8]) -> Option<u64> {
+    let b = host::property(path)?;
     Some(u64::from_le_bytes(b.get(..8)?.try_into().ok()?))
+}
+
+/// The serialized property path of a verified JWT claim in `jwt_authn`'s dynamic metadata.
+fn jwt_claim_path(metadata_key: &str, claim: &str) -> Vec<u8> {
+    let mut path = b"metadata\0filter_metadata\0envoy.filters.http.jwt_authn\0".to_vec();
+    path.extend_from_slice(metadata_key.as_bytes());
+    path.push(0);
+    path.extend_from_slice(claim.as_bytes());
+    path
 }
 
 impl AuditRequest {
     fn identity(&self, config: &FilterConfig) -> Option<(String, EventIdentity)> {
         for source in &config.identity {
             let found = match source {
-                IdentitySource::Mtls => {
-                    property_string(vec!["connection", "uri_san_peer_certificate"])
-                        .or_else(|| property_string(vec!["connection", "subject_peer_certificate"]))
-                        .map(|id| (id, EventIdentity::Mtls))
-                }
+                IdentitySource::Mtls => property_string(b"connection\0uri_san_peer_certificate")
+                    .or_else(|| property_string(b"connection\0subject_peer_certificate"))
+                    .map(|id| (id, EventIdentity::Mtls)),
                 IdentitySource::Jwt {
                     metadata_key,
                     claim,
-                } => property_string(vec![
-                    "metadata",
-                    "filter_metadata",
-                    "envoy.filters.http.jwt_authn",
-                    metadata_key,
-                    claim,
-                ])
-                .map(|id| (id, EventIdentity::Jwt)),
+                } => property_string(&jwt_claim_path(metadata_key, claim))
+                    .map(|id| (id, EventIdentity::Jwt)),
                 IdentitySource::Header { .. } => None,
             };
             if found.is_some() {
@@ -454,22 +459,22 @@ impl HttpContext for AuditRequest {
         let config = self.shared.borrow().config.clone();
         // One host call for the whole map; only the named headers are kept, so credentials
         // (authorization, cookie, ...) are never even copied.
-        if let Ok(headers) = hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
-            for (name, value) in headers {
-                let text = || String::from_utf8_lossy(&value).into_owned();
-                match name.as_str() {
-                    ":method" => self.facts.method = text(),
-                    ":path" => self.facts.path = text(),
-                    ":authority" => self.facts.authority = Some(text()),
-                    ":scheme" => self.facts.scheme = Some(text()),
-                    "user-agent" => self.facts.user_agent = Some(text()),
-                    "x-request-id" => self.facts.request_id = Some(text()),
-                    "x-forwarded-for" => self.facts.forwarded_for = Some(text()),
+        if let Some(map) = host::request_header_map() {
+            for (name, value) in pairs(&map) {
+                let text = || String::from_utf8_lossy(value).into_owned();
+                match name {
+                    b":method" => self.facts.method = text(),
+                    b":path" => self.facts.path = text(),
+                    b":authority" => self.facts.authority = Some(text()),
+                    b":scheme" => self.facts.scheme = Some(text()),
+                    b"user-agent" => self.facts.user_agent = Some(text()),
+                    b"x-request-id" => self.facts.request_id = Some(text()),
+                    b"x-forwarded-for" => self.facts.forwarded_for = Some(text()),
                     other => {
                         if self.identity_header.is_none()
-                            && config.identity.iter().any(
-                                |i| matches!(i, IdentitySource::Header { name } if name == other),
-                            )
+                            && config.identity.iter().any(|i| {
+                                matches!(i, IdentitySource::Header { name } if name.as_bytes() == other)
+                            })
                         {
                             self.identity_header = Some(text());
                         }
@@ -548,16 +553,18 @@ impl HttpContext for AuditRequest {
         } else {
             f.end_unix_nanos = Some(now);
         }
-        f.status = property_u64(vec!["response", "code"]).map(|c| c as u16);
-        f.response_flags = property_u64(vec!["response", "flags"]);
-        f.response_code_details = property_string(vec!["response", "code_details"]);
-        f.peer_address = property_string(vec!["source", "address"]);
-        f.protocol = property_string(vec!["request", "protocol"]);
-        f.route = property_string(vec!["xds", "route_name"]);
-        f.upstream_cluster = property_string(vec!["xds", "cluster_name"]);
-        f.upstream_host = property_string(vec!["upstream", "address"]);
-        f.request_body_size = self.request_body.size("request");
-        f.response_body_size = self.response_body.size("response");
+        f.status = property_u64(b"response\0code").map(|c| c as u16);
+        f.response_flags = property_u64(b"response\0flags");
+        if config.code_details.wanted(f.status, f.response_flags) {
+            f.response_code_details = property_string(b"response\0code_details");
+        }
+        f.peer_address = property_string(b"source\0address");
+        f.protocol = property_string(b"request\0protocol");
+        f.route = property_string(b"xds\0route_name");
+        f.upstream_cluster = property_string(b"xds\0cluster_name");
+        f.upstream_host = property_string(b"upstream\0address");
+        f.request_body_size = self.request_body.size(b"request\0size");
+        f.response_body_size = self.response_body.size(b"response\0size");
         for (name, missing) in [
             ("http.response.status_code", f.status.is_none()),
             ("client.address", f.peer_address.is_none()),
