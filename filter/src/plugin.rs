@@ -262,10 +262,11 @@ impl Context for AuditRoot {
             }
             s.report_buffered();
         }
-        // A full batch goes right away; anything less waits for the next tick.
-        if self.shutting_down || shared.borrow().delivery.full_batch_waiting() {
-            self.flush();
-        }
+        // Keep the pipe full: what waits goes right away. Under load the batches stay as small
+        // as the sealer's answer is quick, which keeps both processes' bursts short (a
+        // 1000-event batch made the gateway's p99 three times worse, docs/benchmarks.md);
+        // when the sealer slows down, more waits and the batches grow to their limits.
+        self.flush();
         if self.shutting_down && !self.in_flight() {
             // Envoy is waiting for this VM to finish (on_done): it may go now.
             let _ = hostcalls::done();

@@ -79,7 +79,8 @@ fn serve(conn: TcpStream, lines: &AtomicU64) {
         if reader.read_exact(&mut body).is_err() {
             return;
         }
-        let n = body.iter().filter(|&&b| b == b'\n').count();
+        // memchr is built optimized (xtask itself is not): the sink must stay cheap.
+        let n = memchr::memchr_iter(b'\n', &body).count();
         lines.fetch_add(n as u64, Ordering::Relaxed);
         let answer =
             "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}";
