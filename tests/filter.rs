@@ -498,6 +498,46 @@ fn fail_open_serves_through_a_sealer_crash_and_loses_nothing_silently() {
 }
 
 #[test]
+fn a_full_batch_goes_at_once_and_a_partial_one_waits_for_the_timer() {
+    // The timer fires only once a minute. A full batch must not wait for it: the filter sets
+    // the timer to fire at once, and sets it back afterwards.
+    let plugin = json!({"gateway": "e2e-batch", "flush_interval_ms": 60000, "max_batch_events": 5});
+    let (mut sealer, envoy) = gateway("e2e.test/filter-batch", plugin, |c| c);
+    let statuses = traffic(&envoy, 0..5);
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    wait_for_events(&sealer, &envoy, 5);
+    // Once the sealer's answer is in, nothing is in flight: two more events make a partial
+    // batch, which waits for the minute's timer (a timer left firing at once would send it
+    // within milliseconds).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let stats = ureq::get(&envoy.admin_url("/stats?filter=batches_delivered"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        if stats.contains("wasmcustom.ingress_audit.batches_delivered: 1") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no batch acknowledged: {stats}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    traffic(&envoy, 5..7);
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        sealer.metric("sealer_events_received_total"),
+        5,
+        "a partial batch went before the timer"
+    );
+    let entries = sealed_entries(&mut sealer);
+    let seqs: Vec<u64> = http_events(&entries)
+        .iter()
+        .map(|e| e["source"]["seq"].as_u64().unwrap())
+        .collect();
+    assert_eq!(seqs, [1, 2, 3, 4, 5]);
+}
+
+#[test]
 fn fail_closed_refuses_requests_while_the_sealer_is_down() {
     let plugin = json!({"gateway": "e2e-closed", "failure_policy": "fail_closed", "flush_interval_ms": 50, "retry_backoff_min_ms": 50, "retry_backoff_max_ms": 100, "sealer_timeout_ms": 500});
     let (mut sealer, envoy) = gateway("e2e.test/filter-closed", plugin, |c| c);
