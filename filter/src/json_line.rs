@@ -8,11 +8,12 @@
 //! (`docs/benchmarks.md`); this path allocates only the line itself (and a rebuilt query when
 //! a parameter in it is redacted).
 //!
-//! The output is the event's RFC 8785 form: members in key order, strings escaped the way
-//! `serde_json` escapes them (the sealer re-canonicalizes anyway, but a line that is already
-//! canonical is easier to check).
+//! The output is the event's RFC 8785 form: members in key order, strings escaped by
+//! [`auditlog::jcs::write_string`] (RFC 8785's escaping, which is also `serde_json`'s). The
+//! sealer re-canonicalizes anyway, but a line that is already canonical is easier to check.
 
 use auditlog::event::{IdentitySource, MAX_SAFE_INTEGER};
+use auditlog::jcs::write_string;
 use auditlog::timestamp::Timestamp;
 
 use crate::config::FilterConfig;
@@ -30,7 +31,7 @@ pub fn write_ingest_line(
     config: &FilterConfig,
 ) {
     out.extend_from_slice(b"{\"source\":{\"id\":");
-    string(out, source);
+    write_string(source, out);
     out.extend_from_slice(b",\"seq\":");
     uint(out, seq);
     out.extend_from_slice(b"},\"event\":");
@@ -131,7 +132,7 @@ fn write_event(out: &mut Vec<u8>, facts: &RequestFacts, config: &FilterConfig) {
             if i > 0 {
                 out.push(b',');
             }
-            string(out, name);
+            write_string(name, out);
         }
         out.push(b']');
     }
@@ -188,7 +189,7 @@ impl<'a> Object<'a> {
     }
 
     fn string(&mut self, key: &str, value: &str) {
-        string(self.key(key), value);
+        write_string(value, self.key(key));
     }
 
     fn opt_string(&mut self, key: &str, value: Option<&str>) {
@@ -204,41 +205,6 @@ impl<'a> Object<'a> {
     fn close(self) {
         self.out.push(b'}');
     }
-}
-
-/// A JSON string, escaped as `serde_json` escapes: `"`, `\` and control characters only;
-/// runs without any are copied whole.
-fn string(out: &mut Vec<u8>, value: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let bytes = value.as_bytes();
-    out.reserve(bytes.len() + 2);
-    out.push(b'"');
-    let mut run = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0..=0x1f => &[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 15)],
-            ],
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[run..i]);
-        out.extend_from_slice(escape);
-        run = i + 1;
-    }
-    out.extend_from_slice(&bytes[run..]);
-    out.push(b'"');
 }
 
 fn uint(out: &mut Vec<u8>, mut value: u64) {

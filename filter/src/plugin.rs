@@ -136,18 +136,24 @@ impl Shared {
         );
         match result {
             Ok(token) => self.in_flight = Some(token),
-            Err(status) => {
-                self.delivery.failed(now_ms);
-                Metrics::add(self.metrics.delivery_failures, 1);
-                log(
-                    LogLevel::Warn,
-                    &format!(
-                        "ingress_audit: cannot call cluster {:?} ({status:?}); {} events kept for retry",
-                        config.cluster, batch.count
-                    ),
-                );
-            }
+            Err(status) => self.retry_later(
+                now_ms,
+                &format!("cannot call cluster {:?} ({status:?})", config.cluster),
+            ),
         }
+    }
+
+    /// The batch could not be delivered: keep its events, back off, count and log why.
+    fn retry_later(&mut self, now_ms: u64, why: &str) {
+        self.delivery.failed(now_ms);
+        Metrics::add(self.metrics.delivery_failures, 1);
+        log(
+            LogLevel::Warn,
+            &format!(
+                "ingress_audit: {why}; {} events kept for retry",
+                self.delivery.queued_events()
+            ),
+        );
     }
 
     /// Report what was counted since the last tick.
@@ -247,17 +253,9 @@ impl Context for AuditRoot {
                 }
                 other => {
                     let now_ms = (now_nanos() / 1_000_000).max(0) as u64;
-                    s.delivery.failed(now_ms);
-                    Metrics::add(s.metrics.delivery_failures, 1);
-                    log(
-                        LogLevel::Warn,
-                        &format!(
-                            "ingress_audit: sealer answered {}; {} events kept for retry",
-                            other.map_or("nothing (timeout or reset)".to_string(), |c| c
-                                .to_string()),
-                            s.delivery.queued_events()
-                        ),
-                    );
+                    let answer =
+                        other.map_or("nothing (timeout or reset)".to_string(), |c| c.to_string());
+                    s.retry_later(now_ms, &format!("sealer answered {answer}"));
                 }
             }
             s.report_buffered();
