@@ -412,11 +412,59 @@ mod always_accepted {
         proptest::option::of(text())
     }
 
+    /// Paths with queries whose parameters are often ones to redact, in any spelling.
+    fn path_text() -> impl Strategy<Value = String> {
+        let param = (
+            prop_oneof![
+                Just("token"),
+                Just("Session"),
+                Just("%74oken"),
+                Just("api+key"),
+                Just("ref"),
+                Just("")
+            ],
+            prop_oneof![Just(None), proptest::option::of("[a-z0-9%=]{0,6}")],
+        )
+            .prop_map(|(name, value)| match value {
+                Some(v) => format!("{name}={v}"),
+                None => name.to_owned(),
+            });
+        prop_oneof![
+            text(),
+            ("[a-z/]{0,10}", proptest::collection::vec(param, 0..5))
+                .prop_map(|(path, params)| format!("/{path}?{}", params.join("&"))),
+        ]
+    }
+
+    fn protocol_text() -> impl Strategy<Value = Option<String>> {
+        prop_oneof![
+            opt_text(),
+            Just(Some("HTTP/1.1".to_owned())),
+            Just(Some("HTTP/2".to_owned()))
+        ]
+    }
+
+    /// X-Forwarded-For lists of several hops, with stray spaces and empty entries.
+    fn forwarded_text() -> impl Strategy<Value = Option<String>> {
+        prop_oneof![
+            opt_text(),
+            "( ?[0-9a-f.:]{0,15} ?,){0,4}[0-9.]{1,15}".prop_map(Some)
+        ]
+    }
+
+    fn peer_text() -> impl Strategy<Value = Option<String>> {
+        prop_oneof![
+            opt_text(),
+            "[0-9.]{1,15}:[0-9]{1,6}".prop_map(Some),
+            "\\[[0-9a-f:]{2,20}\\]:[0-9]{1,6}".prop_map(Some)
+        ]
+    }
+
     prop_compose! {
         fn strings()(
-            method in text(), path in text(), authority in opt_text(), scheme in opt_text(),
-            protocol in opt_text(), user_agent in opt_text(), request_id in opt_text(),
-            forwarded_for in opt_text(), peer_address in opt_text(), details in opt_text(),
+            method in text(), path in path_text(), authority in opt_text(), scheme in opt_text(),
+            protocol in protocol_text(), user_agent in opt_text(), request_id in opt_text(),
+            forwarded_for in forwarded_text(), peer_address in peer_text(), details in opt_text(),
             route in opt_text(), cluster in opt_text(), host in opt_text(),
         ) -> [Option<String>; 13] {
             [Some(method), Some(path), authority, scheme, protocol, user_agent, request_id,
@@ -439,7 +487,7 @@ mod always_accepted {
             start in any::<i64>(),
             end in proptest::option::of(any::<i64>()),
             status in proptest::option::of(any::<u16>()),
-            flags in proptest::option::of(any::<u64>()),
+            flags in prop_oneof![Just(Some(0)), proptest::option::of(any::<u64>())],
             req_size in proptest::option::of(any::<u64>()),
             resp_size in proptest::option::of(any::<u64>()),
             identity in proptest::option::of((text(), identity_source())),

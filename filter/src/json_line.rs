@@ -6,7 +6,7 @@
 //! event, no serde, no intermediate strings, plain text copied in whole runs rather than
 //! escaped byte by byte. Inside Envoy's V8 those cost about a microsecond per request
 //! (`docs/benchmarks.md`); this path allocates only the line itself (and a rebuilt query when
-//! a parameter in it is redacted).
+//! a parameter in it is redacted, and the flag names when a response flag is set).
 //!
 //! The output is the event's RFC 8785 form: members in key order, strings escaped by
 //! [`auditlog::jcs::write_string`] (RFC 8785's escaping, which is also `serde_json`'s). The
