@@ -111,6 +111,7 @@ fn sha256_rate(event: &[u8]) -> f64 {
 pub fn run(args: &[String]) -> anyhow::Result<u8> {
     match args.first().map(String::as_str) {
         Some("proxy") => return crate::proxy_bench::run(&args[1..]),
+        Some("hostcalls") => return crate::proxy_bench::run_host_calls(&args[1..]),
         Some("s3") => return crate::s3_bench::run(&args[1..]),
         Some("query") => return crate::query_bench::run(&args[1..]),
         _ => {}

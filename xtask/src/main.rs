@@ -42,6 +42,7 @@ fn main() -> ExitCode {
                  test                                       install test tools, run every gate and test\n  \
                  bench [--seconds N] [--keep]               measure ingest and verification throughput\n  \
                  bench proxy [--seconds N] [--rounds N]     the audit filter in Envoy against no filter, a no-op filter and its host calls alone\n  \
+                 bench hostcalls [--seconds N] [--rounds N] what one proxy-wasm host call costs Envoy\n  \
                  bench query [--entries N] [--queries N]    query latency, index build rate, time to appear\n  \
                  bench s3 [--seconds N] [--rounds N]        ingest with the S3 store (SeaweedFS) against the local store\n  \
                  torture [--rounds N]                       SIGKILL the sealer N times under load (local and S3), check every event\n  \

@@ -30,6 +30,8 @@ enum Variant {
     /// The audit filter delivering to [`NullSink`].
     AuditNullSink,
     AuditFilter,
+    /// The no-op filter with this plugin configuration (`bench hostcalls`).
+    Probe(&'static str),
 }
 
 impl Variant {
@@ -50,6 +52,7 @@ impl Variant {
             Variant::NativeAccessLog => "native JSON file access log",
             Variant::AuditNullSink => "audit filter → null sink",
             Variant::AuditFilter => "audit filter + sealer",
+            Variant::Probe(config) => config,
         }
     }
 
@@ -187,6 +190,7 @@ fn config(setup: &Setup, variant: Variant, port: u16, admin: u16, sealer: u16) -
             wasm("noop", &setup.noop_wasm, r#"{"reads":"audit"}"#),
             String::new(),
         ),
+        Variant::Probe(plugin) => (wasm("noop", &setup.noop_wasm, plugin), String::new()),
         Variant::NativeAccessLog => (
             String::new(),
             ACCESS_LOG.replace(
@@ -356,8 +360,8 @@ fn measure(setup: &Setup, variant: Variant, seconds: u64) -> anyhow::Result<Meas
     })
 }
 
-pub fn run(args: &[String]) -> anyhow::Result<u8> {
-    let o = parse(args)?;
+/// Build what the benchmarks run (the filters, the release sealer) and find Envoy and wrk.
+fn setup() -> anyhow::Result<Setup> {
     tools::wasm_target()?;
     let envoy = tools::envoy()?;
     let wrk = tools::wrk()?;
@@ -374,29 +378,106 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
     let noop_wasm = audit_wasm.with_file_name("noop_filter.wasm");
     let sealer = tasks::build_sealer(true)?;
     let dir = tasks::scratch_dir("bench-proxy")?;
-    let setup = Setup {
+    Ok(Setup {
         envoy,
         wrk,
         audit_wasm,
         noop_wasm,
         sealer,
         dir,
-    };
-    // Rounds interleave the variants, so drift on the machine hits all of them alike.
-    let mut results: Vec<Measurement> = Vec::new();
+    })
+}
+
+/// Run every variant `rounds` times, interleaved so drift on the machine hits all alike.
+fn measure_all(
+    setup: &Setup,
+    variants: &[Variant],
+    o: &Options,
+) -> anyhow::Result<Vec<Measurement>> {
+    let mut results = Vec::new();
     for round in 1..=o.rounds {
-        for v in Variant::ALL {
+        for &v in variants {
             eprintln!("round {round}: {} …", v.label());
-            results.push(measure(&setup, v, o.seconds)?);
+            results.push(measure(setup, v, o.seconds)?);
         }
     }
-    let best = |v: Variant| {
-        results
-            .iter()
-            .filter(|r| r.variant == v)
-            .max_by(|a, b| a.load.per_second.total_cmp(&b.load.per_second))
-            .expect("every variant ran")
-    };
+    Ok(results)
+}
+
+/// The round with the highest throughput.
+fn best(results: &[Measurement], v: Variant) -> &Measurement {
+    results
+        .iter()
+        .filter(|r| r.variant == v)
+        .max_by(|a, b| a.load.per_second.total_cmp(&b.load.per_second))
+        .expect("every variant ran")
+}
+
+/// How many times each probe repeats its host call per request.
+const PROBE_TIMES: u32 = 10;
+
+/// `cargo xtask bench hostcalls`: what one host call costs Envoy. The no-op filter repeats
+/// one kind of call 10 times per request; the Envoy CPU per request above the plain no-op
+/// filter's, divided by 10, is the call's cost.
+pub fn run_host_calls(args: &[String]) -> anyhow::Result<u8> {
+    let o = parse(args)?;
+    let probes: [(&str, Variant); 7] = [
+        ("nothing (the no-op filter)", Variant::Probe("{}")),
+        (
+            "the clock",
+            Variant::Probe(r#"{"repeat":"clock","times":10}"#),
+        ),
+        (
+            "the whole request header map",
+            Variant::Probe(r#"{"repeat":"headers","times":10}"#),
+        ),
+        (
+            "one request header (:path)",
+            Variant::Probe(r#"{"repeat":"header","times":10}"#),
+        ),
+        (
+            "property with a value: response.code",
+            Variant::Probe(r#"{"repeat":"response.code","times":10}"#),
+        ),
+        (
+            "property with a value: source.address",
+            Variant::Probe(r#"{"repeat":"source.address","times":10}"#),
+        ),
+        (
+            "property without a value: xds.route_name",
+            Variant::Probe(r#"{"repeat":"xds.route_name","times":10}"#),
+        ),
+    ];
+    let setup = setup()?;
+    let variants: Vec<Variant> = probes.iter().map(|(_, v)| *v).collect();
+    let results = measure_all(&setup, &variants, &o)?;
+    let nothing = best(&results, probes[0].1).envoy_cpu_us;
+    println!(
+        "\nEnvoy 1.40 --concurrency 1, direct response, wrk -t1 -c32 -d{}s, best of {} rounds; \
+         each probe makes its call {PROBE_TIMES} times per request:",
+        o.seconds, o.rounds
+    );
+    println!(
+        "  {:<42} {:>10} {:>14} {:>10}",
+        "host call", "req/s", "Envoy CPU/req", "per call"
+    );
+    for (name, v) in probes {
+        let m = best(&results, v);
+        let per_call = (m.envoy_cpu_us - nothing) / f64::from(PROBE_TIMES);
+        println!(
+            "  {:<42} {:>10.0} {:>11.1} µs {:>7.2} µs",
+            name, m.load.per_second, m.envoy_cpu_us, per_call
+        );
+    }
+    std::fs::remove_dir_all(&setup.dir).ok();
+    Ok(0)
+}
+
+pub fn run(args: &[String]) -> anyhow::Result<u8> {
+    let o = parse(args)?;
+    let setup = setup()?;
+    let results = measure_all(&setup, &Variant::ALL, &o)?;
+    let best = |v: Variant| best(&results, v);
     let base = best(Variant::NoFilter).load;
     let noop = best(Variant::NoopWasm).load;
     println!(
