@@ -202,10 +202,6 @@ impl Delivery {
             && (self.queue.len() >= self.limits.max_batch_events
                 || self.queued_bytes >= self.limits.max_batch_bytes)
     }
-
-    pub fn in_flight(&self) -> bool {
-        self.in_flight.is_some()
-    }
 }
 
 #[cfg(test)]
