@@ -937,3 +937,199 @@ fn a_flood_while_the_sealer_is_down_stays_within_the_buffer_cap() {
         assert_eq!(gap["event"]["reason"], "declared_by_source", "{gap}");
     }
 }
+
+/// Send each request (head and body) on one connection, one after the other; their
+/// statuses.
+fn requests_on_one_connection(port: u16, heads: &[&[u8]]) -> Vec<u16> {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    conn.set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let mut reader = BufReader::new(conn.try_clone().unwrap());
+    heads
+        .iter()
+        .map(|head| {
+            conn.write_all(head).expect("send the request");
+            let mut status_line = String::new();
+            reader.read_line(&mut status_line).expect("a status line");
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).expect("a header line");
+                if line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).expect("the body");
+            status_line
+                .split(' ')
+                .nth(1)
+                .and_then(|s| s.parse().ok())
+                .unwrap_or_else(|| panic!("no HTTP status in {status_line:?}"))
+        })
+        .collect()
+}
+
+/// The shipped gateway with its `set_filter_state` rule moved from the listener to one route,
+/// the one taken by requests with an `x-fast-path` header: the same requests, on the same
+/// connection, go through the filter's fast path or through its portable path.
+fn fast_path_on_one_route(config: String) -> String {
+    let mut config: Value = serde_yaml_ng::from_str(&config).expect("the config is YAML");
+    let hcm = &mut config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]["typed_config"];
+    let fast_path = hcm["http_filters"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|f| f["name"] == "envoy.filters.http.set_filter_state")
+        .expect("the shipped gateway has the fast path");
+    let mut per_route = fast_path["typed_config"].clone();
+    fast_path["typed_config"]["on_request_headers"] = json!([]);
+    let routes = hcm["route_config"]["virtual_hosts"][0]["routes"]
+        .as_array_mut()
+        .unwrap();
+    let mut fast_route = routes.last().unwrap().clone();
+    fast_route["match"]["headers"] = json!([{"name": "x-fast-path", "present_match": true}]);
+    per_route["@type"] =
+        json!("type.googleapis.com/envoy.extensions.filters.http.set_filter_state.v3.Config");
+    fast_route["typed_per_filter_config"] =
+        json!({"envoy.filters.http.set_filter_state": per_route});
+    routes.insert(routes.len() - 1, fast_route);
+    // Whole request bodies reach the upstream only once read, so the filter sees the end of
+    // every body it hashes, whichever path (else a quick answer may leave a hash out).
+    let filters = hcm["http_filters"].as_array_mut().unwrap();
+    filters.insert(
+        filters.len() - 1,
+        json!({"name": "envoy.filters.http.buffer", "typed_config": {
+            "@type": "type.googleapis.com/envoy.extensions.filters.http.buffer.v3.Buffer",
+            "max_request_bytes": 1048576}}),
+    );
+    // JSON is YAML.
+    config.to_string()
+}
+
+#[test]
+fn the_fast_path_and_the_portable_path_record_the_same_events() {
+    let plugin = json!({
+        "gateway": "e2e-gw",
+        "flush_interval_ms": 50,
+        "identity": [{"source": "header", "name": "x-user"}],
+        "redact_query_params": ["session"],
+        "body_hash": {"enabled": true},
+        "trusted_hops": 1,
+    });
+    let (mut sealer, envoy) = gateway("e2e.test/fast-path", plugin, fast_path_on_one_route);
+    // Each pair on one connection, so both events have the same client port. Header values
+    // include valid UTF-8 beyond ASCII and bytes that are not UTF-8 at all. Envoy makes up
+    // an x-request-id for a request without one, so each pair brings its own.
+    let cases: [&[u8]; 8] = [
+        b"GET / HTTP/1.1\r\nhost: h\r\nx-request-id: r0\r\n",
+        b"GET /items/7?page=2&token=t0k&session=s3 HTTP/1.1\r\nhost: shop.example\r\nx-user: alice\r\nx-request-id: r1\r\n",
+        b"POST /orders HTTP/1.1\r\nhost: h\r\nx-request-id: r2\r\nx-forwarded-for: 198.51.100.7, 203.0.113.9\r\nuser-agent: agent \"quoted\" \\ back/slash\r\ncontent-length: 17\r\n",
+        b"PUT /orders/9 HTTP/1.1\r\nhost: h\r\nx-request-id: r3\r\nx-user: bob\r\nx-user: eve\r\ncontent-length: 17\r\n",
+        b"DELETE /missing HTTP/1.1\r\nhost: h\r\nx-request-id: r4\r\nuser-agent: -\r\n",
+        b"GET /a%20b?q=%E2%9C%93&x=y%22 HTTP/1.1\r\nhost: h\r\nx-request-id: r5\r\naccept: */*\r\n",
+        b"GET /utf8 HTTP/1.1\r\nhost: h\r\nx-request-id: r6\r\nuser-agent: caf\xc3\xa9 \xe2\x9c\x93\r\nx-user: m\xc3\xa9lanie\r\n",
+        b"GET /bytes HTTP/1.1\r\nhost: h\r\nx-request-id: r7\r\nuser-agent: bad\xff\xfe \xe2\x9c agent\r\nx-user: m\xe9lanie\r\n",
+    ];
+    let port = envoy.listener_port("gateway");
+    for head in cases {
+        let body: &[u8] = if head.starts_with(b"POST") || head.starts_with(b"PUT") {
+            b"some request body"
+        } else {
+            b""
+        };
+        let mut fast = head.to_vec();
+        fast.extend_from_slice(b"x-fast-path: 1\r\n\r\n");
+        fast.extend_from_slice(body);
+        let mut portable = head.to_vec();
+        portable.extend_from_slice(b"\r\n");
+        portable.extend_from_slice(body);
+        let statuses = requests_on_one_connection(port, &[&fast, &portable]);
+        assert_eq!(
+            statuses[0],
+            statuses[1],
+            "{}",
+            String::from_utf8_lossy(head)
+        );
+    }
+    let n = 2 * cases.len() as u64;
+    wait_for_events(&sealer, &envoy, n);
+    let preformatted = loop {
+        let stats = ureq::get(&envoy.admin_url("/stats?filter=requests_preformatted"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        if let Some(v) = stats
+            .lines()
+            .find_map(|l| l.strip_prefix("wasmcustom.ingress_audit.requests_preformatted: "))
+        {
+            break v.trim().parse::<u64>().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(
+        preformatted,
+        n / 2,
+        "every request with x-fast-path took the fast path"
+    );
+    let entries = sealed_entries(&mut sealer);
+    let events = http_events(&entries);
+    assert_eq!(events.len() as u64, n);
+    // What both paths recorded is also right.
+    let event = |path: &str| {
+        &events
+            .iter()
+            .find(|e| e["event"]["url"]["path"] == path)
+            .unwrap_or_else(|| panic!("no event for {path}"))["event"]
+    };
+    assert_eq!(event("/utf8")["user_agent"]["original"], "café ✓");
+    assert_eq!(event("/utf8")["enduser"]["id"], "mélanie");
+    assert_eq!(
+        event("/bytes")["user_agent"]["original"],
+        "bad\u{fffd}\u{fffd} \u{fffd} agent"
+    );
+    assert_eq!(event("/bytes")["enduser"]["id"], "m\u{fffd}lanie");
+    assert_eq!(
+        event("/orders/9")["enduser"]["id"],
+        "bob",
+        "a header's first value"
+    );
+    assert_eq!(
+        event("/orders/9")["http"]["request"]["body"]["sha256"],
+        SOME_REQUEST_BODY_SHA256
+    );
+    assert_eq!(event("/orders")["client"]["address"], "203.0.113.9");
+    assert_eq!(
+        event("/orders")["user_agent"]["original"],
+        r#"agent "quoted" \ back/slash"#
+    );
+    assert_eq!(
+        event("/items/7")["url"]["query"],
+        "page=2&token=REDACTED&session=REDACTED"
+    );
+    assert_eq!(event("/items/7")["server"]["address"], "shop.example");
+    assert_eq!(event("/missing")["http"]["response"]["status_code"], 404);
+    assert_eq!(event("/missing")["user_agent"]["original"], "-");
+    // In pairs, in the order sent: the fast path's event, then the portable path's.
+    for pair in events.chunks(2) {
+        let strip = |e: &Value| {
+            let mut event = e["event"].clone();
+            let timing = event.as_object_mut().unwrap();
+            assert!(timing.remove("start_time").is_some(), "{e}");
+            assert!(timing.remove("duration_ns").is_some(), "{e}");
+            event
+        };
+        assert_eq!(
+            strip(pair[0]),
+            strip(pair[1]),
+            "the two paths record the same facts\nfast:     {}\nportable: {}",
+            pair[0],
+            pair[1]
+        );
+    }
+}

@@ -5,6 +5,9 @@
 //!   the cluster that the sealer-cluster EnvoyFilter adds, and requests come out sealed;
 //! - the alternative EnvoyFilter's HTTP filter is accepted by `envoy --mode validate` and
 //!   carries the same plugin configuration;
+//! - the fast-path EnvoyFilter puts the same `set_filter_state` filter in front of the audit
+//!   filter as the standalone gateway (which the tests run), with the members the filter
+//!   reads;
 //! - the audit Policy sends exactly the resources the sealer seals by default;
 //! - the sealer configurations in the ConfigMaps are valid `sealer serve` configurations.
 //!
@@ -209,6 +212,80 @@ fn the_alternative_envoyfilter_is_accepted_by_envoy_and_configures_the_same_plug
     config.insert_str(at, &format!("          - {http_filter}\n"));
     let config = with_cluster(&config, &sealer_cluster(envoy::free_port()));
     envoy::expect_valid(&config);
+}
+
+/// The `set_filter_state` filter of the shipped standalone gateway.
+fn standalone_fast_path_filter() -> Value {
+    let config: Value = serde_yaml_ng::from_str(&envoy::shipped_config()).unwrap();
+    let filters = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
+        ["typed_config"]["http_filters"]
+        .as_array()
+        .expect("the gateway's HTTP filters")
+        .clone();
+    let names: Vec<&str> = filters.iter().filter_map(|f| f["name"].as_str()).collect();
+    let at = names
+        .iter()
+        .position(|n| *n == "envoy.filters.http.set_filter_state")
+        .expect("the standalone gateway has the fast path");
+    assert_eq!(
+        names.get(at + 1),
+        Some(&"envoy.filters.http.wasm"),
+        "set_filter_state runs right before the audit filter"
+    );
+    filters[at].clone()
+}
+
+#[test]
+fn the_fast_path_envoyfilter_writes_what_the_filter_reads_before_it_runs() {
+    let filter = find(
+        "istio/envoyfilter-fast-path.yaml",
+        "EnvoyFilter",
+        "ingress-audit-fast-path",
+    );
+    let audit_filter = find(
+        "istio/envoyfilter-audit-filter.yaml",
+        "EnvoyFilter",
+        "ingress-audit-filter",
+    );
+    let priority = |f: &Value| f["spec"]["priority"].as_i64().unwrap_or(0);
+    assert!(
+        priority(&filter) > priority(&audit_filter),
+        "applied after the audit filter's INSERT_FIRST, so it lands in front of it"
+    );
+    let patch = &filter["spec"]["configPatches"][0];
+    assert_eq!(
+        (
+            &patch["applyTo"],
+            &patch["patch"]["operation"],
+            &patch["match"]["context"]
+        ),
+        (
+            &json!("HTTP_FILTER"),
+            &json!("INSERT_FIRST"),
+            &json!("GATEWAY")
+        )
+    );
+    let value = &patch["patch"]["value"];
+    assert_eq!(
+        value,
+        &standalone_fast_path_filter(),
+        "the Istio gateway and the standalone gateway run the same fast path"
+    );
+    // The members are the ones the filter reads with the shipped plugin configuration.
+    let config = filter::config::FilterConfig::parse(plugin_config().to_string().as_bytes())
+        .expect("the shipped plugin configuration");
+    let rule = &value["typed_config"]["on_request_headers"][0];
+    assert_eq!(rule["object_key"], filter::preformatted::FILTER_STATE_KEY);
+    assert_eq!(rule["factory_key"], "envoy.string");
+    let members: Vec<(String, String)> = rule["format_string"]["json_format"]
+        .as_object()
+        .expect("json_format")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+        .collect();
+    let mut expected = filter::preformatted::request_format(&config);
+    expected.sort();
+    assert_eq!(members, expected);
 }
 
 #[test]

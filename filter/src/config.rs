@@ -131,6 +131,11 @@ pub struct FilterConfig {
     /// How often buffered events are sent.
     #[serde(default = "default_flush_interval_ms")]
     pub flush_interval_ms: u64,
+    /// With nothing to send for this long, the worker tells the sealer it is alive (an empty
+    /// batch). The sealer marks a source silent for several intervals as ended without a
+    /// clean close (`docs/filter-config.md`, "Delivery and loss").
+    #[serde(default = "default_heartbeat_interval_ms")]
+    pub heartbeat_interval_ms: u64,
     #[serde(default = "default_max_batch_events")]
     pub max_batch_events: usize,
     #[serde(default = "default_max_batch_bytes")]
@@ -201,6 +206,9 @@ fn default_path() -> String {
 fn default_flush_interval_ms() -> u64 {
     200
 }
+fn default_heartbeat_interval_ms() -> u64 {
+    10_000
+}
 fn default_max_batch_events() -> usize {
     1000
 }
@@ -259,6 +267,9 @@ impl FilterConfig {
         }
         if self.flush_interval_ms == 0 || self.flush_interval_ms > 60_000 {
             return fail("flush_interval_ms", "must be between 1 and 60000");
+        }
+        if !(1000..=600_000).contains(&self.heartbeat_interval_ms) {
+            return fail("heartbeat_interval_ms", "must be between 1000 and 600000");
         }
         if self.max_batch_events == 0 || self.max_batch_bytes < 1024 {
             return fail(

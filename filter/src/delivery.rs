@@ -134,6 +134,21 @@ impl Delivery {
         })
     }
 
+    /// An empty batch (a heartbeat, or a clean close with nothing left to send), if nothing is
+    /// in flight or waiting and no backoff is running.
+    pub fn empty_batch(&mut self, now_ms: u64) -> Option<Batch> {
+        if self.in_flight.is_some() || !self.queue.is_empty() || now_ms < self.retry_at_ms {
+            return None;
+        }
+        self.in_flight = Some(0);
+        Some(Batch {
+            body: Vec::new(),
+            count: 0,
+            first_seq: self.next_seq,
+            last_seq: self.next_seq - 1,
+        })
+    }
+
     /// The sealer acknowledged the batch in flight.
     pub fn delivered(&mut self) -> usize {
         self.remove_in_flight().0
@@ -217,6 +232,24 @@ mod tests {
             backoff_min_ms: 100,
             backoff_max_ms: 1000,
         }
+    }
+
+    #[test]
+    fn an_empty_batch_only_when_nothing_waits() {
+        let mut d = Delivery::new(limits());
+        let empty = d.empty_batch(0).expect("nothing waits");
+        assert_eq!((empty.count, empty.body.len()), (0, 0));
+        assert!(d.empty_batch(0).is_none(), "one in flight at a time");
+        d.delivered();
+        push(&mut d);
+        assert!(
+            d.empty_batch(0).is_none(),
+            "an event waits: it goes in a real batch"
+        );
+        let batch = d.next_batch(0).unwrap();
+        assert_eq!(batch.count, 1);
+        d.failed(0);
+        assert!(d.empty_batch(50).is_none(), "backing off");
     }
 
     /// Queue a line shaped as `ingest_line` writes it: 24 bytes with its newline.

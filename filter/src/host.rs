@@ -1,4 +1,4 @@
-//! The two host calls the filter makes on every request, without the SDK's copies.
+//! The host calls the filter makes on every request, without the SDK's copies.
 //!
 //! The SDK's `get_property` takes the path as a `Vec<&str>` and serializes it into another
 //! allocation on every call, and its `get_map_bytes` copies every header name and value into
@@ -18,6 +18,15 @@ unsafe extern "C" {
     fn proxy_get_property(
         path_data: *const u8,
         path_size: usize,
+        return_value_data: *mut *mut u8,
+        return_value_size: *mut usize,
+    ) -> u32;
+
+    fn proxy_call_foreign_function(
+        name_data: *const u8,
+        name_size: usize,
+        arguments_data: *const u8,
+        arguments_size: usize,
         return_value_data: *mut *mut u8,
         return_value_size: *mut usize,
     ) -> u32;
@@ -60,6 +69,30 @@ pub fn request_header_map() -> Option<Vec<u8>> {
     let mut size = 0;
     // SAFETY: the two out-pointers are valid for writes.
     let status = unsafe { proxy_get_header_map_pairs(HTTP_REQUEST_HEADERS, &mut data, &mut size) };
+    if status == OK {
+        owned(data, size)
+    } else {
+        None
+    }
+}
+
+/// Call a host's foreign function (Envoy's `expr_create`, `expr_evaluate`). `None` when the
+/// host has no such function or it failed; unlike the SDK's, this never panics on a status
+/// it does not know (a host without foreign functions may answer anything).
+pub fn foreign_function(name: &str, arguments: &[u8]) -> Option<Vec<u8>> {
+    let mut data = std::ptr::null_mut();
+    let mut size = 0;
+    // SAFETY: name and arguments are live slices; the two out-pointers are valid for writes.
+    let status = unsafe {
+        proxy_call_foreign_function(
+            name.as_ptr(),
+            name.len(),
+            arguments.as_ptr(),
+            arguments.len(),
+            &mut data,
+            &mut size,
+        )
+    };
     if status == OK {
         owned(data, size)
     } else {

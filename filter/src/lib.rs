@@ -19,6 +19,8 @@
 //! - [`json_line`]: the same event written straight into its ingest line (the fast path).
 //! - [`delivery`]: the bounded, ordered, retrying per-worker queue.
 //! - [`pairs`]: reading the host's serialized header map in place.
+//! - [`preformatted`]: the fast path, facts Envoy formatted natively (its `set_filter_state`
+//!   filter and one CEL list), read in one host call each side.
 //! - `plugin` (wasm only): the host glue; `host` (wasm only): the per-request host calls
 //!   made without the SDK's copies.
 
@@ -27,6 +29,7 @@ pub mod delivery;
 pub mod event;
 pub mod json_line;
 pub mod pairs;
+pub mod preformatted;
 
 // The host glue; left out of test builds, so the unit tests also run compiled to wasm under a
 // plain WASI runtime (`cargo xtask test` does), where no proxy-wasm host exists.

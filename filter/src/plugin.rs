@@ -21,6 +21,7 @@ use crate::event::RequestFacts;
 use crate::host;
 use crate::json_line::write_ingest_line;
 use crate::pairs::pairs;
+use crate::preformatted::{self, FILTER_STATE_PATH, RESPONSE_EXPR};
 
 proxy_wasm::main! {{
     proxy_wasm::set_log_level(LogLevel::Info);
@@ -59,6 +60,8 @@ struct Metrics {
     delivery_failures: Option<u32>,
     dropped: Option<u32>,
     refused: Option<u32>,
+    /// Requests whose facts came from the fast path's pre-formatted object.
+    preformatted: Option<u32>,
     buffered_bytes: Option<u32>,
 }
 
@@ -71,6 +74,7 @@ impl Metrics {
             delivery_failures: counter("ingress_audit.delivery_failures"),
             dropped: counter("ingress_audit.events_dropped"),
             refused: counter("ingress_audit.requests_refused"),
+            preformatted: counter("ingress_audit.requests_preformatted"),
             buffered_bytes: hostcalls::define_metric(
                 MetricType::Gauge,
                 "ingress_audit.buffered_bytes",
@@ -98,32 +102,89 @@ struct Shared {
     /// costs more than the count is worth).
     unreported_events: u64,
     unreported_dropped: u64,
+    unreported_preformatted: u64,
     /// This VM's share of the `buffered_bytes` gauge. Every worker VM reports into the same
     /// gauge, so each adds the change of its own buffer: the gauge is the sum over workers
     /// (setting it would let an idle worker's 0 hide another's full buffer).
     reported_buffered: u64,
     /// The token of the call in flight to the sealer.
     in_flight: Option<u32>,
+    /// When the last batch (or heartbeat) went to the sealer, in ms since the epoch.
+    last_sent_ms: u64,
+    /// Envoy asked this VM to finish (`on_done`).
+    shutting_down: bool,
+    /// The batch in flight is the one that tells the sealer this source is closing.
+    closing_in_flight: bool,
+    /// The sealer acknowledged this source's close: nothing more will be sent.
+    closed: bool,
     /// The timer was set to fire at once because a full batch is waiting.
     tick_hurried: bool,
+    /// What this host offers, learned as the VM runs.
+    host: HostSupport,
 }
 
+/// What the host offers beyond the plain ABI, and so which way each fact is read.
+#[derive(Default)]
+struct HostSupport {
+    /// The token of [`RESPONSE_EXPR`] when the host prepared it (`expr_create`).
+    response_expr: Option<[u8; 4]>,
+    /// Requests left before the filter looks for the pre-formatted request object again
+    /// after it was missing (so a host without it pays one failed call per 1024 requests).
+    skip_filter_state: u32,
+    /// The object was there at least once: this host writes it (perhaps only on some
+    /// routes), so it is looked for on every request.
+    filter_state_seen: bool,
+    /// The host has no `response.code` (it gave none for a request whose response headers
+    /// were seen): the status comes from `:status`, and the other Envoy-only properties are
+    /// not asked for.
+    plain_abi: bool,
+}
+
+/// How many requests go without looking for the pre-formatted object once it was missing.
+const FILTER_STATE_RETRY: u32 = 1023;
+
 impl Shared {
-    /// Send the next batch if there is one and nothing is in flight. Only the root context
+    /// Send the next batch if there is one and nothing is in flight: events, or an empty
+    /// batch when a heartbeat is due or the VM closes with nothing left. Only the root context
     /// calls this: the call's answer comes back to the context that made it.
+    ///
+    /// Every batch names its source and the highest sequence number the source has given out
+    /// so far (`audit-source`, `audit-source-seq`), so the sealer knows of events still
+    /// waiting here; the last batch of a VM that closes says so (`audit-source-closing`), and
+    /// the sealer seals the source's clean end.
     fn flush(&mut self) {
         let now_ms = (now_nanos() / 1_000_000).max(0) as u64;
-        let Some(batch) = self.delivery.next_batch(now_ms) else {
-            return;
+        // A source that never numbered an event needs no heartbeat and no close: the sealer
+        // has never heard of it.
+        let started = self.delivery.next_seq() > 1;
+        let closing = self.shutting_down && !self.closed && started;
+        let batch = match self.delivery.next_batch(now_ms) {
+            Some(batch) => batch,
+            None if closing
+                || (started && now_ms >= self.last_sent_ms + self.config.heartbeat_interval_ms) =>
+            {
+                match self.delivery.empty_batch(now_ms) {
+                    Some(batch) => batch,
+                    None => return,
+                }
+            }
+            None => return,
         };
         let config = self.config.clone();
         let authorization = config.sealer_token.as_ref().map(|t| t.header());
+        let announced = (self.delivery.next_seq() - 1).to_string();
+        let last = closing && batch.count == self.delivery.queued_events();
         let mut headers = vec![
             (":method", "POST"),
             (":path", config.sealer_path.as_str()),
             (":authority", config.sealer_authority.as_str()),
             ("content-type", "application/x-ndjson"),
+            ("audit-source", self.source.as_str()),
+            ("audit-source-seq", announced.as_str()),
         ];
+        if last {
+            headers.push(("audit-source-closing", "true"));
+        }
         if let Some(value) = &authorization {
             headers.push(("authorization", value));
         }
@@ -135,7 +196,11 @@ impl Shared {
             Duration::from_millis(config.sealer_timeout_ms),
         );
         match result {
-            Ok(token) => self.in_flight = Some(token),
+            Ok(token) => {
+                self.in_flight = Some(token);
+                self.last_sent_ms = now_ms;
+                self.closing_in_flight = last;
+            }
             Err(status) => self.retry_later(
                 now_ms,
                 &format!("cannot call cluster {:?} ({status:?})", config.cluster),
@@ -166,6 +231,10 @@ impl Shared {
             self.metrics.dropped,
             std::mem::take(&mut self.unreported_dropped),
         );
+        Metrics::add(
+            self.metrics.preformatted,
+            std::mem::take(&mut self.unreported_preformatted),
+        );
         self.report_buffered();
     }
 
@@ -186,8 +255,6 @@ impl Shared {
 #[derive(Default)]
 struct AuditRoot {
     shared: Option<Rc<RefCell<Shared>>>,
-    /// Envoy asked this VM to finish (`on_done`).
-    shutting_down: bool,
 }
 
 impl AuditRoot {
@@ -208,7 +275,9 @@ impl Context for AuditRoot {
     /// Envoy is shutting down or replacing this VM: send what waits, and ask for time while
     /// the last call to the sealer is in flight.
     fn on_done(&mut self) -> bool {
-        self.shutting_down = true;
+        if let Some(shared) = &self.shared {
+            shared.borrow_mut().shutting_down = true;
+        }
         self.flush();
         !self.in_flight()
     }
@@ -237,6 +306,7 @@ impl Context for AuditRoot {
                 Some(200..=299) => {
                     s.delivery.delivered();
                     Metrics::add(s.metrics.batches, 1);
+                    s.closed |= s.closing_in_flight;
                 }
                 // The sealer refused the events themselves: sending them again cannot help.
                 // They are dropped, counted, and the sealer records their numbers as a gap.
@@ -265,7 +335,8 @@ impl Context for AuditRoot {
         // 1000-event batch made the gateway's p99 three times worse, docs/benchmarks.md);
         // when the sealer slows down, more waits and the batches grow to their limits.
         self.flush();
-        if self.shutting_down && !self.in_flight() {
+        let shutting_down = shared.borrow().shutting_down;
+        if shutting_down && !self.in_flight() {
             // Envoy is waiting for this VM to finish (on_done): it may go now.
             let _ = hostcalls::done();
         }
@@ -316,6 +387,10 @@ impl RootContext for AuditRoot {
             ),
         );
         let _ = hostcalls::set_tick_period(Duration::from_millis(config.flush_interval_ms));
+        // The response side's one call: a host without CEL (or without foreign functions)
+        // leaves the filter to read each fact on its own.
+        let response_expr = host::foreign_function("expr_create", RESPONSE_EXPR.as_bytes())
+            .and_then(|token| token.get(..4)?.try_into().ok());
         self.shared = Some(Rc::new(RefCell::new(Shared {
             config,
             source,
@@ -323,9 +398,18 @@ impl RootContext for AuditRoot {
             metrics: Metrics::define(),
             unreported_events: 0,
             unreported_dropped: 0,
+            unreported_preformatted: 0,
             reported_buffered: 0,
             in_flight: None,
+            last_sent_ms: 0,
+            shutting_down: false,
+            closing_in_flight: false,
+            closed: false,
             tick_hurried: false,
+            host: HostSupport {
+                response_expr,
+                ..HostSupport::default()
+            },
         })));
         true
     }
@@ -348,6 +432,9 @@ impl RootContext for AuditRoot {
             shared,
             facts: RequestFacts::default(),
             identity_header: None,
+            preformatted: None,
+            response_headers_seen: false,
+            status_header: None,
             hasher: None,
             hashed: 0,
             request_body: BodyCount::default(),
@@ -363,8 +450,14 @@ impl RootContext for AuditRoot {
 struct AuditRequest {
     shared: Rc<RefCell<Shared>>,
     facts: RequestFacts,
-    /// The value of the first configured identity header present.
-    identity_header: Option<String>,
+    /// The first configured identity header present: its place among the configured
+    /// identity sources, and its value.
+    identity_header: Option<(usize, String)>,
+    /// The request side came from the pre-formatted object; its identity candidates.
+    preformatted: Option<preformatted::IdentityFacts>,
+    response_headers_seen: bool,
+    /// `:status`, read on a host without `response.code`.
+    status_header: Option<u16>,
     hasher: Option<Sha256>,
     hashed: u64,
     request_body: BodyCount,
@@ -406,6 +499,14 @@ fn property_string(path: &[u8]) -> Option<String> {
     (!text.is_empty()).then_some(text)
 }
 
+/// The response's `:status` header, as the plain ABI offers it.
+fn response_status_header() -> Option<u16> {
+    hostcalls::get_map_value_bytes(MapType::HttpResponseHeaders, ":status")
+        .ok()
+        .flatten()
+        .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok())
+}
+
 /// Integer properties are 8 bytes, little-endian.
 fn property_u64(path: &[u8]) -> Option<u64> {
     let b = host::property(path)?;
@@ -423,28 +524,135 @@ fn jwt_claim_path(metadata_key: &str, claim: &str) -> Vec<u8> {
 
 impl AuditRequest {
     fn identity(&self, config: &FilterConfig) -> Option<(String, EventIdentity)> {
-        for source in &config.identity {
+        for (place, source) in config.identity.iter().enumerate() {
             let found = match source {
-                IdentitySource::Mtls => property_string(b"connection\0uri_san_peer_certificate")
-                    .or_else(|| property_string(b"connection\0subject_peer_certificate"))
-                    .map(|id| (id, EventIdentity::Mtls)),
+                IdentitySource::Mtls => self.mtls_identity().map(|id| (id, EventIdentity::Mtls)),
                 IdentitySource::Jwt {
                     metadata_key,
                     claim,
                 } => property_string(&jwt_claim_path(metadata_key, claim))
                     .map(|id| (id, EventIdentity::Jwt)),
-                IdentitySource::Header { .. } => None,
+                IdentitySource::Header { .. } => match &self.identity_header {
+                    Some((at, value)) if *at == place => {
+                        Some((value.clone(), EventIdentity::Header))
+                    }
+                    _ => None,
+                },
             };
             if found.is_some() {
                 return found;
             }
-            if let IdentitySource::Header { .. } = source
-                && let Some(h) = &self.identity_header
-            {
-                return Some((h.clone(), EventIdentity::Header));
-            }
         }
         None
+    }
+
+    /// The mTLS peer's first URI SAN, else its subject: from the pre-formatted object where it
+    /// has them, else from the connection's properties.
+    fn mtls_identity(&self) -> Option<String> {
+        let facts = self.preformatted.as_ref();
+        let non_empty = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+        let uri_san = match facts.and_then(|f| f.mtls_uri_san.as_ref()) {
+            Some(known) => non_empty(known),
+            None => property_string(b"connection\0uri_san_peer_certificate"),
+        };
+        uri_san.or_else(|| match facts.and_then(|f| f.mtls_subject.as_ref()) {
+            Some(known) => non_empty(known),
+            None => property_string(b"connection\0subject_peer_certificate"),
+        })
+    }
+
+    /// Keep `value` of the identity header `name` if it is configured before the one kept.
+    fn identity_header_seen(&mut self, config: &FilterConfig, name: &[u8], value: &str) {
+        let place = config.identity.iter().position(
+            |i| matches!(i, IdentitySource::Header { name: n } if n.as_bytes().eq_ignore_ascii_case(name)),
+        );
+        if let Some(place) = place
+            && self
+                .identity_header
+                .as_ref()
+                .is_none_or(|(at, _)| place < *at)
+        {
+            self.identity_header = Some((place, value.to_owned()));
+        }
+    }
+
+    /// The request side from the object Envoy's `set_filter_state` filter wrote, in one call
+    /// (`crate::preformatted`). `false` when there is none: the caller reads the facts itself.
+    fn read_preformatted(&mut self, config: &FilterConfig) -> bool {
+        {
+            let mut s = self.shared.borrow_mut();
+            if s.host.skip_filter_state > 0 {
+                s.host.skip_filter_state -= 1;
+                return false;
+            }
+        }
+        let Some(object) = host::property(FILTER_STATE_PATH) else {
+            let mut s = self.shared.borrow_mut();
+            if !s.host.filter_state_seen {
+                s.host.skip_filter_state = FILTER_STATE_RETRY;
+            }
+            return false;
+        };
+        self.shared.borrow_mut().host.filter_state_seen = true;
+        let Some(identity) = preformatted::parse_request(&object, &mut self.facts) else {
+            log(
+                LogLevel::Warn,
+                "ingress_audit: the filter-state object io.ingress_audit.request is not what \
+                 docs/filter-config.md shows; reading the request's facts one by one",
+            );
+            self.facts = RequestFacts::default();
+            return false;
+        };
+        for (name, value) in &identity.headers {
+            if let Some(value) = value {
+                self.identity_header_seen(config, name.as_bytes(), value);
+            }
+        }
+        // An identity header the object does not carry is read on its own.
+        for source in &config.identity {
+            if let IdentitySource::Header { name } = source
+                && !identity
+                    .headers
+                    .iter()
+                    .any(|(n, _)| n.eq_ignore_ascii_case(name))
+                && let Ok(Some(value)) =
+                    hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, name)
+            {
+                let value = String::from_utf8_lossy(&value).into_owned();
+                self.identity_header_seen(config, name.as_bytes(), &value);
+            }
+        }
+        self.preformatted = Some(identity);
+        true
+    }
+
+    /// The request side one fact at a time: the clock and the request header map.
+    fn read_request_headers(&mut self, config: &FilterConfig) {
+        self.facts.start_unix_nanos = now_nanos();
+        // One host call for the whole map; only the named headers are kept, so credentials
+        // (authorization, cookie, ...) are never even copied. Where a header repeats, its
+        // first value counts, as in Envoy's `%REQ(...)%`.
+        if let Some(map) = host::request_header_map() {
+            for (name, value) in pairs(&map) {
+                let text = || String::from_utf8_lossy(value).into_owned();
+                let f = &mut self.facts;
+                match name {
+                    b":method" if f.method.is_empty() => f.method = text(),
+                    b":path" if f.path.is_empty() => f.path = text(),
+                    b":authority" => drop(f.authority.get_or_insert_with(text)),
+                    b":scheme" => drop(f.scheme.get_or_insert_with(text)),
+                    b"user-agent" => drop(f.user_agent.get_or_insert_with(text)),
+                    b"x-request-id" => drop(f.request_id.get_or_insert_with(text)),
+                    b"x-forwarded-for" => drop(f.forwarded_for.get_or_insert_with(text)),
+                    b":method" | b":path" => {}
+                    other => {
+                        if !config.identity.is_empty() {
+                            self.identity_header_seen(config, other, &text());
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -454,32 +662,9 @@ impl HttpContext for AuditRequest {
     fn on_http_request_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         // No body follows: an empty body, completely seen.
         self.request_body.add(0, end_of_stream);
-        self.facts.start_unix_nanos = now_nanos();
         let config = self.shared.borrow().config.clone();
-        // One host call for the whole map; only the named headers are kept, so credentials
-        // (authorization, cookie, ...) are never even copied.
-        if let Some(map) = host::request_header_map() {
-            for (name, value) in pairs(&map) {
-                let text = || String::from_utf8_lossy(value).into_owned();
-                match name {
-                    b":method" => self.facts.method = text(),
-                    b":path" => self.facts.path = text(),
-                    b":authority" => self.facts.authority = Some(text()),
-                    b":scheme" => self.facts.scheme = Some(text()),
-                    b"user-agent" => self.facts.user_agent = Some(text()),
-                    b"x-request-id" => self.facts.request_id = Some(text()),
-                    b"x-forwarded-for" => self.facts.forwarded_for = Some(text()),
-                    other => {
-                        if self.identity_header.is_none()
-                            && config.identity.iter().any(|i| {
-                                matches!(i, IdentitySource::Header { name } if name.as_bytes() == other)
-                            })
-                        {
-                            self.identity_header = Some(text());
-                        }
-                    }
-                }
-            }
+        if !self.read_preformatted(&config) {
+            self.read_request_headers(&config);
         }
         if config.body_hash.enabled
             && config
@@ -527,6 +712,10 @@ impl HttpContext for AuditRequest {
 
     fn on_http_response_headers(&mut self, _num_headers: usize, end_of_stream: bool) -> Action {
         self.response_body.add(0, end_of_stream);
+        self.response_headers_seen = true;
+        if self.shared.borrow().host.plain_abi {
+            self.status_header = response_status_header();
+        }
         Action::Continue
     }
 
@@ -552,16 +741,43 @@ impl HttpContext for AuditRequest {
         } else {
             f.end_unix_nanos = Some(now);
         }
-        f.status = property_u64(b"response\0code").map(|c| c as u16);
-        f.response_flags = property_u64(b"response\0flags");
-        if config.code_details.wanted(f.status, f.response_flags) {
+        let (response_expr, plain_abi) = {
+            let s = self.shared.borrow();
+            (s.host.response_expr, s.host.plain_abi)
+        };
+        // The response side in one call where the host evaluates CEL, else one by one.
+        let evaluated = response_expr
+            .and_then(|token| host::foreign_function("expr_evaluate", &token))
+            .and_then(|list| preformatted::parse_response(&list));
+        if let Some(r) = evaluated {
+            f.status = r.status;
+            f.response_flags = r.flags;
+            f.upstream_host = r.upstream_host;
+            f.upstream_cluster = r.upstream_cluster;
+        } else if !plain_abi {
+            f.status = property_u64(b"response\0code").map(|c| c as u16);
+            f.response_flags = property_u64(b"response\0flags");
+            f.upstream_cluster = property_string(b"xds\0cluster_name");
+            f.upstream_host = property_string(b"upstream\0address");
+        }
+        if f.status.is_none() && self.response_headers_seen {
+            // A response went out, yet the host has no `response.code`: a host with only the
+            // plain ABI. Its status is in the response headers, from now on read there.
+            f.status = self.status_header.or_else(response_status_header);
+            if !plain_abi {
+                self.shared.borrow_mut().host.plain_abi = true;
+            }
+        }
+        if !plain_abi && config.code_details.wanted(f.status, f.response_flags) {
             f.response_code_details = property_string(b"response\0code_details");
         }
-        f.peer_address = property_string(b"source\0address");
-        f.protocol = property_string(b"request\0protocol");
-        f.route = property_string(b"xds\0route_name");
-        f.upstream_cluster = property_string(b"xds\0cluster_name");
-        f.upstream_host = property_string(b"upstream\0address");
+        if self.preformatted.is_none() {
+            f.peer_address = property_string(b"source\0address");
+            f.protocol = property_string(b"request\0protocol");
+            if !plain_abi {
+                f.route = property_string(b"xds\0route_name");
+            }
+        }
         f.request_body_size = self.request_body.size(b"request\0size");
         f.response_body_size = self.response_body.size(b"response\0size");
         for (name, missing) in [
@@ -596,6 +812,7 @@ impl HttpContext for AuditRequest {
         let dropped = s.delivery.push(line);
         s.unreported_events += 1;
         s.unreported_dropped += dropped;
+        s.unreported_preformatted += u64::from(self.preformatted.is_some());
         if s.delivery.full_batch_waiting() && !s.tick_hurried {
             // A full batch goes now rather than at the next tick, so a busy worker's buffer
             // never waits for the timer. The root context sends it (the call's answer must

@@ -189,7 +189,7 @@ async fn post_audit<S: Store + Clone>(
             source: None,
             dropped_before: None,
             dedup_key: Some(k8s::dedup_key(item)),
-            event_json,
+            event_json: event_json.into(),
         });
     }
     let ignored = received - events.len() as u64;

@@ -35,8 +35,9 @@ pub struct PreparedEvent {
     /// The name of an event its producer does not number (a Kubernetes audit event's
     /// `auditID` and `stage`): sealed once however often it is delivered.
     pub dedup_key: Option<String>,
-    /// Canonical JSON of the event object.
-    pub event_json: Vec<u8>,
+    /// Canonical JSON of the event object (for a line that was canonical already, a slice of
+    /// the request body itself).
+    pub event_json: bytes::Bytes,
 }
 
 /// What a batch got: the positions of the entries sealed for it.

@@ -15,8 +15,9 @@ use anyhow::{Context, bail};
 
 use crate::tasks;
 
-/// One ingest line of about 400 bytes; `SRC` is replaced by a 24-byte source id.
-const TEMPLATE: &str = r#"{"source":{"id":"SRC","seq":SEQ},"event":{"start_time":"2026-11-28T07:00:00.123456789Z","duration_ns":1830000,"client":{"address":"203.0.113.7","port":51234},"enduser":{"id":"alice@example.com","source":"jwt"},"http":{"request":{"method":"GET"},"response":{"status_code":200,"body":{"size":1834}}},"server":{"address":"shop.example.com"},"url":{"path":"/products/4711","scheme":"https"},"user_agent":{"original":"okhttp/4.12"}}}"#;
+/// One ingest line of about 400 bytes, its event in canonical form as the audit filter writes
+/// it; `SRC` is replaced by a 24-byte source id.
+const TEMPLATE: &str = r#"{"source":{"id":"SRC","seq":SEQ},"event":{"client":{"address":"203.0.113.7","port":51234},"duration_ns":1830000,"enduser":{"id":"alice@example.com","source":"jwt"},"http":{"request":{"method":"GET"},"response":{"body":{"size":1834},"status_code":200}},"server":{"address":"shop.example.com"},"start_time":"2026-11-28T07:00:00.123456789Z","url":{"path":"/products/4711","scheme":"https"},"user_agent":{"original":"okhttp/4.12"}}}"#;
 
 /// The load: how long, how many connections, how many events per request.
 pub struct LoadOptions {
@@ -66,9 +67,11 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// Per-core rates of the two CPU stages of ingest, in-process: validating an ingest line into
-/// canonical event JSON (done by the HTTP workers), and sealing it (done by the one writer).
-fn stage_rates(line: &[u8]) -> (f64, f64) {
+/// Per-core rates of the CPU stages of ingest, in-process: validating an ingest line into
+/// canonical event JSON (done by the HTTP workers), by the fast path (the event is already
+/// canonical: checked in one pass) and by the slow path (parsed and re-serialized); and
+/// sealing it (done by the one writer).
+fn stage_rates(line: &[u8]) -> (f64, f64, f64) {
     use auditlog::entry::{EntryKind, EntrySource};
     let n = 200_000;
     let limits = auditlog::event::Limits::default();
@@ -78,7 +81,14 @@ fn stage_rates(line: &[u8]) -> (f64, f64) {
         let parsed = auditlog::event::IngestLine::parse(line, &limits).expect("valid template");
         json = parsed.event.canonical_json();
     }
-    let parse_rate = n as f64 / start.elapsed().as_secs_f64();
+    let slow_rate = n as f64 / start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    for _ in 0..n {
+        let checked = auditlog::event::canonical::check(line, &limits).expect("canonical template");
+        json.clear();
+        json.extend_from_slice(checked.event);
+    }
+    let fast_rate = n as f64 / start.elapsed().as_secs_f64();
     let mut sealer =
         auditlog::seal::LogSealer::new("bench.example/log", auditlog::chain::MacKey::new(&[7; 32]));
     let source = EntrySource {
@@ -93,7 +103,7 @@ fn stage_rates(line: &[u8]) -> (f64, f64) {
         sealer.seal(&mut out, EntryKind::Http, at, Some(&source), &json);
     }
     let seal_rate = n as f64 / start.elapsed().as_secs_f64();
-    (parse_rate, seal_rate)
+    (fast_rate, slow_rate, seal_rate)
 }
 
 /// Leaf hashes per second over `event` on this thread, with the log's own hashing code.
@@ -118,38 +128,110 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
     }
     let o = parse(args)?;
     let sealer_bin = tasks::build_sealer(true)?;
+    // The sealer as it ships (the query index on), then as the gateway sidecar runs it
+    // (`--index false`), one after the other in the same run.
+    let default = ingest(&o, &sealer_bin, &[])?;
+    let no_index = ingest(&o, &sealer_bin, &["--index", "false"])?;
+    let sample = TEMPLATE
+        .replace("SRC", "bench/c0/000000000000000")
+        .replace("SEQ", "1");
+    let hash_rate = sha256_rate(sample.as_bytes());
+    let (fast_rate, slow_rate, seal_rate) = stage_rates(sample.as_bytes());
+
+    println!(
+        "\nresults ({} s, {} connections, {} events per batch, event ≈ {} bytes):",
+        o.seconds,
+        o.connections,
+        o.batch,
+        sample.len()
+    );
+    println!(
+        "  {:<36} {:>16} {:>16}",
+        "", "index on (default)", "--index false"
+    );
+    let row = |name: &str, f: &dyn Fn(&Ingest) -> String| {
+        println!("  {name:<36} {:>16} {:>16}", f(&default), f(&no_index));
+    };
+    row("durable ingest, events/s", &|r| format!("{:.0}", r.rate()));
+    row("events acknowledged", &|r| r.events.to_string());
+    row("sealer CPU per event", &|r| {
+        format!("{:.2} µs", r.cpu_per_event())
+    });
+    row("sealer peak RSS", &|r| {
+        format!("{:.1} MiB", r.rss_kib as f64 / 1024.0)
+    });
+    row("verification, entries/s (every MAC)", &|r| {
+        format!("{:.0}", r.verify_rate)
+    });
+    row("store size", &|r| format!("{} MiB", r.store_bytes >> 20));
+    println!("  in-process, one core, same run:");
+    println!(
+        "    validate, fast path     {fast_rate:>10.0} events/s  (HTTP workers: the event is already canonical)"
+    );
+    println!(
+        "    validate + canonicalize {slow_rate:>10.0} events/s  (HTTP workers: any other line)"
+    );
+    println!("    seal (hash, chain, MAC) {seal_rate:>10.0} events/s  (the one writer thread)");
+    println!("    SHA-256 of the event    {hash_rate:>10.0} events/s");
+    Ok(0)
+}
+
+/// What one ingest run measured.
+struct Ingest {
+    events: u64,
+    seconds: f64,
+    cpu_seconds: f64,
+    rss_kib: u64,
+    verify_rate: f64,
+    store_bytes: u64,
+}
+
+impl Ingest {
+    fn rate(&self) -> f64 {
+        self.events as f64 / self.seconds
+    }
+
+    fn cpu_per_event(&self) -> f64 {
+        self.cpu_seconds * 1e6 / self.events.max(1) as f64
+    }
+}
+
+/// Start a sealer with `extra` arguments, load it, stop it, verify its store.
+fn ingest(o: &LoadOptions, sealer_bin: &Path, extra: &[&str]) -> anyhow::Result<Ingest> {
     let dir = tasks::scratch_dir("bench")?;
     tasks::run(
-        Command::new(&sealer_bin)
+        Command::new(sealer_bin)
             .args(["keygen", "--origin", "bench.example/log", "--out"])
             .arg(dir.join("keys")),
     )?;
     let port = tasks::free_port()?;
     let base = format!("http://127.0.0.1:{port}");
     let log = std::fs::File::create(dir.join("sealer.log"))?;
-    let mut child = Command::new(&sealer_bin)
+    let mut child = Command::new(sealer_bin)
         .arg("serve")
         .arg("--keys")
         .arg(dir.join("keys"))
         .arg("--data-dir")
         .arg(dir.join("data"))
         .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
         .env("SEALER_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()?;
     let pid = child.id();
-    let result = drive(&o, &base, pid);
+    let cpu_before = crate::process::cpu_seconds(pid);
+    let result = drive(o, &base, pid);
+    let cpu_seconds = crate::process::cpu_seconds(pid) - cpu_before;
     let _ = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status();
     let _ = child.wait();
-    let (events, elapsed, rss_kib) = result?;
-    let ingest_rate = events as f64 / elapsed;
+    let (events, seconds, rss_kib) = result?;
 
     let store = dir.join("data/store");
     let start = Instant::now();
-    let out = Command::new(&sealer_bin)
+    let out = Command::new(sealer_bin)
         .arg("verify")
         .arg("--store")
         .arg(&store)
@@ -173,47 +255,21 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
         );
     }
     let entries = report["entries"].as_u64().unwrap_or(0);
-    let verify_rate = entries as f64 / verify_secs;
-    let sample = TEMPLATE
-        .replace("SRC", "bench/c0/000000000000000")
-        .replace("SEQ", "1");
-    let hash_rate = sha256_rate(sample.as_bytes());
-    let (parse_rate, seal_rate) = stage_rates(sample.as_bytes());
     let store_bytes = dir_size(&store);
-
-    println!(
-        "\nresults ({} s, {} connections, {} events per batch, event ≈ {} bytes):",
-        o.seconds,
-        o.connections,
-        o.batch,
-        sample.len()
-    );
-    println!(
-        "  durable ingest      {:>12.0} events/s  ({events} events acknowledged)",
-        ingest_rate
-    );
-    println!(
-        "  verification        {:>12.0} entries/s ({entries} entries, every MAC, {:.2} s, {} MiB)",
-        verify_rate,
-        verify_secs,
-        store_bytes >> 20
-    );
-    println!("  sealer peak RSS     {:>12} KiB", rss_kib.unwrap_or(0));
-    println!("  in-process, one core, same run:");
-    println!("    validate + canonicalize {parse_rate:>10.0} events/s  (HTTP workers)");
-    println!("    seal (hash, chain, MAC) {seal_rate:>10.0} events/s  (the one writer thread)");
-    println!("    SHA-256 of the event    {hash_rate:>10.0} events/s");
-    println!(
-        "  ingest ÷ one-core sealing rate: {:.2}",
-        ingest_rate / seal_rate
-    );
     if o.keep {
-        println!("  store and log kept in {}", dir.display());
+        println!("store and log kept in {}", dir.display());
     } else {
         std::fs::remove_dir_all(&dir)
             .with_context(|| format!("failed to remove {}", dir.display()))?;
     }
-    Ok(0)
+    Ok(Ingest {
+        events,
+        seconds,
+        cpu_seconds,
+        rss_kib: rss_kib.unwrap_or(0),
+        verify_rate: entries as f64 / verify_secs,
+        store_bytes,
+    })
 }
 
 fn dir_size(p: &Path) -> u64 {
@@ -238,7 +294,8 @@ pub fn drive(o: &LoadOptions, base: &str, pid: u32) -> anyhow::Result<(u64, f64,
     tasks::wait_http_ok(&format!("{base}/healthz"), 100)?;
     const PLACEHOLDER: &str = "bench/cX/XXXXXXXXXXXXXXX";
     let template = body(PLACEHOLDER, o.batch);
-    let batches = (o.seconds as usize * 700_000 / o.batch).max(1);
+    // Enough for 1 M events/s (≈ 4.3 GB of bodies for 10 s).
+    let batches = (o.seconds as usize * 1_000_000 / o.batch).max(1);
     eprintln!("building {batches} request bodies of {} events…", o.batch);
     let bodies: Arc<Vec<String>> = Arc::new(
         (0..batches)

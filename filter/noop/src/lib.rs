@@ -26,7 +26,7 @@ mod plugin {
     proxy_wasm::main! {{
         proxy_wasm::set_log_level(LogLevel::Warn);
         proxy_wasm::set_root_context(|_| -> Box<dyn RootContext> {
-            Box::new(NoopRoot { reads: false, repeat: Repeat::Nothing, times: 0 })
+            Box::new(NoopRoot { reads: Reads::Nothing, repeat: Repeat::Nothing, times: 0, expr: None })
         });
     }}
 
@@ -39,13 +39,53 @@ mod plugin {
         Header,
         /// A property path, as the SDK takes it.
         Property(&'static [&'static str]),
+        /// The request's facts pre-formatted by Envoy's `set_filter_state` filter.
+        FilterState,
+        /// One evaluation of the response-side CEL list (`expr_evaluate`).
+        Cel,
+    }
+
+    /// The filter-state object the gateway's `set_filter_state` filter writes.
+    const FILTER_STATE: &str = "io.ingress_audit.request";
+    /// The CEL list of the response-side facts.
+    const RESPONSE_EXPR: &str = "[has(response.code) ? response.code : -1, \
+        has(response.flags) ? response.flags : -1, \
+        has(upstream.address) ? upstream.address : '', \
+        has(xds.cluster_name) ? xds.cluster_name : '']";
+
+    /// Other expressions `{"repeat":"cel","expr":N}` prices, to see where CEL's time goes.
+    const PROBE_EXPRS: [&str; 5] = [
+        RESPONSE_EXPR,
+        "1",
+        "response.code",
+        "[response.code, response.flags]",
+        "response.code + int(response.flags) * 1000",
+    ];
+
+    /// Which filter's per-request host calls to make.
+    #[derive(Clone, Copy, PartialEq, Eq)]
+    enum Reads {
+        Nothing,
+        /// `{"reads":"audit"}`: the audit filter's portable path (every fact its own call).
+        Audit,
+        /// `{"reads":"fast"}`: the audit filter's fast path (filter state, one CEL list).
+        Fast,
     }
 
     struct NoopRoot {
-        /// Make the audit filter's host calls (`{"reads":"audit"}`).
-        reads: bool,
+        reads: Reads,
         repeat: Repeat,
         times: usize,
+        /// The token of the response-side CEL expression, when one is needed.
+        expr: Option<u32>,
+    }
+
+    /// Prepare a CEL expression (`expr_create`): its token.
+    fn expr_create(text: &str) -> Option<u32> {
+        let out = hostcalls::call_foreign_function("expr_create", Some(text.as_bytes()))
+            .ok()
+            .flatten()?;
+        Some(u32::from_le_bytes(out.get(..4)?.try_into().ok()?))
     }
 
     /// The string value of `"name":"..."` in a flat JSON object (enough for these baselines,
@@ -78,7 +118,11 @@ mod plugin {
             .flatten()
             .unwrap_or_default();
             let config = String::from_utf8_lossy(&config).replace(' ', "");
-            self.reads = text_field(&config, "reads") == Some("audit");
+            self.reads = match text_field(&config, "reads") {
+                Some("audit") => Reads::Audit,
+                Some("fast") => Reads::Fast,
+                _ => Reads::Nothing,
+            };
             self.repeat = match text_field(&config, "repeat") {
                 None => Repeat::Nothing,
                 Some("clock") => Repeat::Clock,
@@ -87,6 +131,8 @@ mod plugin {
                 Some("response.code") => Repeat::Property(&["response", "code"]),
                 Some("source.address") => Repeat::Property(&["source", "address"]),
                 Some("xds.route_name") => Repeat::Property(&["xds", "route_name"]),
+                Some("filter_state") => Repeat::FilterState,
+                Some("cel") => Repeat::Cel,
                 Some(other) => {
                     let _ = hostcalls::log(
                         LogLevel::Critical,
@@ -96,6 +142,14 @@ mod plugin {
                 }
             };
             self.times = number_field(&config, "times").unwrap_or(0);
+            if self.reads == Reads::Fast || matches!(self.repeat, Repeat::Cel) {
+                let n = number_field(&config, "expr").unwrap_or(0);
+                self.expr = expr_create(PROBE_EXPRS.get(n).copied().unwrap_or(RESPONSE_EXPR));
+                if self.expr.is_none() {
+                    let _ = hostcalls::log(LogLevel::Critical, "noop-filter: expr_create failed");
+                    return false;
+                }
+            }
             true
         }
 
@@ -104,6 +158,7 @@ mod plugin {
                 reads: self.reads,
                 repeat: self.repeat,
                 times: self.times,
+                expr: self.expr,
                 kept: 0,
             }))
         }
@@ -114,9 +169,10 @@ mod plugin {
     }
 
     struct NoopRequest {
-        reads: bool,
+        reads: Reads,
         repeat: Repeat,
         times: usize,
+        expr: Option<u32>,
         /// Bytes read, kept so the reads cannot be optimized away.
         kept: usize,
     }
@@ -124,6 +180,19 @@ mod plugin {
     impl NoopRequest {
         fn keep(&mut self, bytes: Option<Vec<u8>>) {
             self.kept += bytes.map_or(0, |b| b.len());
+        }
+
+        fn filter_state(&mut self) {
+            let value = hostcalls::get_property(vec!["filter_state", FILTER_STATE]);
+            self.keep(value.ok().flatten());
+        }
+
+        fn evaluate(&mut self) {
+            if let Some(token) = self.expr {
+                let value =
+                    hostcalls::call_foreign_function("expr_evaluate", Some(&token.to_le_bytes()));
+                self.keep(value.ok().flatten());
+            }
         }
     }
 
@@ -143,10 +212,14 @@ mod plugin {
                             hostcalls::get_map_value_bytes(MapType::HttpRequestHeaders, ":path");
                         self.keep(value.ok().flatten());
                     }
+                    Repeat::FilterState => self.filter_state(),
                     _ => {}
                 }
             }
-            if self.reads {
+            if self.reads == Reads::Fast {
+                self.filter_state();
+            }
+            if self.reads == Reads::Audit {
                 let _ = hostcalls::get_current_time();
                 if let Ok(map) = hostcalls::get_map_bytes(MapType::HttpRequestHeaders) {
                     self.kept += map.len();
@@ -165,10 +238,16 @@ mod plugin {
                         let value = hostcalls::get_property(path.to_vec()).ok().flatten();
                         self.keep(value);
                     }
+                    Repeat::Cel => self.evaluate(),
                     _ => {}
                 }
             }
-            if !self.reads {
+            if self.reads == Reads::Fast {
+                let _ = hostcalls::get_current_time();
+                self.evaluate();
+                return;
+            }
+            if self.reads != Reads::Audit {
                 return;
             }
             let _ = hostcalls::get_current_time();

@@ -14,6 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::timestamp::Timestamp;
 
+pub mod canonical;
+
 /// Largest integer that survives a round trip through an IEEE double (I-JSON, RFC 7493).
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
