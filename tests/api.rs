@@ -675,3 +675,136 @@ fn a_loss_the_source_declares_is_sealed_as_declared() {
         format!("a jump for 4..=5, a declared loss for 6..=9: {gaps:?}"),
     );
 }
+
+/// POST an NDJSON body with the `audit-source*` headers a gateway worker sends.
+fn post_as_source(
+    s: &Sealer,
+    body: &str,
+    source: &str,
+    announced: &str,
+    closing: bool,
+) -> (u16, Value) {
+    let mut request = ureq::post(&s.url("/v1/events"))
+        .set("Content-Type", "application/x-ndjson")
+        .set("audit-source", source)
+        .set("audit-source-seq", announced);
+    if closing {
+        request = request.set("audit-source-closing", "true");
+    }
+    let (status, text) = match request.send_string(body) {
+        Ok(r) => (r.status(), r.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_string().unwrap_or_default()),
+        Err(e) => s.fail(&format!("POST /v1/events: {e}")),
+    };
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+#[test]
+fn a_source_that_closes_or_goes_silent_ends_in_the_log() {
+    let mut s = Sealer::start(
+        "e2e.test/api-source-end",
+        &[
+            "--checkpoint-interval",
+            "2s",
+            "--source-silence-timeout",
+            "1s",
+        ],
+    );
+    let (a, b) = ("gw/w0/closing", "gw/w1/silent");
+    // Source a delivers 1 and 2, having numbered 3 (still waiting with it), then closes
+    // without ever sending 3: a gap for it, then its clean end.
+    expect_answer(
+        &s,
+        post_as_source(&s, &events(a, 1, 2), a, "3", false),
+        200,
+        json!({"sealed": 2}),
+    );
+    expect_answer(
+        &s,
+        post_as_source(&s, "", a, "3", true),
+        200,
+        json!({"accepted": 0, "sealed": 2, "gaps": 1}),
+    );
+    // Its close repeated (an answer lost on the way) is not sealed again.
+    expect_answer(
+        &s,
+        post_as_source(&s, "", a, "3", true),
+        200,
+        json!({"sealed": 0}),
+    );
+    // Source b sends one event and a heartbeat, then nothing.
+    expect_answer(
+        &s,
+        post_as_source(&s, &events(b, 1, 1), b, "1", false),
+        200,
+        json!({"sealed": 1}),
+    );
+    expect_answer(
+        &s,
+        post_as_source(&s, "", b, "1", false),
+        200,
+        json!({"sealed": 0}),
+    );
+    // A report the sealer cannot read is refused, naming the header.
+    expect_answer(
+        &s,
+        post_as_source(&s, "", b, "one", false),
+        400,
+        json!({"error": "invalid_header", "field": "audit-source-seq"}),
+    );
+    wait_for(&s, "b's unclean end", || {
+        (s.metric("sealer_source_ends_unclean_total") == 1).then_some(())
+    });
+    check(
+        &s,
+        s.metric("sealer_source_ends_clean_total") == 1,
+        "a's clean end",
+    );
+    check(
+        &s,
+        s.metric("sealer_sources_open") == 0,
+        "no source left open",
+    );
+    s.stop();
+    s.verify(&[]).expect_code(0);
+    let entries = s.export_entries();
+    let of = |id: &str| -> Vec<(String, Value)> {
+        entries
+            .iter()
+            .filter(|e| e["source"]["id"] == id)
+            .map(|e| (e["kind"].as_str().unwrap().to_owned(), e["event"].clone()))
+            .collect()
+    };
+    let a_entries = of(a);
+    let kinds: Vec<&str> = a_entries.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds, ["http", "http", "gap", "source_end"]);
+    assert_eq!(a_entries[2].1["reason"], "announced_never_arrived");
+    assert_eq!(
+        (&a_entries[2].1["first_seq"], &a_entries[2].1["last_seq"]),
+        (&json!(3), &json!(3))
+    );
+    assert_eq!(
+        a_entries[3].1,
+        json!({"clean": true, "last_seq": 3, "reason": "closed"})
+    );
+    let b_entries = of(b);
+    let kinds: Vec<&str> = b_entries.iter().map(|(k, _)| k.as_str()).collect();
+    assert_eq!(kinds, ["http", "source_end"]);
+    assert_eq!(b_entries[1].1["clean"], false);
+    assert_eq!(b_entries[1].1["last_seq"], 1);
+
+    // After a restart, ended sources stay ended: no second end past the timeout.
+    s.restart();
+    std::thread::sleep(Duration::from_millis(2500));
+    check(&s, s.metric("sealer_sources_open") == 0, "ended sources stay ended");
+    s.stop();
+    let ends = s
+        .export_entries()
+        .iter()
+        .filter(|e| e["kind"] == "source_end")
+        .count();
+    assert_eq!(ends, 2);
+}

@@ -5,7 +5,7 @@
 //! | member      | type     | meaning                                                         |
 //! |-------------|----------|-----------------------------------------------------------------|
 //! | `event`     | object   | the payload, whose schema depends on `kind`                     |
-//! | `kind`      | string   | `start`, `http`, `gap` or `k8s_audit`                           |
+//! | `kind`      | string   | `start`, `http`, `gap`, `source_end` or `k8s_audit`             |
 //! | `sealed_at` | string   | the sealer's clock when it sealed the entry (RFC 3339, UTC, ns) |
 //! | `seq`       | integer  | position in the log, from 0                                     |
 //! | `source`    | object   | optional: `{"id": .., "seq": ..}` of the producing gateway      |
@@ -30,6 +30,8 @@ pub enum EntryKind {
     Gap,
     /// A Kubernetes API server audit event about the resources that decide exposure.
     K8sAudit,
+    /// A source ended: closed cleanly, or went silent without closing ([`SourceEndEvent`]).
+    SourceEnd,
 }
 
 impl EntryKind {
@@ -39,6 +41,7 @@ impl EntryKind {
             EntryKind::Http => "http",
             EntryKind::Gap => "gap",
             EntryKind::K8sAudit => "k8s_audit",
+            EntryKind::SourceEnd => "source_end",
         }
     }
 }
@@ -62,6 +65,23 @@ pub struct GapEvent {
     pub last_seq: u64,
     /// `sequence_jump` (the sealer saw the numbers skip) or `declared_by_source` (the
     /// producer reported that it dropped them).
+    pub reason: String,
+}
+
+/// The `event` of a `source_end` entry: the source numbered its events up to `last_seq` and
+/// will send no more.
+///
+/// - `clean: true`: the source said so itself (a gateway worker that Envoy shut down in
+///   order); every event up to `last_seq` is in the log, or in a `gap` before this entry.
+/// - `clean: false`: the source went silent without saying so (killed, crashed, or its
+///   gateway stopped before its last batch went out). `last_seq` is the highest number it
+///   was heard to give out; events it numbered after that, if any, are missing.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceEndEvent {
+    pub clean: bool,
+    pub last_seq: u64,
+    /// `closed` for a clean end; for the other kind, what the sealer saw.
     pub reason: String,
 }
 

@@ -103,7 +103,7 @@ impl Fields {
                     .and_then(Value::as_str)
                     .map(str::to_owned);
             }
-            Some(EntryKind::Gap) => f.gateway = gateway,
+            Some(EntryKind::Gap | EntryKind::SourceEnd) => f.gateway = gateway,
             Some(EntryKind::Start) | None => {}
         }
         f

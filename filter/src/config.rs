@@ -131,6 +131,11 @@ pub struct FilterConfig {
     /// How often buffered events are sent.
     #[serde(default = "default_flush_interval_ms")]
     pub flush_interval_ms: u64,
+    /// After each answer from the sealer, how long events gather before the next batch goes
+    /// (a full batch goes at once). Fewer, larger batches cost Envoy and the sealer less per
+    /// event; 0 sends what waits right away.
+    #[serde(default = "default_batch_delay_ms")]
+    pub batch_delay_ms: u64,
     /// With nothing to send for this long, the worker tells the sealer it is alive (an empty
     /// batch). The sealer marks a source silent for several intervals as ended without a
     /// clean close (`docs/filter-config.md`, "Delivery and loss").
@@ -206,6 +211,9 @@ fn default_path() -> String {
 fn default_flush_interval_ms() -> u64 {
     200
 }
+fn default_batch_delay_ms() -> u64 {
+    10
+}
 fn default_heartbeat_interval_ms() -> u64 {
     10_000
 }
@@ -267,6 +275,9 @@ impl FilterConfig {
         }
         if self.flush_interval_ms == 0 || self.flush_interval_ms > 60_000 {
             return fail("flush_interval_ms", "must be between 1 and 60000");
+        }
+        if self.batch_delay_ms > self.flush_interval_ms {
+            return fail("batch_delay_ms", "must not exceed flush_interval_ms");
         }
         if !(1000..=600_000).contains(&self.heartbeat_interval_ms) {
             return fail("heartbeat_interval_ms", "must be between 1000 and 600000");

@@ -330,6 +330,19 @@ impl Context for AuditRoot {
             }
             s.report_buffered();
         }
+        {
+            let mut s = shared.borrow_mut();
+            let delay = s.config.batch_delay_ms;
+            if delay > 0 && !s.shutting_down && !s.delivery.full_batch_waiting() {
+                if !s.tick_hurried {
+                    s.tick_hurried =
+                        hostcalls::set_tick_period(Duration::from_millis(delay)).is_ok();
+                }
+                if s.tick_hurried {
+                    return;
+                }
+            }
+        }
         // Keep the pipe full: what waits goes right away. Under load the batches stay as small
         // as the sealer's answer is quick, which keeps both processes' bursts short (a
         // 1000-event batch made the gateway's p99 three times worse, docs/benchmarks.md);

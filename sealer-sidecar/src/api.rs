@@ -32,7 +32,7 @@ use crate::page;
 use crate::read_api;
 use crate::store::Store;
 use crate::uploader::LatestCheckpoint;
-use crate::writer::{LiveSender, WriterHandle};
+use crate::writer::{LiveSender, SourceReport, SourceState, WriterHandle};
 
 /// What the handlers share.
 pub struct AppState<S> {
@@ -159,6 +159,10 @@ async fn post_events<S: Store + Clone>(
         Ok(b) => b,
         Err(_) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, too_large()),
     };
+    let report = match source_report(&headers, &state.limits) {
+        Ok(report) => report,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
+    };
     let events = match ingest::parse_batch(&body, format, &state.limits) {
         Ok(e) => e,
         Err(e) => {
@@ -170,10 +174,63 @@ async fn post_events<S: Store + Clone>(
             return refuse(status, e);
         }
     };
-    match state.writer.submit(events).await {
+    match state.writer.submit(events, report).await {
         Ok(ack) => (StatusCode::OK, axum::Json(ack)).into_response(),
         Err(e) => unavailable(&e),
     }
+}
+
+/// What the producer says about itself (the audit filter sends these with every batch and
+/// heartbeat): `audit-source: <source id>`, `audit-source-seq: <highest number it has given
+/// out>`, and `audit-source-closing: true` on its last batch.
+fn source_report(
+    headers: &HeaderMap,
+    limits: &IngestLimits,
+) -> Result<Option<SourceReport>, IngestError> {
+    let text = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
+    let invalid = |field: &str, message: String| IngestError {
+        error: "invalid_header",
+        message,
+        line: None,
+        index: None,
+        field: Some(field.to_owned()),
+    };
+    let Some(id) = text("audit-source") else {
+        return Ok(None);
+    };
+    let max = limits.event.max_source_bytes;
+    if id.is_empty() || id.len() > max || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(invalid(
+            "audit-source",
+            format!("must be the source id: 1 to {max} printable ASCII characters"),
+        ));
+    }
+    let announced = text("audit-source-seq")
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|n| *n <= auditlog::event::MAX_SAFE_INTEGER)
+        .ok_or_else(|| {
+            invalid(
+                "audit-source-seq",
+                "must come with audit-source: the highest sequence number the source has given \
+                 out (0 to 2^53-1)"
+                    .into(),
+            )
+        })?;
+    let state = match text("audit-source-closing") {
+        None | Some("false") => SourceState::Open,
+        Some("true") => SourceState::Closing,
+        Some(other) => {
+            return Err(invalid(
+                "audit-source-closing",
+                format!("must be true or false, not {other:?}"),
+            ));
+        }
+    };
+    Ok(Some(SourceReport {
+        id: id.to_owned(),
+        announced,
+        state,
+    }))
 }
 
 /// The 503 to answer while the store is behind (down, or slower than ingest) and the local

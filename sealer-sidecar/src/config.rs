@@ -47,6 +47,12 @@ pub struct ServeOptions {
     #[arg(long, env = "SEALER_SEGMENT_MAX_AGE", value_parser = parse_duration)]
     #[serde(default, deserialize_with = "de_duration")]
     pub segment_max_age: Option<Duration>,
+    /// A source (a gateway worker) silent this long without closing is sealed as ended
+    /// uncleanly: its last events may be missing [default: 60s]. The audit filter sends a
+    /// heartbeat at least every 10 s by default, so keep this several times longer.
+    #[arg(long, env = "SEALER_SOURCE_SILENCE_TIMEOUT", value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub source_silence_timeout: Option<Duration>,
     /// Close the open segment when it reaches this many bytes [default: 8388608].
     #[arg(long, env = "SEALER_SEGMENT_MAX_BYTES")]
     pub segment_max_bytes: Option<u64>,
@@ -255,6 +261,7 @@ pub struct ServeConfig {
     pub origin: Option<String>,
     pub checkpoint_interval: Duration,
     pub segment_max_age: Duration,
+    pub source_silence_timeout: Duration,
     pub segment_max_bytes: u64,
     pub max_body_bytes: usize,
     pub max_batch_events: usize,
@@ -310,6 +317,10 @@ impl ServeOptions {
                 .segment_max_age
                 .or(f.segment_max_age)
                 .unwrap_or(Duration::from_secs(10)),
+            source_silence_timeout: self
+                .source_silence_timeout
+                .or(f.source_silence_timeout)
+                .unwrap_or(Duration::from_secs(60)),
             segment_max_bytes: self
                 .segment_max_bytes
                 .or(f.segment_max_bytes)
@@ -377,6 +388,9 @@ impl ServeConfig {
         }
         if self.checkpoint_interval < Duration::from_millis(100) {
             bail!("--checkpoint-interval must be at least 100ms");
+        }
+        if self.source_silence_timeout < Duration::from_millis(100) {
+            bail!("--source-silence-timeout must be at least 100ms");
         }
         if self.segment_max_age < Duration::from_millis(10) {
             bail!("--segment-max-age must be at least 10ms");

@@ -10,6 +10,11 @@ pub struct Metrics {
     pub entries_sealed: AtomicU64,
     pub duplicates_dropped: AtomicU64,
     pub gap_entries: AtomicU64,
+    /// Sources that closed cleanly, and sources that went silent without closing.
+    pub source_ends_clean: AtomicU64,
+    pub source_ends_unclean: AtomicU64,
+    /// Sources heard from and not ended.
+    pub sources_open: AtomicU64,
     pub batches_rejected_invalid: AtomicU64,
     pub batches_rejected_unavailable: AtomicU64,
     pub wal_commits: AtomicU64,
@@ -102,6 +107,24 @@ impl Metrics {
             "counter",
             "Gap entries sealed for events that never arrived.",
             c(&self.gap_entries),
+        );
+        metric(
+            "sealer_source_ends_clean_total",
+            "counter",
+            "Sources (gateway worker incarnations) that closed cleanly: all their events are sealed.",
+            c(&self.source_ends_clean),
+        );
+        metric(
+            "sealer_source_ends_unclean_total",
+            "counter",
+            "Sources that went silent without closing: events they numbered last may be missing.",
+            c(&self.source_ends_unclean),
+        );
+        metric(
+            "sealer_sources_open",
+            "gauge",
+            "Sources heard from that have not ended.",
+            c(&self.sources_open),
         );
         metric(
             "sealer_batches_rejected_invalid_total",

@@ -61,6 +61,12 @@ fn restore_source(sources: &mut SourceTracker, entry: &[u8]) -> anyhow::Result<(
     let Some(src) = view.source else {
         return Ok(());
     };
+    if view.kind == EntryKind::SourceEnd {
+        if let Some(last) = view.event.get("last_seq").and_then(|v| v.as_u64()) {
+            sources.restore_end(&src.id, last);
+        }
+        return Ok(());
+    }
     let seq = match view.kind {
         EntryKind::Gap => view.event.get("last_seq").and_then(|v| v.as_u64()),
         _ => src.seq,

@@ -20,6 +20,7 @@ use crate::ingest::IngestLimits;
 use crate::keys::{self, SealerKeys};
 use crate::metrics::Metrics;
 use crate::recovery;
+use crate::sources::Liveness;
 use crate::store::{self, AnyStore, Store};
 use crate::tls::{self, ReloadingTls};
 use crate::uploader::Uploader;
@@ -187,6 +188,16 @@ pub async fn run(
     }
     let (writer, writer_thread) = writer::spawn(
         WriterState {
+            liveness: {
+                // Every source the log leaves open is heard from "now": one that never speaks
+                // again is sealed as ended after the timeout.
+                let mut liveness = Liveness::new(config.source_silence_timeout);
+                let now = std::time::Instant::now();
+                for (id, seq) in recovered.sources.open_sources() {
+                    liveness.heard(id, seq, now);
+                }
+                liveness
+            },
             sealer: recovered.sealer,
             sources: recovered.sources,
             wal_dir,

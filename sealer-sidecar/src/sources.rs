@@ -12,6 +12,7 @@
 //!   once, also across restarts (recovery reads them back from the log).
 
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
 
 /// How many event names ([`SourceTracker::observe_key`]) are remembered. The API server
 /// redelivers within minutes; this covers far more than that at any realistic rate of
@@ -32,6 +33,8 @@ pub enum Observation {
 #[derive(Debug, Clone, Default)]
 pub struct SourceTracker {
     last: HashMap<String, u64>,
+    /// Sources whose `source_end` is sealed (and that sent nothing after it).
+    ended: HashSet<String>,
     keys: RecentKeys,
 }
 
@@ -70,6 +73,8 @@ impl RecentKeys {
 enum UndoStep {
     /// A source's watermark was `previous` (`None`: the source was new).
     Seq(String, Option<u64>),
+    /// A source's ended mark was `was` before.
+    Ended(String, bool),
     /// A key was remembered.
     Key(String),
 }
@@ -94,6 +99,10 @@ impl SourceTracker {
         }
         undo.0.push(UndoStep::Seq(source.to_owned(), previous));
         self.last.insert(source.to_owned(), seq);
+        if self.ended.remove(source) {
+            // A source that ended speaks again: it is open again.
+            undo.0.push(UndoStep::Ended(source.to_owned(), true));
+        }
         if seq == expected {
             Observation::Next
         } else {
@@ -114,10 +123,41 @@ impl SourceTracker {
         Observation::Next
     }
 
+    /// Record that `source` ends at `last_seq` (its `source_end` is being sealed): raises its
+    /// watermark to `last_seq`. `false` if it had ended already with nothing since (a
+    /// repeated close), which is not sealed again.
+    pub fn end(&mut self, source: &str, last_seq: u64, undo: &mut Undo) -> bool {
+        if self.ended.contains(source) && self.last.get(source).copied() >= Some(last_seq) {
+            return false;
+        }
+        let previous = self.last.get(source).copied();
+        undo.0.push(UndoStep::Seq(source.to_owned(), previous));
+        self.last
+            .insert(source.to_owned(), previous.unwrap_or(0).max(last_seq));
+        let was = !self.ended.insert(source.to_owned());
+        undo.0.push(UndoStep::Ended(source.to_owned(), was));
+        true
+    }
+
     /// Raise the watermark of a source without sealing anything (used by recovery).
     pub fn restore(&mut self, source: &str, seq: u64) {
         let e = self.last.entry(source.to_owned()).or_default();
         *e = (*e).max(seq);
+        self.ended.remove(source);
+    }
+
+    /// Mark a source ended without sealing anything (used by recovery).
+    pub fn restore_end(&mut self, source: &str, last_seq: u64) {
+        self.restore(source, last_seq);
+        self.ended.insert(source.to_owned());
+    }
+
+    /// The sources seen that have not ended.
+    pub fn open_sources(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.last
+            .iter()
+            .filter(|(id, _)| !self.ended.contains(*id))
+            .map(|(id, seq)| (id.as_str(), *seq))
     }
 
     /// Remember a sealed event's name without sealing anything (used by recovery).
@@ -135,9 +175,20 @@ impl SourceTracker {
                 UndoStep::Seq(source, None) => {
                     self.last.remove(&source);
                 }
+                UndoStep::Ended(source, true) => {
+                    self.ended.insert(source);
+                }
+                UndoStep::Ended(source, false) => {
+                    self.ended.remove(&source);
+                }
                 UndoStep::Key(key) => self.keys.forget_newest(&key),
             }
         }
+    }
+
+    /// The highest number sealed for `source` (events and gaps), if any.
+    pub fn watermark(&self, source: &str) -> Option<u64> {
+        self.last.get(source).copied()
     }
 
     /// Number of numbered sources seen.
@@ -155,9 +206,114 @@ impl SourceTracker {
     }
 }
 
+/// Which sources are open (not ended), when each was last heard from, and the highest
+/// number each announced (`audit-source-seq`: events it numbered, delivered or not yet).
+///
+/// A gateway worker sends something at least every heartbeat interval, and says so when it
+/// closes. A source silent for longer than the timeout, which never said it closed, ended
+/// without a clean close: the writer seals that (`source_end`, `clean: false`), so a
+/// gateway killed with events still in its buffer leaves a visible mark, never silence.
+#[derive(Debug)]
+pub struct Liveness {
+    timeout: Duration,
+    open: HashMap<String, Heard>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Heard {
+    at: Instant,
+    announced: u64,
+}
+
+/// A source that went silent: its id and the highest number it announced.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Silent {
+    pub id: String,
+    pub announced: u64,
+}
+
+impl Liveness {
+    pub fn new(timeout: Duration) -> Liveness {
+        Liveness {
+            timeout,
+            open: HashMap::new(),
+        }
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// `id` was heard from at `at`, announcing numbers up to `announced`.
+    pub fn heard(&mut self, id: &str, announced: u64, at: Instant) {
+        match self.open.get_mut(id) {
+            Some(h) => {
+                h.at = h.at.max(at);
+                h.announced = h.announced.max(announced);
+            }
+            None => {
+                self.open.insert(id.to_owned(), Heard { at, announced });
+            }
+        }
+    }
+
+    /// The highest number `id` announced, if it is open.
+    pub fn announced(&self, id: &str) -> Option<u64> {
+        self.open.get(id).map(|h| h.announced)
+    }
+
+    /// `id` ended (its `source_end` entry is durable).
+    pub fn ended(&mut self, id: &str) {
+        self.open.remove(id);
+    }
+
+    /// The open sources silent for longer than the timeout at `now`, by id.
+    pub fn silent(&self, now: Instant) -> Vec<Silent> {
+        let mut out: Vec<Silent> = self
+            .open
+            .iter()
+            .filter(|(_, h)| now.saturating_duration_since(h.at) > self.timeout)
+            .map(|(id, h)| Silent {
+                id: id.clone(),
+                announced: h.announced,
+            })
+            .collect();
+        out.sort_by(|a, b| a.id.cmp(&b.id));
+        out
+    }
+
+    /// Number of open sources.
+    pub fn open(&self) -> usize {
+        self.open.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_source_silent_past_the_timeout_is_reported_until_it_ends() {
+        let start = Instant::now();
+        let mut l = Liveness::new(Duration::from_secs(60));
+        l.heard("a", 3, start);
+        l.heard("b", 0, start + Duration::from_secs(30));
+        l.heard("a", 2, start + Duration::from_secs(10));
+        assert_eq!(l.announced("a"), Some(3), "announcements never go back");
+        assert!(l.silent(start + Duration::from_secs(60)).is_empty());
+        let silent = l.silent(start + Duration::from_secs(71));
+        assert_eq!(
+            silent,
+            [Silent {
+                id: "a".into(),
+                announced: 3
+            }]
+        );
+        l.ended("a");
+        assert!(l.silent(start + Duration::from_secs(80)).is_empty());
+        assert_eq!(l.silent(start + Duration::from_secs(91)).len(), 1, "b");
+        assert_eq!(l.open(), 1);
+    }
 
     #[test]
     fn gaps_duplicates_and_rollback() {
@@ -181,6 +337,23 @@ mod tests {
         assert_eq!(t.observe("a", 7, &mut undo), Observation::Next);
         assert_eq!(t.observe("c", 1, &mut undo), Observation::Next);
         assert_eq!(t.len(), 3);
+    }
+
+    #[test]
+    fn an_end_is_sealed_once_and_a_source_that_speaks_again_is_open() {
+        let mut t = SourceTracker::default();
+        let mut undo = Undo::default();
+        assert_eq!(t.observe("a", 1, &mut undo), Observation::Next);
+        assert!(t.end("a", 3, &mut undo));
+        assert_eq!(t.watermark("a"), Some(3));
+        assert!(!t.end("a", 3, &mut undo), "a repeated close");
+        assert_eq!(t.open_sources().count(), 0);
+        undo.clear();
+        assert_eq!(t.observe("a", 4, &mut undo), Observation::Next);
+        assert_eq!(t.open_sources().collect::<Vec<_>>(), [("a", 4)]);
+        t.rollback(&mut undo);
+        assert_eq!(t.open_sources().count(), 0, "the reopening was rolled back");
+        assert!(!t.end("a", 3, &mut undo));
     }
 
     #[test]

@@ -205,7 +205,7 @@ async fn post_audit<S: Store + Clone>(
         })
         .into_response();
     }
-    match state.app.writer.submit(events).await {
+    match state.app.writer.submit(events, None).await {
         Ok(ack) => axum::Json(Accepted {
             received,
             sealed: ack.sealed,

@@ -14,7 +14,7 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use auditlog::entry::{EntryKind, EntrySource, GapEvent, StartEvent};
+use auditlog::entry::{EntryKind, EntrySource, GapEvent, SourceEndEvent, StartEvent};
 use auditlog::merkle::Hash;
 use auditlog::seal::LogSealer;
 use auditlog::timestamp::Timestamp;
@@ -22,7 +22,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::metrics::Metrics;
-use crate::sources::{Observation, SourceTracker, Undo};
+use crate::sources::{Liveness, Observation, SourceTracker, Undo};
 use crate::wal::{AppendError, Wal};
 
 /// One validated event, ready to seal.
@@ -63,8 +63,35 @@ pub struct Unavailable(pub String);
 
 type Reply = oneshot::Sender<Result<Ack, Unavailable>>;
 
+/// What a source says about itself with a batch (the `audit-source*` headers of
+/// `POST /v1/events`): it has numbered its events up to `announced` (delivered or still
+/// waiting with it), and whether it is closing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceReport {
+    pub id: String,
+    pub announced: u64,
+    pub state: SourceState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SourceState {
+    /// Alive: a batch or a heartbeat.
+    Open,
+    /// Its last batch: it will send no more (a clean end).
+    Closing,
+    /// Made by the writer itself: silent past the timeout, never closed (an unclean end).
+    Silent,
+}
+
+/// One batch waiting for the writer.
+struct Job {
+    events: Vec<PreparedEvent>,
+    report: Option<SourceReport>,
+    reply: Reply,
+}
+
 enum Command {
-    Batch(Vec<PreparedEvent>, Reply),
+    Batch(Job),
     Shutdown,
 }
 
@@ -117,11 +144,20 @@ pub struct WriterHandle {
 }
 
 impl WriterHandle {
-    /// Seal a batch; resolves once it is durable (or refused).
-    pub async fn submit(&self, events: Vec<PreparedEvent>) -> Result<Ack, Unavailable> {
+    /// Seal a batch (with what its source reports about itself, if it does); resolves once
+    /// it is durable (or refused).
+    pub async fn submit(
+        &self,
+        events: Vec<PreparedEvent>,
+        report: Option<SourceReport>,
+    ) -> Result<Ack, Unavailable> {
         let (reply, rx) = oneshot::channel();
         self.tx
-            .send(Command::Batch(events, reply))
+            .send(Command::Batch(Job {
+                events,
+                report,
+                reply,
+            }))
             .map_err(|_| Unavailable("the writer has stopped".into()))?;
         rx.await
             .map_err(|_| Unavailable("the writer has stopped".into()))?
@@ -149,6 +185,8 @@ pub type LiveSender = tokio::sync::broadcast::Sender<Arc<LiveBatch>>;
 pub struct WriterState {
     pub sealer: LogSealer,
     pub sources: SourceTracker,
+    /// The open sources, seeded from the log at start (heard from "now").
+    pub liveness: Liveness,
     pub wal_dir: PathBuf,
     pub live: LiveSender,
 }
@@ -165,6 +203,8 @@ pub fn spawn(
     let mut writer = Writer {
         sealer: state.sealer,
         sources: state.sources,
+        liveness: state.liveness,
+        ends: Vec::new(),
         wal_dir: state.wal_dir,
         live: state.live,
         wal: Some(wal),
@@ -185,6 +225,9 @@ pub fn spawn(
 struct Writer {
     sealer: LogSealer,
     sources: SourceTracker,
+    liveness: Liveness,
+    /// Sources whose `source_end` the group being committed seals: `(id, clean)`.
+    ends: Vec<(String, bool)>,
     wal_dir: PathBuf,
     live: LiveSender,
     wal: Option<Wal>,
@@ -224,24 +267,48 @@ impl Writer {
     }
 
     fn run(mut self, rx: mpsc::Receiver<Command>) {
-        let mut group: Vec<(Vec<PreparedEvent>, Reply)> = Vec::new();
+        let mut group: Vec<Job> = Vec::new();
         let mut shutting_down = false;
+        // Silent sources are looked for a few times per timeout.
+        let check_every = (self.liveness.timeout() / 4)
+            .clamp(Duration::from_millis(100), Duration::from_secs(10));
+        let mut next_check = Instant::now() + check_every;
         while !shutting_down {
-            let wait = self.time_to_roll().unwrap_or(Duration::from_secs(3600));
+            let until_check = next_check.saturating_duration_since(Instant::now());
+            let wait = self
+                .time_to_roll()
+                .unwrap_or(Duration::from_secs(3600))
+                .min(until_check);
             match rx.recv_timeout(wait) {
-                Ok(Command::Batch(events, reply)) => group.push((events, reply)),
+                Ok(Command::Batch(job)) => group.push(job),
                 Ok(Command::Shutdown) | Err(RecvTimeoutError::Disconnected) => shutting_down = true,
                 Err(RecvTimeoutError::Timeout) => {}
             }
-            let mut queued: usize = group.iter().map(|(e, _)| e.len()).sum();
+            let mut queued: usize = group.iter().map(|j| j.events.len()).sum();
             while !shutting_down && queued < MAX_GROUP_EVENTS {
                 match rx.try_recv() {
-                    Ok(Command::Batch(events, reply)) => {
-                        queued += events.len();
-                        group.push((events, reply));
+                    Ok(Command::Batch(job)) => {
+                        queued += job.events.len();
+                        group.push(job);
                     }
                     Ok(Command::Shutdown) => shutting_down = true,
                     Err(_) => break,
+                }
+            }
+            if !shutting_down && Instant::now() >= next_check {
+                next_check = Instant::now() + check_every;
+                // A source silent past the timeout ended without closing: its end is sealed
+                // like a batch of its own, which nobody waits for.
+                for silent in self.liveness.silent(Instant::now()) {
+                    group.push(Job {
+                        events: Vec::new(),
+                        report: Some(SourceReport {
+                            id: silent.id,
+                            announced: silent.announced,
+                            state: SourceState::Silent,
+                        }),
+                        reply: oneshot::channel().0,
+                    });
                 }
             }
             if !group.is_empty() {
@@ -253,8 +320,10 @@ impl Writer {
         }
         // Refuse whatever arrived after the shutdown request.
         while let Ok(cmd) = rx.try_recv() {
-            if let Command::Batch(_, reply) = cmd {
-                let _ = reply.send(Err(Unavailable("the sealer is shutting down".into())));
+            if let Command::Batch(job) = cmd {
+                let _ = job
+                    .reply
+                    .send(Err(Unavailable("the sealer is shutting down".into())));
             }
         }
         tracing::info!(size = self.sealer.size(), "writer stopped");
@@ -272,27 +341,29 @@ impl Writer {
         Some(self.policy.max_age.saturating_sub(wal.age()))
     }
 
-    fn commit(&mut self, group: &mut Vec<(Vec<PreparedEvent>, Reply)>) {
+    fn commit(&mut self, group: &mut Vec<Job>) {
         if let Some(reason) = &self.failed {
             Metrics::add(
                 &self.metrics.batches_rejected_unavailable,
                 group.len() as u64,
             );
-            for (_, reply) in group.drain(..) {
-                let _ = reply.send(Err(Unavailable(reason.clone())));
+            for job in group.drain(..) {
+                let _ = job.reply.send(Err(Unavailable(reason.clone())));
             }
             return;
         }
         let before = self.sealer.clone();
         self.undo.clear();
         self.buf.clear();
+        self.ends.clear();
         let sealed_at = Timestamp::now();
         let mut acks = Vec::with_capacity(group.len());
         let mut entries = 0u64;
         let mut gaps = 0u64;
         let mut duplicates = 0u64;
         let mut received = 0u64;
-        for (events, _) in group.iter() {
+        for job in group.iter() {
+            let events = &job.events;
             let mut ack = Ack {
                 accepted: events.len() as u64,
                 ..Ack::default()
@@ -347,6 +418,11 @@ impl Writer {
                 ack.last_seq = Some(s.seq);
                 ack.sealed += 1;
             }
+            if let Some(report) = &job.report
+                && report.state != SourceState::Open
+            {
+                self.seal_end(report, sealed_at, &mut ack);
+            }
             entries += ack.sealed;
             gaps += ack.gaps;
             duplicates += ack.duplicates;
@@ -376,6 +452,7 @@ impl Writer {
                 Metrics::add(&m.duplicates_dropped, duplicates);
                 Metrics::add(&m.events_received, received);
                 m.log_size.store(self.sealer.size(), Relaxed);
+                self.note_heard(group);
                 // Copy the records only when someone watches.
                 if entries > 0 && self.live.receiver_count() > 0 {
                     let _ = self.live.send(Arc::new(LiveBatch {
@@ -383,8 +460,8 @@ impl Writer {
                         records: self.buf.clone(),
                     }));
                 }
-                for ((_, reply), ack) in group.drain(..).zip(acks) {
-                    let _ = reply.send(Ok(ack));
+                for (job, ack) in group.drain(..).zip(acks) {
+                    let _ = job.reply.send(Ok(ack));
                 }
             }
             Err(e) => {
@@ -401,11 +478,100 @@ impl Writer {
                     self.fail(e.to_string());
                 }
                 let reason = format!("events could not be made durable: {e}");
-                for (_, reply) in group.drain(..) {
-                    let _ = reply.send(Err(Unavailable(reason.clone())));
+                for job in group.drain(..) {
+                    let _ = job.reply.send(Err(Unavailable(reason.clone())));
                 }
             }
         }
+    }
+
+    /// Seal the end of the source a report is about: a gap for numbers it announced that
+    /// never arrived, then its `source_end`. A repeated close is not sealed again.
+    fn seal_end(&mut self, report: &SourceReport, sealed_at: Timestamp, ack: &mut Ack) {
+        let watermark = self.sources.watermark(&report.id).unwrap_or(0);
+        let last = report.announced.max(watermark);
+        if !self.sources.end(&report.id, last, &mut self.undo) {
+            return;
+        }
+        let source = EntrySource {
+            id: report.id.clone(),
+            seq: None,
+        };
+        let clean = report.state == SourceState::Closing;
+        let mut seal = |sealer: &mut LogSealer, buf: &mut Vec<u8>, kind, json: &[u8]| {
+            let s = sealer.seal(buf, kind, sealed_at, Some(&source), json);
+            ack.first_seq.get_or_insert(s.seq);
+            ack.last_seq = Some(s.seq);
+            ack.sealed += 1;
+        };
+        if report.announced > watermark {
+            let gap = GapEvent {
+                count: report.announced - watermark,
+                first_seq: watermark + 1,
+                last_seq: report.announced,
+                reason: "announced_never_arrived".into(),
+            };
+            let json = serde_json::to_vec(&gap).expect("serializable");
+            seal(&mut self.sealer, &mut self.buf, EntryKind::Gap, &json);
+            ack.gaps += 1;
+        }
+        let end = SourceEndEvent {
+            clean,
+            last_seq: last,
+            reason: if clean {
+                "closed".into()
+            } else {
+                format!(
+                    "silent for {} s without closing: events it numbered after last_seq, if \
+                     any, are missing",
+                    self.liveness.timeout().as_secs()
+                )
+            },
+        };
+        let json = serde_json::to_vec(&end).expect("serializable");
+        seal(&mut self.sealer, &mut self.buf, EntryKind::SourceEnd, &json);
+        self.ends.push((report.id.clone(), clean));
+    }
+
+    /// After a durable commit: who was heard from, and who ended.
+    fn note_heard(&mut self, group: &[Job]) {
+        let now = Instant::now();
+        for job in group {
+            let mut previous: Option<&str> = None;
+            for ev in &job.events {
+                if let Some(src) = &ev.source
+                    && previous != Some(src.id.as_str())
+                {
+                    self.liveness.heard(&src.id, src.seq.unwrap_or(0), now);
+                    previous = Some(src.id.as_str());
+                }
+            }
+            if let Some(report) = &job.report
+                && report.state == SourceState::Open
+            {
+                self.liveness.heard(&report.id, report.announced, now);
+            }
+        }
+        for (id, clean) in self.ends.drain(..) {
+            self.liveness.ended(&id);
+            let m = &self.metrics;
+            Metrics::add(
+                if clean {
+                    &m.source_ends_clean
+                } else {
+                    &m.source_ends_unclean
+                },
+                1,
+            );
+            if clean {
+                tracing::info!(source = %id, "source closed");
+            } else {
+                tracing::warn!(source = %id, "source went silent without closing; its end is sealed");
+            }
+        }
+        self.metrics
+            .sources_open
+            .store(self.liveness.open() as u64, Relaxed);
     }
 
     fn fail(&mut self, reason: String) {

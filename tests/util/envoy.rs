@@ -234,6 +234,11 @@ impl Envoy {
     /// `/ready` with 200 (LIVE). Hot restart is disabled, so Envoys in parallel tests share no
     /// memory and leave nothing in /dev/shm.
     pub fn start(config_yaml: &str) -> Envoy {
+        Envoy::start_with_args(config_yaml, &[])
+    }
+
+    /// [`Envoy::start`] with more command-line arguments (e.g. drain settings).
+    pub fn start_with_args(config_yaml: &str, args: &[&str]) -> Envoy {
         let dir = temp_dir();
         let root = dir.path().to_owned();
         let config = root.join("envoy.yaml");
@@ -243,6 +248,7 @@ impl Envoy {
         cmd.arg("-c")
             .arg(&config)
             .args(["--concurrency", "1", "--log-level", "info"])
+            .args(args)
             .arg("--disable-hot-restart")
             .arg("--admin-address-path")
             .arg(root.join("admin-address"))

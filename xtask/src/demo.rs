@@ -830,6 +830,17 @@ fn describe(entry: &Value) -> String {
             s(&ev["last_seq"]),
             s(&ev["reason"])
         ),
+        "source_end" if ev["clean"] == true => format!(
+            "{seq:>5}  end    {} closed after its event {}",
+            s(&entry["source"]["id"]),
+            s(&ev["last_seq"])
+        ),
+        "source_end" => format!(
+            "{seq:>5}  end    {} ended WITHOUT closing after its event {}: {}",
+            s(&entry["source"]["id"]),
+            s(&ev["last_seq"]),
+            s(&ev["reason"])
+        ),
         kind => format!("{seq:>5}  {kind:<5}  {ev}"),
     }
 }

@@ -41,7 +41,7 @@ fn main() -> ExitCode {
                  demo [--once] [--store DIR] [--keys DIR]   sample traffic through Envoy and the sealer, verified\n  \
                  test                                       install test tools, run every gate and test\n  \
                  bench [--seconds N] [--keep]               measure ingest and verification throughput\n  \
-                 bench proxy [--seconds N] [--rounds N]     the audit filter in Envoy against no filter, a no-op filter and its host calls alone\n  \
+                 bench proxy [--seconds N] [--rounds N] [--scenario direct|ingress]  the audit filter in Envoy against no filter, Envoy's own access log, a no-op filter and its host calls alone\n  \
                  bench hostcalls [--seconds N] [--rounds N] what one proxy-wasm host call costs Envoy\n  \
                  bench query [--entries N] [--queries N]    query latency, index build rate, time to appear\n  \
                  bench s3 [--seconds N] [--rounds N]        ingest with the S3 store (SeaweedFS) against the local store\n  \

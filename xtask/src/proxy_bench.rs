@@ -116,12 +116,15 @@ struct Load {
 struct Options {
     seconds: u64,
     rounds: usize,
+    /// Only this scenario (`--scenario direct|ingress`).
+    scenario: Option<Scenario>,
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Options> {
     let mut o = Options {
         seconds: 8,
         rounds: 2,
+        scenario: None,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -129,7 +132,16 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
         match a.as_str() {
             "--seconds" => o.seconds = value()?,
             "--rounds" => o.rounds = value()?.max(1) as usize,
-            other => bail!("unknown bench proxy option {other:?} (--seconds N, --rounds N)"),
+            "--scenario" => {
+                o.scenario = match it.next().map(String::as_str) {
+                    Some("direct") => Some(Scenario::Direct),
+                    Some("ingress") => Some(Scenario::Ingress),
+                    other => bail!("--scenario takes direct or ingress (got {other:?})"),
+                }
+            }
+            other => bail!(
+                "unknown bench proxy option {other:?} (--seconds N, --rounds N, --scenario direct|ingress)"
+            ),
         }
     }
     Ok(o)
@@ -731,6 +743,7 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
         .iter()
         .map(|v| (Scenario::Direct, *v))
         .chain(INGRESS.iter().map(|v| (Scenario::Ingress, *v)))
+        .filter(|(scenario, _)| o.scenario.is_none_or(|s| s == *scenario))
         .collect();
     let results = measure_all(&setup, &runs, &o)?;
     println!(
@@ -741,7 +754,9 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
         (Scenario::Direct, &Variant::ALL[..]),
         (Scenario::Ingress, &INGRESS[..]),
     ] {
-        report(&results, scenario, variants);
+        if o.scenario.is_none_or(|s| s == scenario) {
+            report(&results, scenario, variants);
+        }
     }
     for m in &results {
         if let Some((received, served)) = m.sealed {

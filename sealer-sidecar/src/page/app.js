@@ -79,6 +79,16 @@ function describe(entry) {
         status: "", client: "",
         gateway: (entry.source?.id || "").split("/")[0],
       };
+    case "source_end":
+      return {
+        time: entry.sealed_at,
+        who: "",
+        request: e.clean
+          ? `source closed after event ${e.last_seq}`
+          : `SOURCE ENDED UNCLEANLY after event ${e.last_seq}: ${e.reason}`,
+        status: "", client: "",
+        gateway: (entry.source?.id || "").split("/")[0],
+      };
     default:
       return { time: entry.sealed_at, who: "", request: `sealer started (${e.sealer_version || ""})`, status: "", client: "", gateway: "" };
   }
@@ -88,7 +98,8 @@ function rowFor(entry, fresh) {
   const d = describe(entry);
   const tr = document.createElement("tr");
   tr.dataset.seq = entry.seq;
-  tr.className = [entry.kind === "gap" ? "gap" : "", entry.kind === "k8s_audit" ? "k8s" : "", fresh ? "new" : ""].join(" ").trim();
+  const loss = entry.kind === "gap" || (entry.kind === "source_end" && !entry.event.clean);
+  tr.className = [loss ? "gap" : "", entry.kind === "k8s_audit" ? "k8s" : "", fresh ? "new" : ""].join(" ").trim();
   const cells = [entry.seq, (d.time || "").replace("T", " ").replace(/\.\d+Z$/, "Z"), entry.kind, d.who, d.request, d.status, d.client, d.gateway];
   cells.forEach((value, i) => {
     const td = document.createElement("td");
