@@ -799,7 +799,11 @@ fn a_source_that_closes_or_goes_silent_ends_in_the_log() {
     // After a restart, ended sources stay ended: no second end past the timeout.
     s.restart();
     std::thread::sleep(Duration::from_millis(2500));
-    check(&s, s.metric("sealer_sources_open") == 0, "ended sources stay ended");
+    check(
+        &s,
+        s.metric("sealer_sources_open") == 0,
+        "ended sources stay ended",
+    );
     s.stop();
     let ends = s
         .export_entries()

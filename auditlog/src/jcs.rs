@@ -119,8 +119,15 @@ pub fn write_string(s: &str, out: &mut Vec<u8>) {
     out.reserve(s.len() + 2);
     out.push(b'"');
     let bytes = s.as_bytes();
-    let mut run_start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
+    // Most strings need no escape at all: find the first byte that does, eight at a time.
+    let Some(first) = find_special(bytes, 0) else {
+        out.extend_from_slice(bytes);
+        out.push(b'"');
+        return;
+    };
+    out.extend_from_slice(&bytes[..first]);
+    let mut run_start = first;
+    for (i, &b) in bytes.iter().enumerate().skip(first) {
         // Only ASCII bytes are ever escaped; the bytes of a multi-byte UTF-8 sequence are all
         // >= 0x80, so runs are cut on character boundaries.
         let short = match b {
@@ -151,6 +158,31 @@ pub fn write_string(s: &str, out: &mut Vec<u8>) {
     }
     out.extend_from_slice(&bytes[run_start..]);
     out.push(b'"');
+}
+
+/// The position, at or after `from`, of the first byte that is `"`, `\` or a control
+/// character (below U+0020): the bytes a JSON string cannot hold as they are. Eight bytes at
+/// a time (the usual SWAR tests for a zero byte and for a byte below a bound), since strings
+/// are mostly long runs of plain text.
+pub fn find_special(bytes: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
+    let mut i = from;
+    while i + 8 <= bytes.len() {
+        let w = u64::from_le_bytes(bytes[i..i + 8].try_into().expect("8 bytes"));
+        let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+        let quote = has_zero(w ^ (ONES * u64::from(b'"')));
+        let backslash = has_zero(w ^ (ONES * u64::from(b'\\')));
+        if below_space | quote | backslash != 0 {
+            break;
+        }
+        i += 8;
+    }
+    bytes[i..]
+        .iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+        .map(|p| i + p)
 }
 
 /// Parses `bytes` as JSON and reports whether they are already exactly their canonical form.
@@ -461,6 +493,29 @@ impl Parser<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn find_special_finds_the_first_byte_to_escape_wherever_it_is() {
+        for len in 0..40 {
+            let plain = vec![b'a'; len];
+            assert_eq!(find_special(&plain, 0), None);
+            for at in 0..len {
+                for special in [b'"', b'\\', 0x00, 0x1f, 0x0a] {
+                    let mut bytes = plain.clone();
+                    bytes[at] = special;
+                    assert_eq!(find_special(&bytes, 0), Some(at), "{len} {at} {special}");
+                    assert_eq!(find_special(&bytes, at), Some(at));
+                    assert_eq!(find_special(&bytes, at + 1), None);
+                }
+                // Bytes that look close but need no escape.
+                for harmless in [0x20, 0x21, 0x7f, 0x80, 0xff, b'#', b']'] {
+                    let mut bytes = plain.clone();
+                    bytes[at] = harmless;
+                    assert_eq!(find_special(&bytes, 0), None, "{harmless:#x}");
+                }
+            }
+        }
+    }
     use proptest::prelude::*;
     use serde_json::json;
 

@@ -17,6 +17,8 @@
 //! without the native filter in front) or the expression cannot be prepared, the filter reads
 //! each fact on its own as before; both ways produce the same event.
 
+use auditlog::jcs::find_special;
+
 use crate::event::RequestFacts;
 use crate::pairs::pairs;
 
@@ -186,7 +188,7 @@ impl<'a> Reader<'a> {
         }
         if !self.eat(b'}') {
             loop {
-                let Some(name) = self.string().map(str::to_owned) else {
+                let Some(name) = self.name() else {
                     return false;
                 };
                 if !self.eat(b':') {
@@ -194,12 +196,12 @@ impl<'a> Reader<'a> {
                 }
                 if self.b[self.i..].starts_with(b"null") {
                     self.i += 4;
-                    each(&name, None);
+                    each(name, None);
                 } else {
                     let Some(value) = self.string() else {
                         return false;
                     };
-                    each(&name, Some(value));
+                    each(name, Some(value));
                 }
                 if self.eat(b'}') {
                     break;
@@ -214,6 +216,21 @@ impl<'a> Reader<'a> {
         self.i == self.b.len()
     }
 
+    /// A member name: the format's names need no escapes, so one that has any is refused.
+    fn name(&mut self) -> Option<&'a str> {
+        let b: &'a [u8] = self.b;
+        if !self.eat(b'"') {
+            return None;
+        }
+        let start = self.i;
+        let end = find_special(b, start)?;
+        if b[end] != b'"' {
+            return None;
+        }
+        self.i = end + 1;
+        std::str::from_utf8(&b[start..end]).ok()
+    }
+
     /// A JSON string, unescaped into the scratch buffer when it has escapes.
     ///
     /// Envoy's formatter escapes each byte of a header value that is not valid UTF-8 as
@@ -225,12 +242,15 @@ impl<'a> Reader<'a> {
             return None;
         }
         let start = self.i;
-        let plain = self.b[start..]
-            .iter()
-            .position(|&b| b == b'"' || b == b'\\')?;
-        if self.b[start + plain] == b'"' {
-            self.i = start + plain + 1;
-            return std::str::from_utf8(&self.b[start..start + plain]).ok();
+        let plain = find_special(self.b, start)? - start;
+        match self.b[start + plain] {
+            b'"' => {
+                self.i = start + plain + 1;
+                return std::str::from_utf8(&self.b[start..start + plain]).ok();
+            }
+            b'\\' => {}
+            // A raw control character: not JSON.
+            _ => return None,
         }
         let mut out: Vec<u8> = std::mem::take(&mut self.scratch).into_bytes();
         out.clear();
@@ -267,10 +287,9 @@ impl<'a> Reader<'a> {
                     };
                     out.push(simple);
                 }
+                c if c < 0x20 => return None,
                 _ => {
-                    let run = self.b[self.i..]
-                        .iter()
-                        .position(|&b| b == b'"' || b == b'\\')?;
+                    let run = find_special(self.b, self.i)? - self.i;
                     out.extend_from_slice(&self.b[self.i..self.i + run]);
                     self.i += run;
                 }

@@ -24,6 +24,7 @@
 //! - timestamps in their one written form (`2026-11-28T07:00:00.123456789Z`).
 
 use super::{Limits, MAX_SAFE_INTEGER, is_token_byte};
+use crate::jcs::find_special;
 use crate::timestamp::Timestamp;
 
 /// The parts of an ingest line that passed [`check`].
@@ -212,11 +213,7 @@ impl<'a> Cursor<'a> {
         self.eat(b'"')?;
         let start = self.i;
         loop {
-            let rest = &self.b[self.i..];
-            let n = rest
-                .iter()
-                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-            self.i += n;
+            self.i = find_special(self.b, self.i)?;
             match self.b[self.i] {
                 b'"' => break,
                 b'\\' => self.escape()?,
