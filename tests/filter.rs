@@ -1302,3 +1302,138 @@ fn a_gateway_stopped_under_load_loses_nothing_silently() {
         }
     }
 }
+
+/// The Python with Wasmtime: `AUDIT_WASMTIME_PYTHON` (set by `cargo xtask test`), else the
+/// one `cargo xtask test` installs.
+fn wasmtime_python() -> std::path::PathBuf {
+    let installed = envoy::workspace_root().join("target/tools/wasmtime-venv/bin/python");
+    let from_env = std::env::var_os("AUDIT_WASMTIME_PYTHON").map(std::path::PathBuf::from);
+    match from_env.iter().chain([&installed]).find(|p| p.is_file()) {
+        Some(p) => p.clone(),
+        None => panic!(
+            "Wasmtime's Python not found (AUDIT_WASMTIME_PYTHON={from_env:?}, {}): run \
+             `cargo xtask test` (it installs Wasmtime)",
+            installed.display()
+        ),
+    }
+}
+
+/// The filter on a second proxy-wasm host that offers only the plain ABI (no Envoy property,
+/// no foreign function): `tests/util/plain_abi_host.py`, written from the ABI, on Wasmtime.
+/// The events keep what the plain ABI gives: the status from `:status`, the counted body
+/// sizes; and after the first request the filter stops asking for what the host lacks.
+#[test]
+fn on_a_host_with_only_the_plain_abi_the_events_keep_what_it_gives() {
+    use std::io::Write;
+    let request = |method: &str, path: &str, status: &str, body: u64| {
+        json!({
+            "request_headers": [[":method", method], [":path", path], [":authority", "shop.example"],
+                                [":scheme", "https"], ["user-agent", "plain/1"], ["x-user", "alice"]],
+            "response_headers": [[":status", status], ["content-type", "text/plain"]],
+            "response_body": body,
+        })
+    };
+    let spec = json!({
+        "wasm": envoy::filter_wasm(),
+        "config": json!({"gateway": "plain-gw", "identity": [{"source": "header", "name": "x-user"}]}).to_string(),
+        "requests": [
+            request("GET", "/a?token=t0k", "200", 7),
+            request("POST", "/b", "503", 3),
+            request("GET", "/c", "404", 0),
+        ],
+    });
+    let script = envoy::workspace_root().join("tests/util/plain_abi_host.py");
+    let mut child = std::process::Command::new(wasmtime_python())
+        .arg(&script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("the plain host starts");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(spec.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let run: Value = serde_json::from_slice(&out.stdout).expect("the host prints JSON");
+    let lines: Vec<Value> = run["lines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| serde_json::from_str(l.as_str().unwrap()).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 3, "{run}");
+    for (line, (status, size, path)) in
+        lines
+            .iter()
+            .zip([(200, 7, "/a"), (503, 3, "/b"), (404, 0, "/c")])
+    {
+        let ev = &line["event"];
+        assert_eq!(ev["http"]["response"]["status_code"], status, "{line}");
+        assert_eq!(ev["http"]["response"]["body"]["size"], size, "{line}");
+        assert_eq!(ev["url"]["path"], path);
+        assert_eq!(ev["enduser"], json!({"id": "alice", "source": "header"}));
+        assert_eq!(ev["server"]["address"], "shop.example");
+        assert_eq!(
+            ev["unavailable"],
+            json!(["client.address", "network.protocol.version"]),
+            "what the host cannot give is declared"
+        );
+        // Every line is an event the sealer takes, by its fast path.
+        assert!(
+            auditlog::event::canonical::check(
+                line.to_string().as_bytes(),
+                &auditlog::event::Limits::default()
+            )
+            .is_some()
+                || auditlog::event::IngestLine::parse(
+                    line.to_string().as_bytes(),
+                    &auditlog::event::Limits::default()
+                )
+                .is_ok()
+        );
+    }
+    assert_eq!(lines[0]["event"]["url"]["query"], "token=REDACTED");
+    // After the first request showed the host lacks `response.code`, the filter asks only for
+    // the standard attributes it may still have: no `response.code_details` on every request.
+    let asked: Vec<&str> = run["properties_asked"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    let later: Vec<&str> = asked
+        .iter()
+        .skip_while(|p| **p != "xds.route_name")
+        .skip(1)
+        .copied()
+        .collect();
+    assert_eq!(
+        later,
+        [
+            "source.address",
+            "request.protocol",
+            "source.address",
+            "request.protocol"
+        ],
+        "{asked:?}"
+    );
+    assert!(!asked.contains(&"response.code_details"), "{asked:?}");
+    // The batch names its source and how far it has numbered.
+    let call = &run["calls"][0]["headers"];
+    assert_eq!(call["audit-source-seq"], "3");
+    assert!(
+        call["audit-source"]
+            .as_str()
+            .unwrap()
+            .starts_with("plain-gw/")
+    );
+}

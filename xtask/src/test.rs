@@ -50,6 +50,7 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
     let envoy = tools::envoy()?;
     let weed = tools::seaweedfs()?;
     let wasi_runner = tools::wasi_runner()?;
+    let wasmtime_python = tools::wasmtime_python()?;
     let chromium = tools::chromium()?;
     let duckdb = tools::duckdb()?;
     tasks::run(cargo().args(["fmt", "--all", "--check"]))?;
@@ -113,7 +114,8 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
                 .env("AUDIT_ENVOY_BIN", &envoy)
                 .env("AUDIT_WEED_BIN", &weed)
                 .env("AUDIT_CHROMIUM_BIN", &chromium)
-                .env("AUDIT_DUCKDB_PYTHON", &duckdb),
+                .env("AUDIT_DUCKDB_PYTHON", &duckdb)
+                .env("AUDIT_WASMTIME_PYTHON", &wasmtime_python),
         )?;
     } else {
         tasks::run(
@@ -129,7 +131,8 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
                 .env("AUDIT_ENVOY_BIN", &envoy)
                 .env("AUDIT_WEED_BIN", &weed)
                 .env("AUDIT_CHROMIUM_BIN", &chromium)
-                .env("AUDIT_DUCKDB_PYTHON", &duckdb),
+                .env("AUDIT_DUCKDB_PYTHON", &duckdb)
+                .env("AUDIT_WASMTIME_PYTHON", &wasmtime_python),
         )?;
     }
     eprintln!("xtask test: every gate and test passed");

@@ -111,6 +111,14 @@ fn check_weed_version(weed: &Path) -> anyhow::Result<()> {
 /// Wasmtime in a virtualenv at `target/tools/wasmtime-venv`; returns the cargo runner for
 /// `wasm32-wasip1` (that venv's Python running `xtask/scripts/wasi-run.py`).
 pub fn wasi_runner() -> anyhow::Result<String> {
+    let python = wasmtime_python()?;
+    let script = tasks::root().join("xtask/scripts/wasi-run.py");
+    Ok(format!("{} {}", python.display(), script.display()))
+}
+
+/// Wasmtime in a virtualenv at `target/tools/wasmtime-venv`; returns that venv's Python (the
+/// tests' second proxy-wasm host runs on it, `tests/util/plain_abi_host.py`).
+pub fn wasmtime_python() -> anyhow::Result<PathBuf> {
     let package = format!("wasmtime=={WASMTIME_VERSION}");
     let venv = pip_tool("wasmtime-venv", &package, |v| {
         let python = v.join("bin/python");
@@ -123,12 +131,7 @@ pub fn wasi_runner() -> anyhow::Result<String> {
         }
         Ok(())
     })?;
-    let script = tasks::root().join("xtask/scripts/wasi-run.py");
-    Ok(format!(
-        "{} {}",
-        venv.join("bin/python").display(),
-        script.display()
-    ))
+    Ok(venv.join("bin/python"))
 }
 
 /// cargo-fuzz, installed from crates.io into `target/tools/cargo-fuzz`; returns its binary.
