@@ -11,8 +11,8 @@ use serde::Deserialize;
 
 use auditlog::k8s::{self, Selection};
 
+use crate::http::tls::TlsFiles;
 use crate::store::S3Options;
-use crate::tls::TlsFiles;
 
 /// Options of `sealer serve`. Every one can also be set in the config file under the same
 /// name with `_` for `-` (e.g. `segment_max_age = "10s"`).

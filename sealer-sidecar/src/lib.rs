@@ -5,52 +5,41 @@
 //! [`auditlog`] crate, acknowledges a batch only once it is durable in the write-ahead log,
 //! stores finished segments write-once, and publishes Ed25519-signed C2SP checkpoints. On a
 //! separate TLS listener it can also take the Kubernetes API server's audit webhook and seal
-//! the changes to the resources that decide exposure ([`webhook`]). The same binary verifies a
-//! store offline.
+//! the changes to the resources that decide exposure. The same binary verifies a store
+//! offline, proves entries and follows a log.
 //!
 //! # Layout
-//! - [`cli`]: the command line (`serve`, `verify`, `keygen`, `export`, `checkpoint`).
-//! - [`config`]: `serve` configuration from flags, environment and file.
-//! - [`server`]: wiring of `serve`: recovery, writer, uploader, HTTP, shutdown.
-//! - [`api`]: the HTTP API; [`read_api`]: its read side (query, proofs, live stream);
-//!   [`page`]: the live page at `/`.
-//! - [`webhook`]: the Kubernetes audit webhook, on its own TLS listener ([`tls`]).
-//! - [`auth`]: bearer tokens by role.
-//! - [`ingest`]: parsing and validating ingest bodies.
-//! - [`writer`]: the thread that seals batches into the WAL with group commit.
-//! - [`wal`]: the write-ahead log files.
-//! - [`sources`]: per-source sequence numbers, gaps and replays.
-//! - [`uploader`]: stores segments and publishes signed checkpoints.
-//! - [`recovery`]: rebuilds state from the store and the WAL at start.
-//! - [`store`]: the write-once storage trait and its implementations.
-//! - [`audit`]: verification and export over a store.
-//! - [`index`]: the query index (SQLite and the tree's levels), derived from the store.
-//! - [`keys`]: key files.
-//! - [`prove`]: `sealer prove`, checking one entry's inclusion proof offline.
-//! - [`tail`]: `sealer tail`, following new entries from a sealer or a store.
-//! - [`http_client`]: the little HTTP client of the commands that call a sealer.
-//! - [`metrics`]: Prometheus metrics.
+//!
+//! The folders are the stages an event goes through, in order:
+//!
+//! | folder | stage | what happens there |
+//! |---|---|---|
+//! | [`ingest`] | 1. ingest | request bodies become [`ingest::PreparedEvent`]s (validated, canonical) |
+//! | [`seal`] | 2. seal | the writer thread chains and MACs them into the write-ahead log, in group commits ([`seal::writer`], [`seal::wal`], [`seal::sources`]) |
+//! | [`publish`] | 3. publish | the uploader stores closed segments and signs checkpoints; recovery rebuilds the state at start |
+//! | [`store`] | (storage) | the write-once `Store` trait: a local directory, S3 with Object Lock, and a fault-injecting memory store for tests |
+//! | [`read`] | 4. read | verification and export of a store, and the query index |
+//! | [`http`] | 5. HTTP | the routes: ingest, the read API, the live page, probes, metrics; auth, TLS and the Kubernetes audit webhook |
+//! | [`commands`] | 6. commands | the command line: `serve` wires the stages together; `verify`, `export`, `prove`, `tail`, ... |
+//!
+//! Beside them: [`config`] (the `serve` configuration from flags, environment and file),
+//! [`keys`] (key files) and [`metrics`] (Prometheus metrics).
+//!
+//! Dependencies point one way: `ingest` ← `seal` ← `publish` → `read` → `store`; `http` uses
+//! them all, and `commands` uses everything.
+//!
+//! **Where to start reading:** [`commands::serve::run`] wires a running sealer from start to
+//! shutdown; [`seal::writer`] is the heart of the write path; [`read::verify`] is what an
+//! auditor runs. The log format itself (entries, chain, tree, checkpoints, verification)
+//! is in the [`auditlog`] crate and `docs/log-format.md`.
 
-pub mod api;
-pub mod audit;
-pub mod auth;
-pub mod cli;
+pub mod commands;
 pub mod config;
-pub mod http_client;
-pub mod index;
+pub mod http;
 pub mod ingest;
 pub mod keys;
 pub mod metrics;
-pub mod page;
-pub mod prove;
-pub mod read_api;
-pub mod recovery;
-pub mod server;
-pub mod sources;
+pub mod publish;
+pub mod read;
+pub mod seal;
 pub mod store;
-pub mod tail;
-pub mod tls;
-pub mod uploader;
-pub mod wal;
-pub mod webhook;
-pub mod writer;

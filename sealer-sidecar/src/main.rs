@@ -1,5 +1,5 @@
 //! `sealer`: see the crate documentation of the `sealer` library.
 
 fn main() -> std::process::ExitCode {
-    sealer::cli::main()
+    sealer::commands::main()
 }

@@ -1,9 +1,9 @@
 //! The read side of the HTTP API: query, proofs, and the live stream. All need the read
-//! token when one is configured ([`crate::auth`]).
+//! token when one is configured ([`crate::http::auth`]).
 //!
 //! | method and path                 | what                                                   |
 //! |---------------------------------|--------------------------------------------------------|
-//! | `GET /v1/events`                | filtered, paginated entries from the index ([`crate::index`]) |
+//! | `GET /v1/events`                | filtered, paginated entries from the index ([`crate::read::index`]) |
 //! | `GET /v1/proof/inclusion`       | one entry, its inclusion proof and the signed checkpoint |
 //! | `GET /v1/proof/consistency`     | a consistency proof between two signed checkpoints     |
 //! | `GET /v1/stream`                | Server-Sent Events: entries as they are sealed         |
@@ -19,7 +19,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use auditlog::layout;
 use auditlog::merkle::{self, Hash};
 use auditlog::query::{FILTER_PARAMS, Fields, Filter};
 use auditlog::record::parse_record;
@@ -34,9 +33,10 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::api::AppState;
-use crate::auth::Role;
-use crate::index::{Cursor, Order};
+use crate::http::AppState;
+use crate::http::auth::Role;
+use crate::read::StoredLog;
+use crate::read::index::{Cursor, Order};
 use crate::store::Store;
 
 /// Most entries in one page.
@@ -68,7 +68,7 @@ fn unavailable(message: String) -> Response {
 }
 
 /// The index, or the 503 to answer when it is turned off.
-fn index_of<S>(state: &AppState<S>) -> Result<Arc<crate::index::IndexReader>, Response> {
+fn index_of<S>(state: &AppState<S>) -> Result<Arc<crate::read::index::IndexReader>, Response> {
     state.index.clone().ok_or_else(|| {
         (
             StatusCode::SERVICE_UNAVAILABLE,
@@ -245,22 +245,19 @@ async fn checkpoint_of_size<S: Store + Clone>(
     {
         return Ok(Some(text));
     }
-    let listed = state
-        .store
-        .list(layout::CHECKPOINTS)
+    let log = StoredLog::new(&state.store);
+    let Some(found) = log
+        .checkpoint_at_size(size)
         .await
-        .map_err(|e| unavailable(format!("cannot list checkpoints: {e}")))?;
-    for obj in listed.iter().rev() {
-        if layout::parse_checkpoint_key(&obj.key).is_some_and(|(s, _)| s == size) {
-            let bytes = state
-                .store
-                .get(&obj.key)
-                .await
-                .map_err(|e| unavailable(format!("cannot read {}: {e}", obj.key)))?;
-            return Ok(bytes.and_then(|b| String::from_utf8(b.to_vec()).ok()));
-        }
-    }
-    Ok(None)
+        .map_err(|e| unavailable(format!("cannot list checkpoints: {e}")))?
+    else {
+        return Ok(None);
+    };
+    let text = log
+        .read_checkpoint(&found)
+        .await
+        .map_err(|e| unavailable(format!("cannot read {}: {e}", found.key)))?;
+    Ok(Some(text))
 }
 
 /// The newest stored checkpoint's size.
@@ -278,7 +275,7 @@ fn proof_request<S>(
     headers: &HeaderMap,
     params: &HashMap<String, String>,
     known: &[&str],
-) -> Result<Arc<crate::index::IndexReader>, Response> {
+) -> Result<Arc<crate::read::index::IndexReader>, Response> {
     state.tokens.check(Role::Read, headers)?;
     check_params(params, known)?;
     index_of(state)

@@ -23,12 +23,13 @@ use auditlog::seal::LogSealer;
 use auditlog::verify::ProblemClass;
 use serde::Deserialize;
 
-use crate::audit::{self, VerifyOptions};
-use crate::sources::SourceTracker;
+use crate::publish::uploader::StoredState;
+use crate::read::StoredLog;
+use crate::read::verify::{self, VerifyOptions};
+use crate::seal::sources::SourceTracker;
+use crate::seal::wal;
+use crate::seal::writer::ClosedSegment;
 use crate::store::Store;
-use crate::uploader::StoredState;
-use crate::wal;
-use crate::writer::ClosedSegment;
 
 /// Everything the writer and uploader start from.
 pub struct Recovered {
@@ -104,7 +105,7 @@ pub async fn recover<S: Store + Clone>(
         storage_checks: false,
         min_retention_days: None,
     };
-    let (report, frontier, head) = audit::verify_with_state(store, verifier, &options)
+    let (report, frontier, head) = verify::verify_with_state(store, verifier, &options)
         .await
         .with_context(|| format!("failed to read the store {}", store.describe()))?;
     // Entries after the newest checkpoint are normal after a crash between storing a segment
@@ -127,15 +128,13 @@ pub async fn recover<S: Store + Clone>(
         chain: head,
     };
     let mut sources = SourceTracker::default();
-    for obj in store.list(layout::SEGMENTS).await? {
-        let bytes = store
-            .get(&obj.key)
-            .await?
-            .with_context(|| format!("{} disappeared during recovery", obj.key))?;
+    let log = StoredLog::new(store);
+    for segment in log.segments().await? {
+        let bytes = log.read(&segment.key).await?;
         for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            let record = parse_record(line).map_err(|e| anyhow::anyhow!("{}: {e}", obj.key))?;
+            let record = parse_record(line).map_err(|e| anyhow::anyhow!("{}: {e}", segment.key))?;
             restore_source(&mut sources, record.entry)
-                .with_context(|| format!("in {}", obj.key))?;
+                .with_context(|| format!("in {}", segment.key))?;
         }
     }
 

@@ -21,9 +21,9 @@ use bytes::Bytes;
 use tokio::sync::{RwLock, mpsc, watch};
 
 use crate::metrics::Metrics;
+use crate::seal::wal;
+use crate::seal::writer::ClosedSegment;
 use crate::store::{PutOutcome, Store, StoreError};
-use crate::wal;
-use crate::writer::ClosedSegment;
 
 /// The log state a checkpoint commits to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

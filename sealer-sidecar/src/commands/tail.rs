@@ -13,13 +13,14 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use auditlog::layout;
 use auditlog::query::{Fields, Filter};
 use auditlog::record::parse_record;
 use http_body_util::BodyExt;
 
-use crate::cli::{EXIT_OK, FilterArgs, S3Args};
+use crate::commands::EXIT_OK;
+use crate::commands::args::{FilterArgs, S3Args};
 use crate::keys;
+use crate::read::StoredLog;
 use crate::store::{AnyStore, Store};
 
 #[derive(clap::Args, Debug)]
@@ -79,7 +80,8 @@ async fn follow_sealer(url: &str, args: &TailArgs, _filter: &Filter) -> anyhow::
         .map(|p| keys::read_secret(p, keys::Secret::Token))
         .transpose()?;
     let path = format!("/v1/stream{}", query_of(&args.filter));
-    let response = crate::http_client::request(url, &path, token.as_deref().map(str::trim)).await?;
+    let response =
+        crate::commands::http_client::request(url, &path, token.as_deref().map(str::trim)).await?;
     if response.status() != 200 {
         let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();
@@ -121,11 +123,12 @@ async fn follow_sealer(url: &str, args: &TailArgs, _filter: &Filter) -> anyhow::
 }
 
 async fn follow_store(location: &str, args: &TailArgs, filter: &Filter) -> anyhow::Result<u8> {
-    let logs = crate::cli::open_logs(location, &args.s3).await?;
+    let logs = crate::commands::args::open_logs(location, &args.s3).await?;
     let mut seen: Vec<HashSet<String>> = vec![HashSet::new(); logs.len()];
     if !args.from_start {
         for (log, seen) in logs.iter().zip(&mut seen) {
-            seen.extend(log.list(layout::SEGMENTS).await?.into_iter().map(|o| o.key));
+            let segments = StoredLog::new(log).segments().await?;
+            seen.extend(segments.into_iter().map(|s| s.key));
         }
     }
     loop {
@@ -141,14 +144,13 @@ async fn print_new(
     seen: &mut HashSet<String>,
     filter: &Filter,
 ) -> anyhow::Result<()> {
-    let mut fresh: Vec<String> = log
-        .list(layout::SEGMENTS)
+    let fresh: Vec<String> = StoredLog::new(log)
+        .segments()
         .await?
         .into_iter()
-        .map(|o| o.key)
+        .map(|s| s.key)
         .filter(|k| !seen.contains(k))
         .collect();
-    fresh.sort();
     let stdout = std::io::stdout();
     for key in fresh {
         let Some(bytes) = log.get(&key).await? else {

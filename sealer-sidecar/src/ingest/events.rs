@@ -6,7 +6,7 @@ use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::writer::PreparedEvent;
+use crate::ingest::PreparedEvent;
 
 /// Bounds on one request.
 #[derive(Clone, Copy, Debug)]
@@ -256,7 +256,7 @@ mod tests {
 
     #[test]
     fn the_published_example_events_are_valid() {
-        let body = include_bytes!("../../examples/events.ndjson");
+        let body = include_bytes!("../../../examples/events.ndjson");
         let events = parse_batch(&Bytes::from_static(body), BodyFormat::Ndjson, &limits()).unwrap();
         assert_eq!(events.len(), 3);
     }

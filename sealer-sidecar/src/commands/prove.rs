@@ -19,7 +19,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::Deserialize;
 
-use crate::cli::{EXIT_OK, EXIT_TAMPERED};
+use crate::commands::{EXIT_OK, EXIT_TAMPERED};
 use crate::keys;
 
 #[derive(clap::Args, Debug)]
@@ -138,7 +138,8 @@ pub async fn run(args: ProveArgs) -> anyhow::Result<u8> {
                 .map(|p| keys::read_secret(p, keys::Secret::Token))
                 .transpose()?;
             let (status, body) =
-                crate::http_client::get(url, &path, token.as_deref().map(str::trim)).await?;
+                crate::commands::http_client::get(url, &path, token.as_deref().map(str::trim))
+                    .await?;
             if status != 200 {
                 bail!("{url}{path} answered {status}: {body}");
             }

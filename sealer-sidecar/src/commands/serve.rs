@@ -12,20 +12,20 @@ use auditlog::event::Limits;
 use tokio::net::TcpListener;
 use tokio::sync::{RwLock, Semaphore, broadcast, mpsc, watch};
 
-use crate::api::{AppState, app, health_app};
-use crate::auth::Tokens;
 use crate::config::ServeConfig;
-use crate::index;
-use crate::ingest::IngestLimits;
+use crate::http::auth::Tokens;
+use crate::http::tls::{self, ReloadingTls};
+use crate::http::webhook::{self, WebhookState};
+use crate::http::{AppState, app, health_app};
+use crate::ingest::events::IngestLimits;
 use crate::keys::{self, SealerKeys};
 use crate::metrics::Metrics;
-use crate::recovery;
-use crate::sources::Liveness;
+use crate::publish::recovery;
+use crate::publish::uploader::Uploader;
+use crate::read::index;
+use crate::seal::sources::Liveness;
+use crate::seal::writer::{self, SegmentPolicy, WriterState};
 use crate::store::{self, AnyStore, Store};
-use crate::tls::{self, ReloadingTls};
-use crate::uploader::Uploader;
-use crate::webhook::{self, WebhookState};
-use crate::writer::{self, SegmentPolicy, WriterState};
 
 /// Take an exclusive lock on the data directory, so two sealers never share a WAL.
 fn lock_data_dir(dir: &Path) -> anyhow::Result<File> {
@@ -98,7 +98,7 @@ async fn open_store(config: &ServeConfig, origin: &str) -> anyhow::Result<AnySto
 /// with it (another store, or a store rolled back), is rebuilt.
 fn open_index(
     dir: &Path,
-    stored: &crate::uploader::StoredState,
+    stored: &crate::publish::uploader::StoredState,
 ) -> anyhow::Result<(index::IndexWriter, index::IndexReader)> {
     let (mut writer, reader) = index::open(dir)
         .with_context(|| format!("failed to open the index in {}", dir.display()))?;

@@ -21,24 +21,10 @@ use auditlog::timestamp::Timestamp;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use crate::ingest::{PreparedEvent, SourceReport, SourceState};
 use crate::metrics::Metrics;
-use crate::sources::{Liveness, Observation, SourceTracker, Undo};
-use crate::wal::{AppendError, Wal};
-
-/// One validated event, ready to seal.
-#[derive(Debug, Clone)]
-pub struct PreparedEvent {
-    pub kind: EntryKind,
-    pub source: Option<EntrySource>,
-    /// The source declared that it dropped this many events just before this one.
-    pub dropped_before: Option<u64>,
-    /// The name of an event its producer does not number (a Kubernetes audit event's
-    /// `auditID` and `stage`): sealed once however often it is delivered.
-    pub dedup_key: Option<String>,
-    /// Canonical JSON of the event object (for a line that was canonical already, a slice of
-    /// the request body itself).
-    pub event_json: bytes::Bytes,
-}
+use crate::seal::sources::{Liveness, Observation, SourceTracker, Undo};
+use crate::seal::wal::{AppendError, Wal};
 
 /// What a batch got: the positions of the entries sealed for it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -62,26 +48,6 @@ pub struct Ack {
 pub struct Unavailable(pub String);
 
 type Reply = oneshot::Sender<Result<Ack, Unavailable>>;
-
-/// What a source says about itself with a batch (the `audit-source*` headers of
-/// `POST /v1/events`): it has numbered its events up to `announced` (delivered or still
-/// waiting with it), and whether it is closing.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceReport {
-    pub id: String,
-    pub announced: u64,
-    pub state: SourceState,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SourceState {
-    /// Alive: a batch or a heartbeat.
-    Open,
-    /// Its last batch: it will send no more (a clean end).
-    Closing,
-    /// Made by the writer itself: silent past the timeout, never closed (an unclean end).
-    Silent,
-}
 
 /// One batch waiting for the writer.
 struct Job {

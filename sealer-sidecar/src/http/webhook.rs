@@ -5,9 +5,9 @@
 //! stages ([`auditlog::k8s::Selection`]) are sealed as `k8s_audit` entries; the others are
 //! counted and dropped. The answer is 200 only once the sealed entries are durable; any
 //! other answer makes the API server retry, and a redelivered event (same `auditID` and
-//! `stage`) is sealed once ([`crate::sources`]).
+//! `stage`) is sealed once ([`crate::seal::sources`]).
 //!
-//! The listener is reached over the network, so it serves TLS only ([`crate::tls`]) and
+//! The listener is reached over the network, so it serves TLS only ([`crate::http::tls`]) and
 //! admits a caller that presents a client certificate signed by `--webhook-client-ca`, or
 //! one that sends the bearer token of `--webhook-token-file`. Nothing else is routed here:
 //! ingest and reads stay on the loopback listener.
@@ -36,12 +36,13 @@ use axum::{Extension, Router};
 use serde::Serialize;
 use serde_json::json;
 
-use crate::api::{self, AppState};
-use crate::auth::{self, Role};
+use crate::http::AppState;
+use crate::http::auth::{self, Role};
+use crate::http::ingest::{spool_full, unavailable};
+use crate::http::tls::ClientCertificate;
+use crate::ingest::PreparedEvent;
 use crate::metrics::Metrics;
 use crate::store::Store;
-use crate::tls::ClientCertificate;
-use crate::writer::PreparedEvent;
 
 /// What the webhook handler needs beside the shared state.
 pub struct WebhookState<S> {
@@ -144,7 +145,7 @@ async fn post_audit<S: Store + Clone>(
             format!("content type {content_type:?} is not accepted; send application/json"),
         );
     }
-    if let Some(refused) = api::spool_full(&state.app) {
+    if let Some(refused) = spool_full(&state.app) {
         return refused;
     }
     let Ok(_permit) = state.app.inflight.acquire().await else {
@@ -215,6 +216,6 @@ async fn post_audit<S: Store + Clone>(
             last_seq: ack.last_seq,
         })
         .into_response(),
-        Err(e) => api::unavailable(&e),
+        Err(e) => unavailable(&e),
     }
 }

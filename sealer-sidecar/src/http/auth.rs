@@ -7,7 +7,7 @@
 //! |----------|---------------------------|-----------------------|
 //! | `ingest` | `POST /v1/events`         | `--ingest-token-file` |
 //! | `read`   | `GET /verify`, `/metrics`, `/v1/events`, `/v1/proof/*`, `/v1/stream`, `/v1/status`, the page `/` | `--read-token-file` (also as the password of HTTP Basic credentials, for browsers) |
-//! | `webhook`| `POST /v1/k8s/audit`      | `--webhook-token-file` (or a client certificate, see [`crate::webhook`]) |
+//! | `webhook`| `POST /v1/k8s/audit`      | `--webhook-token-file` (or a client certificate, see [`crate::http::webhook`]) |
 //!
 //! `/healthz`, `/readyz`, `/v1/checkpoint` (a signed, public statement) and the page's static
 //! assets stay open. A role

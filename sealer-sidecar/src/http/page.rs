@@ -1,6 +1,6 @@
 //! The live page at `/`: one HTML file, a script and a style sheet, built into the binary
 //! (nothing is fetched from anywhere else). The page holds no data; it reads the log through
-//! the read API ([`crate::read_api`]) with the browser's credentials.
+//! the read API ([`crate::http::read`]) with the browser's credentials.
 //!
 //! With a read token configured, `/` asks for it with HTTP Basic authentication (any user
 //! name, the read token as password), which the browser then sends with every request of the
@@ -12,8 +12,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::api::AppState;
-use crate::auth::Role;
+use crate::http::AppState;
+use crate::http::auth::Role;
 use crate::store::Store;
 
 const INDEX_HTML: &str = include_str!("page/index.html");

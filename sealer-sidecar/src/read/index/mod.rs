@@ -21,7 +21,6 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use auditlog::head::LogHead;
-use auditlog::layout;
 use auditlog::merkle::{self, Hash};
 use auditlog::note::NoteVerifier;
 use auditlog::query::{Fields, Filter};
@@ -31,8 +30,9 @@ use rusqlite::Connection;
 use tokio::sync::watch;
 
 use crate::metrics::Metrics;
+use crate::publish::uploader::LatestCheckpoint;
+use crate::read::StoredLog;
 use crate::store::Store;
-use crate::uploader::LatestCheckpoint;
 
 pub use db::{Cursor, Order, Page};
 
@@ -194,17 +194,13 @@ async fn read_stored<S: Store>(
     until: u64,
 ) -> anyhow::Result<Vec<(u64, Vec<u8>)>> {
     let mut out = Vec::new();
-    for obj in store.list(layout::SEGMENTS).await? {
-        let Some((first, last)) = layout::parse_segment_key(&obj.key) else {
-            continue;
-        };
-        if last < from || first >= until {
-            continue;
-        }
-        let bytes = store
-            .get(&obj.key)
-            .await?
-            .with_context(|| format!("{} disappeared", obj.key))?;
+    if from >= until {
+        return Ok(out);
+    }
+    let log = StoredLog::new(store);
+    for segment in log.segments_in(from..=until - 1).await? {
+        let first = segment.first;
+        let bytes = log.read(&segment.key).await?;
         for (i, line) in bytes
             .split(|&b| b == b'\n')
             .filter(|l| !l.is_empty())
@@ -214,7 +210,7 @@ async fn read_stored<S: Store>(
             if seq < from || seq >= until {
                 continue;
             }
-            let record = parse_record(line).map_err(|e| anyhow::anyhow!("{}: {e}", obj.key))?;
+            let record = parse_record(line).map_err(|e| anyhow::anyhow!("{}: {e}", segment.key))?;
             out.push((seq, record.entry.to_vec()));
         }
         if out.len() as u64 >= until - from {

@@ -1,0 +1,100 @@
+//! The operator's endpoints: the newest checkpoint, verification on demand, readiness and
+//! metrics.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::http::AppState;
+use crate::http::auth::Role;
+use crate::read::verify::{self, VerifyOptions};
+use crate::store::Store;
+
+pub async fn get_checkpoint<S: Store + Clone>(State(state): State<Arc<AppState<S>>>) -> Response {
+    match state.latest.read().await.clone() {
+        Some(text) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no checkpoint published yet\n",
+        )
+            .into_response(),
+    }
+}
+
+pub async fn get_verify<S: Store + Clone>(
+    State(state): State<Arc<AppState<S>>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = state.tokens.check(Role::Read, &headers) {
+        return refused;
+    }
+    let _one_at_a_time = state.verify_lock.lock().await;
+    // Also against the last checkpoint this sealer published, which catches a rollback.
+    let trusted = tokio::fs::read_to_string(&state.last_checkpoint_file)
+        .await
+        .ok()
+        .map(|text| (state.last_checkpoint_file.display().to_string(), text));
+    let options = VerifyOptions {
+        mac_key: Some(state.mac_key.clone()),
+        trusted,
+        progress: false,
+        storage_checks: true,
+        min_retention_days: None,
+    };
+    match verify::verify(&state.store, &state.verifier, &options).await {
+        Ok(report) => {
+            *state.last_verification.write().await = Some(json!({
+                "at": auditlog::timestamp::Timestamp::now().to_string(),
+                "ok": report.ok,
+                "problems": report.problem_count,
+                "size": report.entries,
+            }));
+            axum::Json(report).into_response()
+        }
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(json!({"error": "store_unreadable", "message": e.to_string()})),
+        )
+            .into_response(),
+    }
+}
+
+pub async fn get_ready<S: Store + Clone>(State(state): State<Arc<AppState<S>>>) -> Response {
+    let m = &state.metrics;
+    let ready = m.is_ready();
+    let body = json!({
+        "ready": ready,
+        "writer_failed": m.writer_failed.load(Relaxed),
+        "wal_healthy": m.wal_healthy.load(Relaxed),
+        "store_healthy": m.store_healthy.load(Relaxed),
+        "integrity_alarms": m.integrity_alarms.load(Relaxed),
+        "log_size": m.log_size.load(Relaxed),
+        "checkpoint_size": m.checkpoint_size.load(Relaxed),
+        "upload_lag_entries": m.upload_lag(),
+        "spool_bytes": m.spool_bytes.load(Relaxed),
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+pub async fn get_metrics<S: Store + Clone>(
+    State(state): State<Arc<AppState<S>>>,
+    headers: HeaderMap,
+) -> Response {
+    if let Err(refused) = state.tokens.check(Role::Read, &headers) {
+        return refused;
+    }
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        state.metrics.render(),
+    )
+        .into_response()
+}

@@ -1,0 +1,11 @@
+//! Stage 4, read: what the store holds, checked and made queryable.
+//!
+//! - [`stored_log`]: one way to read a log in any store (checkpoints, segments, origin).
+//! - [`verify`]: verification and export of a whole store.
+//! - [`index`]: the query index (SQLite and the tree's levels), derived from the store.
+
+pub mod index;
+pub mod stored_log;
+pub mod verify;
+
+pub use stored_log::StoredLog;

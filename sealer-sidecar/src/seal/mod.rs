@@ -1,0 +1,10 @@
+//! Stage 2, seal: prepared events become durable, chained, MAC'd records in the write-ahead
+//! log, with group commit.
+//!
+//! - [`writer`]: the thread that seals groups of batches and answers each once durable.
+//! - [`sources`]: per-source sequence numbers (gaps, replays) and liveness (ends).
+//! - [`wal`]: the write-ahead log files.
+
+pub mod sources;
+pub mod wal;
+pub mod writer;
