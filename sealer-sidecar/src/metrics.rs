@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 /// Every metric the sealer exports. Shared by the writer, the uploader and the HTTP layer.
 #[derive(Debug, Default)]
 pub struct Metrics {
+    /// The spool, shown (not steered) here.
+    pub spool: crate::seal::spool::Spool,
     pub events_received: AtomicU64,
     pub entries_sealed: AtomicU64,
     pub duplicates_dropped: AtomicU64,
@@ -24,8 +26,6 @@ pub struct Metrics {
     pub upload_retries: AtomicU64,
     pub checkpoints_published: AtomicU64,
     pub integrity_alarms: AtomicU64,
-    /// Bytes of sealed entries in local WAL files not yet in the store.
-    pub spool_bytes: AtomicU64,
     pub batches_rejected_spool_full: AtomicU64,
     /// Kubernetes audit events received on the webhook, sealed or not.
     pub k8s_audit_received: AtomicU64,
@@ -48,8 +48,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
-        let m = Metrics::default();
+    /// Metrics that show `spool` (the writer and the uploader keep it).
+    pub fn new(spool: crate::seal::spool::Spool) -> Self {
+        let m = Metrics {
+            spool,
+            ..Metrics::default()
+        };
         m.wal_healthy.store(true, Relaxed);
         m.store_healthy.store(true, Relaxed);
         m
@@ -172,7 +176,7 @@ impl Metrics {
             "sealer_spool_bytes",
             "gauge",
             "Bytes of sealed entries kept locally until the store has them.",
-            c(&self.spool_bytes),
+            self.spool.bytes(),
         );
         metric(
             "sealer_batches_rejected_spool_full_total",

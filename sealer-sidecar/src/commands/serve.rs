@@ -21,9 +21,11 @@ use crate::ingest::events::IngestLimits;
 use crate::keys::{self, SealerKeys};
 use crate::metrics::Metrics;
 use crate::publish::recovery;
-use crate::publish::uploader::Uploader;
+use crate::publish::uploader::{Uploader, UploaderConfig};
+use crate::read::head::StoredHead;
 use crate::read::index;
 use crate::seal::sources::Liveness;
+use crate::seal::spool::Spool;
 use crate::seal::writer::{self, SegmentPolicy, WriterState};
 use crate::store::{self, AnyStore, Store};
 
@@ -98,7 +100,7 @@ async fn open_store(config: &ServeConfig, origin: &str) -> anyhow::Result<AnySto
 /// with it (another store, or a store rolled back), is rebuilt.
 fn open_index(
     dir: &Path,
-    stored: &crate::publish::uploader::StoredState,
+    stored: &StoredHead,
 ) -> anyhow::Result<(index::IndexWriter, index::IndexReader)> {
     let (mut writer, reader) = index::open(dir)
         .with_context(|| format!("failed to open the index in {}", dir.display()))?;
@@ -167,8 +169,8 @@ pub async fn run(
         "recovered"
     );
 
-    let metrics = Arc::new(Metrics::new());
-    metrics.spool_bytes.store(spooled_bytes(&wal_dir), Relaxed);
+    let spool = Spool::new(spooled_bytes(&wal_dir));
+    let metrics = Arc::new(Metrics::new(spool.clone()));
     metrics
         .checkpoint_size
         .store(recovered.stored.size, Relaxed);
@@ -188,6 +190,7 @@ pub async fn run(
     }
     let (writer, writer_thread) = writer::spawn(
         WriterState {
+            spool: spool.clone(),
             liveness: {
                 // Every source the log leaves open is heard from "now": one that never speaks
                 // again is sealed as ended after the timeout.
@@ -212,19 +215,19 @@ pub async fn run(
     )
     .context("failed to start the writer")?;
 
-    let latest = Arc::new(RwLock::new(None));
+    let (head_tx, head) = watch::channel(recovered.stored);
     let verify_lock = Arc::new(tokio::sync::Mutex::new(()));
     let (stop_uploads_tx, stop_uploads_rx) = watch::channel(false);
-    let uploader = Uploader {
+    let uploader = Uploader::new(UploaderConfig {
         store: store.clone(),
         signer: keys.signer,
         checkpoint_interval: config.checkpoint_interval,
         metrics: metrics.clone(),
-        latest: latest.clone(),
-        stored: recovered.stored,
+        head: head_tx,
+        spool: spool.clone(),
         publish_lock: verify_lock.clone(),
         last_checkpoint_file: recovery::last_checkpoint_path(&config.data_dir),
-    };
+    });
     let uploader_task = tokio::spawn(uploader.run(seg_rx, stop_uploads_rx));
     let (stop_index_tx, stop_index_rx) = watch::channel(false);
     let (index_reader, index_task) = match index {
@@ -233,9 +236,7 @@ pub async fn run(
                 store.clone(),
                 writer,
                 reader.published(),
-                latest.clone(),
-                verifier.clone(),
-                metrics.clone(),
+                head.clone(),
                 stop_index_rx,
             ));
             (Some(Arc::new(reader)), Some(task))
@@ -251,7 +252,8 @@ pub async fn run(
         verifier,
         mac_key: keys.mac_key,
         metrics: metrics.clone(),
-        latest,
+        head,
+        spool,
         limits: IngestLimits {
             max_batch_events: config.max_batch_events,
             max_event_bytes: config.max_event_bytes,

@@ -1,7 +1,6 @@
 //! `POST /v1/events`: a batch of events, answered 200 once durable.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
 
 use axum::body::Body;
 use axum::extract::State;
@@ -156,7 +155,7 @@ fn source_report(
 /// spool is full: the client keeps its events (the filter buffers or records a gap, the API
 /// server retries) rather than the sealer dropping them.
 pub(crate) fn spool_full<S: Store>(state: &AppState<S>) -> Option<Response> {
-    let spooled = state.metrics.spool_bytes.load(Relaxed);
+    let spooled = state.spool.bytes();
     if spooled < state.spool_max_bytes {
         return None;
     }

@@ -15,8 +15,13 @@ use crate::read::verify::{self, VerifyOptions};
 use crate::store::Store;
 
 pub async fn get_checkpoint<S: Store + Clone>(State(state): State<Arc<AppState<S>>>) -> Response {
-    match state.latest.read().await.clone() {
-        Some(text) => ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response(),
+    let checkpoint = state.head.borrow().checkpoint.clone();
+    match checkpoint {
+        Some(text) => (
+            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+            text.to_string(),
+        )
+            .into_response(),
         None => (
             StatusCode::SERVICE_UNAVAILABLE,
             "no checkpoint published yet\n",
@@ -73,9 +78,9 @@ pub async fn get_ready<S: Store + Clone>(State(state): State<Arc<AppState<S>>>) 
         "store_healthy": m.store_healthy.load(Relaxed),
         "integrity_alarms": m.integrity_alarms.load(Relaxed),
         "log_size": m.log_size.load(Relaxed),
-        "checkpoint_size": m.checkpoint_size.load(Relaxed),
+        "checkpoint_size": state.head.borrow().size,
         "upload_lag_entries": m.upload_lag(),
-        "spool_bytes": m.spool_bytes.load(Relaxed),
+        "spool_bytes": state.spool.bytes(),
     });
     let status = if ready {
         StatusCode::OK

@@ -240,10 +240,11 @@ async fn checkpoint_of_size<S: Store + Clone>(
     state: &AppState<S>,
     size: u64,
 ) -> Result<Option<String>, Response> {
-    if let Some(text) = state.latest.read().await.clone()
-        && auditlog::head::LogHead::open(&text, &state.verifier).is_ok_and(|h| h.size == size)
+    let newest = state.head.borrow().clone();
+    if newest.size == size
+        && let Some(text) = newest.checkpoint
     {
-        return Ok(Some(text));
+        return Ok(Some(text.to_string()));
     }
     let log = StoredLog::new(&state.store);
     let Some(found) = log
@@ -260,12 +261,10 @@ async fn checkpoint_of_size<S: Store + Clone>(
     Ok(Some(text))
 }
 
-/// The newest stored checkpoint's size.
-async fn newest_size<S: Store + Clone>(state: &AppState<S>) -> Option<u64> {
-    let text = state.latest.read().await.clone()?;
-    auditlog::head::LogHead::open(&text, &state.verifier)
-        .ok()
-        .map(|h| h.size)
+/// The newest stored checkpoint's size, once this sealer has stored one.
+fn newest_size<S>(state: &AppState<S>) -> Option<u64> {
+    let head = state.head.borrow();
+    head.checkpoint.as_ref().map(|_| head.size)
 }
 
 /// What every proof request checks first: the read token, the parameters (only `known`
@@ -304,9 +303,7 @@ async fn inclusion<S: Store + Clone>(
         .ok_or_else(|| bad_request("seq: required (the entry's position)".into()))?;
     let size = match number(params, "size")? {
         Some(s) => s,
-        None => newest_size(state)
-            .await
-            .ok_or_else(|| unavailable("no checkpoint stored yet".into()))?,
+        None => newest_size(state).ok_or_else(|| unavailable("no checkpoint stored yet".into()))?,
     };
     if seq >= size {
         return Err(not_found(
@@ -455,15 +452,16 @@ pub async fn get_status<S: Store + Clone>(
     }
     use std::sync::atomic::Ordering::Relaxed;
     let m = &state.metrics;
+    let head = state.head.borrow().clone();
     axum::Json(json!({
         "origin": state.verifier.name(),
         "ready": m.is_ready(),
         "integrity_alarms": m.integrity_alarms.load(Relaxed),
         "log_size": m.log_size.load(Relaxed),
-        "checkpoint_size": m.checkpoint_size.load(Relaxed),
+        "checkpoint_size": head.size,
         "indexed_size": state.index.as_ref().map(|i| i.size()),
-        "upload_lag_entries": m.upload_lag(),
-        "checkpoint": state.latest.read().await.clone(),
+        "upload_lag_entries": m.log_size.load(Relaxed).saturating_sub(head.size),
+        "checkpoint": head.checkpoint.as_deref(),
         "last_verification": state.last_verification.read().await.clone(),
     }))
     .into_response()

@@ -9,8 +9,9 @@ use tokio::sync::Semaphore;
 use crate::http::auth::Tokens;
 use crate::ingest::events::IngestLimits;
 use crate::metrics::Metrics;
-use crate::publish::uploader::LatestCheckpoint;
+use crate::read::head::HeadWatch;
 use crate::read::index::IndexReader;
+use crate::seal::spool::Spool;
 use crate::seal::writer::{LiveSender, WriterHandle};
 
 /// What the handlers share.
@@ -23,7 +24,10 @@ pub struct AppState<S> {
     pub verifier: NoteVerifier,
     pub mac_key: MacKey,
     pub metrics: Arc<Metrics>,
-    pub latest: LatestCheckpoint,
+    /// What the store holds under its newest checkpoint (the uploader publishes it).
+    pub head: HeadWatch,
+    /// Bytes sealed and not yet stored.
+    pub spool: Spool,
     pub limits: IngestLimits,
     pub max_body_bytes: usize,
     /// Bounds the batches parsed or waiting for the disk at once.

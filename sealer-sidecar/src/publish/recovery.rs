@@ -23,8 +23,8 @@ use auditlog::seal::LogSealer;
 use auditlog::verify::ProblemClass;
 use serde::Deserialize;
 
-use crate::publish::uploader::StoredState;
 use crate::read::StoredLog;
+use crate::read::head::StoredHead;
 use crate::read::verify::{self, VerifyOptions};
 use crate::seal::sources::SourceTracker;
 use crate::seal::wal;
@@ -36,7 +36,7 @@ pub struct Recovered {
     pub sealer: LogSealer,
     pub sources: SourceTracker,
     /// What the store holds.
-    pub stored: StoredState,
+    pub stored: StoredHead,
     /// WAL files to upload before anything new.
     pub pending: Vec<ClosedSegment>,
     /// Bytes of torn tail cut from the last WAL file.
@@ -122,10 +122,11 @@ pub async fn recover<S: Store + Clone>(
             report.problem_count
         );
     }
-    let stored = StoredState {
+    let stored = StoredHead {
         size: frontier.size(),
         root: frontier.root(),
         chain: head,
+        checkpoint: None,
     };
     let mut sources = SourceTracker::default();
     let log = StoredLog::new(store);

@@ -18,36 +18,38 @@ use auditlog::merkle::Hash;
 use auditlog::note::NoteSigner;
 use auditlog::timestamp::Timestamp;
 use bytes::Bytes;
-use tokio::sync::{RwLock, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
+use crate::read::head::{HeadSender, StoredHead};
+use crate::seal::spool::Spool;
 use crate::seal::wal;
 use crate::seal::writer::ClosedSegment;
 use crate::store::{PutOutcome, Store, StoreError};
 
-/// The log state a checkpoint commits to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StoredState {
-    pub size: u64,
-    pub root: Hash,
-    pub chain: Hash,
+/// What the uploader has stored so far (the next checkpoint signs it).
+#[derive(Clone, Copy, Debug)]
+struct Stored {
+    size: u64,
+    root: Hash,
+    chain: Hash,
 }
 
-/// The newest checkpoint, for `GET /v1/checkpoint`.
-pub type LatestCheckpoint = Arc<RwLock<Option<String>>>;
-
 pub struct Uploader<S> {
-    pub store: S,
-    pub signer: NoteSigner,
-    pub checkpoint_interval: Duration,
-    pub metrics: Arc<Metrics>,
-    pub latest: LatestCheckpoint,
-    /// The state already in the store when the sealer started.
-    pub stored: StoredState,
+    store: S,
+    signer: NoteSigner,
+    checkpoint_interval: Duration,
+    metrics: Arc<Metrics>,
+    /// The stored head, published here after every checkpoint stored (it starts as what
+    /// the store held when the sealer started).
+    head: HeadSender,
+    /// Bytes waiting in WAL files; a stored segment's are taken away.
+    spool: Spool,
+    stored: Stored,
     /// Held from storing a segment until its checkpoint is stored (see `AppState`).
-    pub publish_lock: Arc<tokio::sync::Mutex<()>>,
+    publish_lock: Arc<tokio::sync::Mutex<()>>,
     /// A local copy of the newest stored checkpoint, trusted by the next start's recovery.
-    pub last_checkpoint_file: PathBuf,
+    last_checkpoint_file: PathBuf,
 }
 
 /// What to store: bytes in memory, or a closed local file.
@@ -58,7 +60,39 @@ enum Payload<'a> {
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
+/// What an uploader is given.
+pub struct UploaderConfig<S> {
+    pub store: S,
+    pub signer: NoteSigner,
+    pub checkpoint_interval: Duration,
+    pub metrics: Arc<Metrics>,
+    pub head: HeadSender,
+    pub spool: Spool,
+    pub publish_lock: Arc<tokio::sync::Mutex<()>>,
+    pub last_checkpoint_file: PathBuf,
+}
+
 impl<S: Store> Uploader<S> {
+    /// An uploader that continues from the head it is given.
+    pub fn new(c: UploaderConfig<S>) -> Uploader<S> {
+        let h = c.head.borrow().clone();
+        Uploader {
+            store: c.store,
+            signer: c.signer,
+            checkpoint_interval: c.checkpoint_interval,
+            metrics: c.metrics,
+            head: c.head,
+            spool: c.spool,
+            stored: Stored {
+                size: h.size,
+                root: h.root,
+                chain: h.chain,
+            },
+            publish_lock: c.publish_lock,
+            last_checkpoint_file: c.last_checkpoint_file,
+        }
+    }
+
     /// Run until `segments` is closed (the writer stopped) and every segment is stored, or
     /// until `shutdown` fires and a pending upload keeps failing.
     pub async fn run(
@@ -101,15 +135,14 @@ impl<S: Store> Uploader<S> {
         self.put_with_retry(&key, Payload::File(&seg.path), shutdown)
             .await?;
         Metrics::add(&self.metrics.segments_uploaded, 1);
-        self.stored = StoredState {
+        self.stored = Stored {
             size: seg.last + 1,
             root: seg.root,
             chain: seg.chain,
         };
         self.publish_checkpoint(shutdown).await?;
         let spooled = tokio::fs::metadata(&seg.path).await.map_or(0, |m| m.len());
-        let m = &self.metrics.spool_bytes;
-        let _ = m.fetch_update(Relaxed, Relaxed, |v| Some(v.saturating_sub(spooled)));
+        self.spool.remove(spooled);
         if let Err(e) = tokio::fs::remove_file(&seg.path).await {
             tracing::warn!(path = %seg.path.display(), error = %e, "stored segment's WAL file not removed");
         } else if let Some(dir) = seg.path.parent() {
@@ -151,7 +184,12 @@ impl<S: Store> Uploader<S> {
         if let Err(e) = self.keep_local_copy(&text).await {
             tracing::warn!(path = %self.last_checkpoint_file.display(), error = %e, "failed to keep a local copy of the newest checkpoint");
         }
-        *self.latest.write().await = Some(text);
+        self.head.send_replace(StoredHead {
+            size: head.size,
+            root: head.root,
+            chain: head.chain,
+            checkpoint: Some(text.into()),
+        });
         tracing::debug!(size = head.size, "checkpoint published");
         Ok(())
     }

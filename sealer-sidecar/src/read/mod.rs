@@ -2,8 +2,10 @@
 //!
 //! - [`stored_log`]: one way to read a log in any store (checkpoints, segments, origin).
 //! - [`verify`]: verification and export of a whole store.
+//! - [`head`]: the stored head, the value the uploader publishes and the rest watches.
 //! - [`index`]: the query index (SQLite and the tree's levels), derived from the store.
 
+pub mod head;
 pub mod index;
 pub mod stored_log;
 pub mod verify;

@@ -4,7 +4,9 @@
 //! - [`writer`]: the thread that seals groups of batches and answers each once durable.
 //! - [`sources`]: per-source sequence numbers (gaps, replays) and liveness (ends).
 //! - [`wal`]: the write-ahead log files.
+//! - [`spool`]: bytes sealed and not yet stored, which bounds ingest.
 
 pub mod sources;
+pub mod spool;
 pub mod wal;
 pub mod writer;

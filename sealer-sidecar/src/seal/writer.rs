@@ -149,6 +149,8 @@ pub type LiveSender = tokio::sync::broadcast::Sender<Arc<LiveBatch>>;
 
 /// Everything the writer starts from.
 pub struct WriterState {
+    /// Bytes in WAL files, which each commit adds to.
+    pub spool: crate::seal::spool::Spool,
     pub sealer: LogSealer,
     pub sources: SourceTracker,
     /// The open sources, seeded from the log at start (heard from "now").
@@ -167,6 +169,7 @@ pub fn spawn(
     let wal = Wal::create(&state.wal_dir, state.sealer.size())?;
     let (tx, rx) = mpsc::channel();
     let mut writer = Writer {
+        spool: state.spool,
         sealer: state.sealer,
         sources: state.sources,
         liveness: state.liveness,
@@ -189,6 +192,7 @@ pub fn spawn(
 }
 
 struct Writer {
+    spool: crate::seal::spool::Spool,
     sealer: LogSealer,
     sources: SourceTracker,
     liveness: Liveness,
@@ -411,7 +415,7 @@ impl Writer {
                 m.wal_healthy.store(true, Relaxed);
                 if entries > 0 {
                     Metrics::add(&m.wal_commits, 1);
-                    Metrics::add(&m.spool_bytes, self.buf.len() as u64);
+                    self.spool.add(self.buf.len() as u64);
                 }
                 Metrics::add(&m.entries_sealed, entries);
                 Metrics::add(&m.gap_entries, gaps);

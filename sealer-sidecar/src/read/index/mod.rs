@@ -20,18 +20,15 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use auditlog::head::LogHead;
 use auditlog::merkle::{self, Hash};
-use auditlog::note::NoteVerifier;
 use auditlog::query::{Fields, Filter};
 use auditlog::record::parse_record;
 use auditlog::subtrees;
 use rusqlite::Connection;
 use tokio::sync::watch;
 
-use crate::metrics::Metrics;
-use crate::publish::uploader::LatestCheckpoint;
 use crate::read::StoredLog;
+use crate::read::head::{HeadWatch, StoredHead};
 use crate::store::Store;
 
 pub use db::{Cursor, Order, Page};
@@ -220,22 +217,20 @@ async fn read_stored<S: Store>(
     Ok(out)
 }
 
-/// Keep the index up with the stored checkpoints until `stop`: every time a newer checkpoint
-/// is stored, index the entries it covers, and check the tree against its root.
+/// Keep the index up with the stored head until `stop`: every time a newer checkpoint is
+/// stored, index the entries it covers, and check the tree against its root.
 pub async fn follow<S: Store + Clone>(
     store: S,
     writer: IndexWriter,
     published: Arc<AtomicU64>,
-    latest: LatestCheckpoint,
-    verifier: NoteVerifier,
-    metrics: Arc<Metrics>,
+    mut head: HeadWatch,
     mut stop: watch::Receiver<bool>,
 ) {
     let dir = writer.dir.clone();
     let mut slot = Some(writer);
     let mut paused = false;
     loop {
-        let target = metrics.checkpoint_size.load(Relaxed);
+        let target = head.borrow_and_update().clone();
         let low = low_on_space(&dir);
         if low.is_some() != paused {
             paused = low.is_some();
@@ -252,8 +247,9 @@ pub async fn follow<S: Store + Clone>(
         if slot.is_none() && !paused {
             slot = IndexWriter::open(&dir).ok();
         }
-        if let Some(writer) = slot.take_if(|w| target > w.size() && !paused) {
-            let (w, result) = catch_up(&store, writer, target, &latest, &verifier).await;
+        let behind = slot.as_ref().is_some_and(|w| target.size > w.size());
+        if let Some(writer) = slot.take_if(|w| target.size > w.size() && !paused) {
+            let (w, result) = catch_up(&store, writer, &target).await;
             slot = match result {
                 Ok(()) => Some(w),
                 Err(e) => recover(w, &e),
@@ -262,8 +258,11 @@ pub async fn follow<S: Store + Clone>(
                 published.store(w.size(), Relaxed);
             }
         }
+        // Wait for a newer head; while paused or after a failure, also try again now and then.
+        let retry = paused || behind || slot.is_none();
         tokio::select! {
-            _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+            changed = head.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(Duration::from_secs(1)), if retry => {}
             _ = stop.wait_for(|s| *s) => return,
         }
     }
@@ -327,15 +326,14 @@ fn recover(w: IndexWriter, error: &anyhow::Error) -> Option<IndexWriter> {
     }
 }
 
-/// Index the entries up to `target`, in chunks, then compare the root with the newest
-/// checkpoint when it is of that size. The writer comes back whatever happened.
+/// Index the entries up to the stored head, in chunks, then compare the tree's root with the
+/// head's. The writer comes back whatever happened.
 async fn catch_up<S: Store>(
     store: &S,
     mut w: IndexWriter,
-    target: u64,
-    latest: &LatestCheckpoint,
-    verifier: &NoteVerifier,
+    head: &StoredHead,
 ) -> (IndexWriter, anyhow::Result<()>) {
+    let target = head.size;
     const CHUNK: u64 = 100_000;
     while w.size() < target {
         let from = w.size();
@@ -367,13 +365,9 @@ async fn catch_up<S: Store>(
             return (w, Err(e));
         }
     }
-    let newest = latest.read().await.clone();
     let check = || -> anyhow::Result<()> {
-        if let Some(text) = &newest {
-            let head = LogHead::open(text, verifier)?;
-            if head.size == w.size() && w.root(head.size)? != head.root {
-                return Err(RootMismatch { size: head.size }.into());
-            }
+        if head.size == w.size() && w.root(head.size)? != head.root {
+            return Err(RootMismatch { size: head.size }.into());
         }
         Ok(())
     };
