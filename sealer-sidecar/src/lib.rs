@@ -43,3 +43,6 @@ pub mod publish;
 pub mod read;
 pub mod seal;
 pub mod store;
+
+#[cfg(test)]
+mod testing;

@@ -264,3 +264,175 @@ impl<S: Store> Uploader<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use auditlog::entry::EntryKind;
+    use auditlog::seal::LogSealer;
+
+    use super::*;
+    use crate::read::StoredLog;
+    use crate::seal::writer::ClosedSegment;
+    use crate::store::{FailMode, MemoryStore};
+    use crate::testing::{self, event};
+
+    /// `n` segments of 5 events each, written as closed WAL files in `dir`.
+    fn segments(dir: &std::path::Path, n: u64) -> Vec<ClosedSegment> {
+        let mut sealer: LogSealer = testing::new_sealer();
+        let at = Timestamp::now();
+        (0..n)
+            .map(|i| {
+                let first = sealer.size();
+                let mut out = Vec::new();
+                for k in 0..5 {
+                    let e = event("gw/a", i * 5 + k + 1);
+                    sealer.seal(
+                        &mut out,
+                        EntryKind::Http,
+                        at,
+                        e.source.as_ref(),
+                        &e.event_json,
+                    );
+                }
+                let path = dir.join(format!("{first:020}.wal"));
+                std::fs::write(&path, &out).unwrap();
+                ClosedSegment {
+                    path,
+                    first,
+                    last: sealer.size() - 1,
+                    root: sealer.frontier().root(),
+                    chain: sealer.head(),
+                }
+            })
+            .collect()
+    }
+
+    fn uploader(
+        store: &MemoryStore,
+        dir: &std::path::Path,
+    ) -> (Uploader<MemoryStore>, watch::Receiver<StoredHead>) {
+        let empty = testing::new_sealer();
+        let (head, watch) = watch::channel(StoredHead {
+            size: 0,
+            root: empty.frontier().root(),
+            chain: empty.head(),
+            checkpoint: None,
+        });
+        let up = Uploader::new(UploaderConfig {
+            store: store.clone(),
+            signer: testing::signer(),
+            checkpoint_interval: Duration::from_secs(3600),
+            metrics: Arc::new(Metrics::default()),
+            head,
+            spool: Spool::new(0),
+            publish_lock: Arc::new(tokio::sync::Mutex::new(())),
+            last_checkpoint_file: dir.join("last-checkpoint.note"),
+        });
+        (up, watch)
+    }
+
+    async fn run_with(store: &MemoryStore, fail: &[FailMode]) -> watch::Receiver<StoredHead> {
+        let dir = tempfile::tempdir().unwrap();
+        let (up, head) = uploader(store, dir.path());
+        let (tx, rx) = mpsc::unbounded_channel();
+        for seg in segments(dir.path(), 3) {
+            tx.send(seg).unwrap();
+        }
+        drop(tx);
+        let (_stop_tx, stop) = watch::channel(false);
+        // The store fails as told for the first puts, then works.
+        let injector = {
+            let store = store.clone();
+            let fail = fail.to_vec();
+            tokio::spawn(async move {
+                for mode in fail {
+                    store.set_fail(mode);
+                    tokio::time::sleep(Duration::from_millis(150)).await;
+                }
+                store.set_fail(FailMode::Never);
+            })
+        };
+        tokio::time::timeout(Duration::from_secs(30), up.run(rx, stop))
+            .await
+            .expect("the uploader finishes once the store works");
+        injector.await.unwrap();
+        assert!(
+            std::fs::read_dir(dir.path()).unwrap().all(|e| !e
+                .unwrap()
+                .path()
+                .to_string_lossy()
+                .ends_with(".wal")),
+            "every stored segment's WAL file is removed"
+        );
+        head
+    }
+
+    #[tokio::test]
+    async fn every_segment_is_stored_in_order_with_its_checkpoint() {
+        let store = MemoryStore::default();
+        let head = run_with(&store, &[]).await;
+        assert_eq!(head.borrow().size, 15);
+        let text = head
+            .borrow()
+            .checkpoint
+            .clone()
+            .expect("a checkpoint published");
+        let newest = StoredLog::new(&store)
+            .newest_checkpoint()
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(newest.size, 15);
+        assert_eq!(
+            StoredLog::new(&store)
+                .read_checkpoint(&newest)
+                .await
+                .unwrap(),
+            *text
+        );
+        testing::assert_verified(&testing::verify_store(&store).await);
+    }
+
+    #[tokio::test]
+    async fn a_store_that_fails_is_retried_and_a_lost_acknowledgement_is_no_conflict() {
+        let store = MemoryStore::default();
+        run_with(
+            &store,
+            &[FailMode::Fail, FailMode::FailAfterWrite, FailMode::Fail],
+        )
+        .await;
+        let segments = StoredLog::new(&store).segments().await.unwrap();
+        assert_eq!(segments.len(), 3);
+        testing::assert_verified(&testing::verify_store(&store).await);
+    }
+
+    #[tokio::test]
+    async fn an_object_already_there_with_other_bytes_stops_the_uploader_and_raises_the_alarm() {
+        let store = MemoryStore::default();
+        store.tamper(
+            &auditlog::layout::segment_key(5, 9),
+            Bytes::from_static(b"not what the sealer wrote\n"),
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let (up, _head) = uploader(&store, dir.path());
+        let metrics = up.metrics.clone();
+        let (tx, rx) = mpsc::unbounded_channel();
+        for seg in segments(dir.path(), 3) {
+            tx.send(seg).unwrap();
+        }
+        drop(tx);
+        let (_stop_tx, stop) = watch::channel(false);
+        up.run(rx, stop).await;
+        assert_eq!(metrics.integrity_alarms.load(Relaxed), 1);
+        // Nothing was overwritten, and the third segment was never stored.
+        assert_eq!(
+            store
+                .get(&auditlog::layout::segment_key(5, 9))
+                .await
+                .unwrap()
+                .unwrap(),
+            Bytes::from_static(b"not what the sealer wrote\n")
+        );
+        assert_eq!(StoredLog::new(&store).segments().await.unwrap().len(), 2);
+    }
+}

@@ -166,3 +166,59 @@ pub enum AppendError {
     #[error("write-ahead log write failed ({write}) and could not be rolled back ({cut})")]
     Poisoned { write: io::Error, cut: io::Error },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn appends_are_durable_lines_and_close_hands_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::create(dir.path(), 7).unwrap();
+        assert!(wal.is_empty());
+        wal.append(b"a\n", 1).unwrap();
+        wal.append(b"b\nc\n", 2).unwrap();
+        assert_eq!((wal.len(), wal.entries(), wal.first_seq()), (6, 3, 7));
+        let closed = wal.close().unwrap().expect("not empty");
+        assert_eq!((closed.first, closed.last), (7, 9));
+        assert_eq!(fs::read(&closed.path).unwrap(), b"a\nb\nc\n");
+        assert_eq!(list(dir.path()).unwrap(), [(7, wal_path(dir.path(), 7))]);
+    }
+
+    #[test]
+    fn an_empty_file_is_removed_at_close_and_an_existing_one_never_reopened() {
+        let dir = tempfile::tempdir().unwrap();
+        let wal = Wal::create(dir.path(), 0).unwrap();
+        assert_eq!(wal.close().unwrap(), None);
+        assert!(list(dir.path()).unwrap().is_empty());
+        let mut wal = Wal::create(dir.path(), 3).unwrap();
+        wal.append(b"x\n", 1).unwrap();
+        assert!(
+            Wal::create(dir.path(), 3).is_err(),
+            "never truncates a WAL file"
+        );
+        let mut later = Wal::create(dir.path(), 10).unwrap();
+        later.append(b"y\n", 1).unwrap();
+        let names: Vec<u64> = list(dir.path())
+            .unwrap()
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect();
+        assert_eq!(names, [3, 10], "in log order");
+    }
+
+    #[test]
+    fn a_write_that_fails_and_cannot_be_cut_back_says_so() {
+        // /dev/full fails every write (ENOSPC) and cannot be truncated: the append reports
+        // both, so the writer stops using the WAL. (A full disk that can be cut back is
+        // `AppendError::Rejected`; tests/disk.rs fills a real filesystem.)
+        let dir = tempfile::tempdir().unwrap();
+        let mut wal = Wal::create(dir.path(), 0).unwrap();
+        wal.append(b"kept\n", 1).unwrap();
+        wal.file = OpenOptions::new().append(true).open("/dev/full").unwrap();
+        let err = wal.append(b"lost\n", 1).unwrap_err();
+        assert!(matches!(err, AppendError::Poisoned { .. }), "{err}");
+        assert_eq!((wal.len(), wal.entries()), (5, 1), "nothing counted");
+        assert_eq!(fs::read(wal_path(dir.path(), 0)).unwrap(), b"kept\n");
+    }
+}

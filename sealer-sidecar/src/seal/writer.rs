@@ -14,33 +14,19 @@ use std::sync::mpsc::{self, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use auditlog::entry::{EntryKind, EntrySource, GapEvent, SourceEndEvent, StartEvent};
+use auditlog::entry::{EntryKind, StartEvent};
 use auditlog::merkle::Hash;
 use auditlog::seal::LogSealer;
 use auditlog::timestamp::Timestamp;
-use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::ingest::{PreparedEvent, SourceReport, SourceState};
 use crate::metrics::Metrics;
-use crate::seal::sources::{Liveness, Observation, SourceTracker, Undo};
-use crate::seal::wal::{AppendError, Wal};
+use crate::seal::sources::{Liveness, SourceTracker};
+use crate::seal::step::{BatchIn, SealState};
 
-/// What a batch got: the positions of the entries sealed for it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Ack {
-    /// Events in the batch.
-    pub accepted: u64,
-    /// Entries sealed for the batch (its events plus any gap entries).
-    pub sealed: u64,
-    /// Events already sealed earlier (replays), not sealed again.
-    pub duplicates: u64,
-    /// Gap entries sealed for events that never arrived.
-    pub gaps: u64,
-    /// Log positions of the first and last entry sealed for the batch.
-    pub first_seq: Option<u64>,
-    pub last_seq: Option<u64>,
-}
+pub use crate::seal::step::Ack;
+use crate::seal::wal::{AppendError, Wal};
 
 /// Why a batch was not made durable. Nothing of it was sealed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -69,28 +55,6 @@ pub struct ClosedSegment {
     pub last: u64,
     pub root: Hash,
     pub chain: Hash,
-}
-
-/// The gap entries for events `first..=last` that never arrived, before an event whose
-/// source declared it dropped `declared` events just before it: the declared ones (the last
-/// of the range) as `declared_by_source`, any others as `sequence_jump`.
-fn gap_events(first: u64, last: u64, declared: Option<u64>) -> Vec<GapEvent> {
-    let size = last - first + 1;
-    let declared = declared.unwrap_or(0).min(size);
-    let gap = |first: u64, last: u64, reason: &str| GapEvent {
-        count: last - first + 1,
-        first_seq: first,
-        last_seq: last,
-        reason: reason.into(),
-    };
-    let mut out = Vec::with_capacity(2);
-    if declared < size {
-        out.push(gap(first, last - declared, "sequence_jump"));
-    }
-    if declared > 0 {
-        out.push(gap(last - declared + 1, last, "declared_by_source"));
-    }
-    out
 }
 
 /// When to close the open WAL file and start a new segment.
@@ -168,12 +132,15 @@ pub fn spawn(
 ) -> std::io::Result<(WriterHandle, JoinHandle<()>)> {
     let wal = Wal::create(&state.wal_dir, state.sealer.size())?;
     let (tx, rx) = mpsc::channel();
+    let silence_timeout_secs = state.liveness.timeout().as_secs();
     let mut writer = Writer {
         spool: state.spool,
-        sealer: state.sealer,
-        sources: state.sources,
+        state: SealState {
+            sealer: state.sealer,
+            sources: state.sources,
+            silence_timeout_secs,
+        },
         liveness: state.liveness,
-        ends: Vec::new(),
         wal_dir: state.wal_dir,
         live: state.live,
         wal: Some(wal),
@@ -181,7 +148,6 @@ pub fn spawn(
         segments,
         metrics,
         buf: Vec::with_capacity(1 << 20),
-        undo: Undo::default(),
         failed: None,
     };
     writer.seal_start()?;
@@ -193,11 +159,9 @@ pub fn spawn(
 
 struct Writer {
     spool: crate::seal::spool::Spool,
-    sealer: LogSealer,
-    sources: SourceTracker,
+    /// The log's state, which each group is sealed against ([`SealState::seal_group`]).
+    state: SealState,
     liveness: Liveness,
-    /// Sources whose `source_end` the group being committed seals: `(id, clean)`.
-    ends: Vec<(String, bool)>,
     wal_dir: PathBuf,
     live: LiveSender,
     wal: Option<Wal>,
@@ -205,7 +169,6 @@ struct Writer {
     segments: tokio::sync::mpsc::UnboundedSender<ClosedSegment>,
     metrics: Arc<Metrics>,
     buf: Vec<u8>,
-    undo: Undo,
     /// Set when the WAL can no longer be trusted; every batch is refused from then on.
     failed: Option<String>,
 }
@@ -221,7 +184,7 @@ impl Writer {
         };
         let json = serde_json::to_vec(&event).expect("serializable");
         self.buf.clear();
-        self.sealer.seal(
+        self.state.sealer.seal(
             &mut self.buf,
             EntryKind::Start,
             Timestamp::now(),
@@ -230,9 +193,11 @@ impl Writer {
         );
         let wal = self.wal.as_mut().expect("WAL open at start");
         wal.append(&self.buf, 1).map_err(std::io::Error::other)?;
-        self.metrics.log_size.store(self.sealer.size(), Relaxed);
+        self.metrics
+            .log_size
+            .store(self.state.sealer.size(), Relaxed);
         Metrics::add(&self.metrics.entries_sealed, 1);
-        tracing::info!(seq = self.sealer.size() - 1, incarnation = %event.incarnation, "sealed start entry");
+        tracing::info!(seq = self.state.sealer.size() - 1, incarnation = %event.incarnation, "sealed start entry");
         Ok(())
     }
 
@@ -296,7 +261,7 @@ impl Writer {
                     .send(Err(Unavailable("the sealer is shutting down".into())));
             }
         }
-        tracing::info!(size = self.sealer.size(), "writer stopped");
+        tracing::info!(size = self.state.sealer.size(), "writer stopped");
     }
 
     /// How long until the open segment must be closed; `None` when it is empty.
@@ -322,82 +287,20 @@ impl Writer {
             }
             return;
         }
-        let before = self.sealer.clone();
-        self.undo.clear();
+        let first_seq = self.state.sealer.size();
+        let mut snapshot = self.state.snapshot();
         self.buf.clear();
-        self.ends.clear();
-        let sealed_at = Timestamp::now();
-        let mut acks = Vec::with_capacity(group.len());
-        let mut entries = 0u64;
-        let mut gaps = 0u64;
-        let mut duplicates = 0u64;
-        let mut received = 0u64;
-        for job in group.iter() {
-            let events = &job.events;
-            let mut ack = Ack {
-                accepted: events.len() as u64,
-                ..Ack::default()
-            };
-            received += events.len() as u64;
-            for ev in events {
-                if let Some(key) = &ev.dedup_key
-                    && self.sources.observe_key(key, &mut self.undo) == Observation::Duplicate
-                {
-                    ack.duplicates += 1;
-                    continue;
-                }
-                if let Some(src) = &ev.source
-                    && let Some(seq) = src.seq
-                {
-                    match self.sources.observe(&src.id, seq, &mut self.undo) {
-                        Observation::Duplicate => {
-                            ack.duplicates += 1;
-                            continue;
-                        }
-                        Observation::Gap { first, last } => {
-                            for gap in gap_events(first, last, ev.dropped_before) {
-                                let json = serde_json::to_vec(&gap).expect("serializable");
-                                let source = EntrySource {
-                                    id: src.id.clone(),
-                                    seq: None,
-                                };
-                                let s = self.sealer.seal(
-                                    &mut self.buf,
-                                    EntryKind::Gap,
-                                    sealed_at,
-                                    Some(&source),
-                                    &json,
-                                );
-                                ack.first_seq.get_or_insert(s.seq);
-                                ack.last_seq = Some(s.seq);
-                                ack.gaps += 1;
-                                ack.sealed += 1;
-                            }
-                        }
-                        Observation::Next => {}
-                    }
-                }
-                let s = self.sealer.seal(
-                    &mut self.buf,
-                    ev.kind,
-                    sealed_at,
-                    ev.source.as_ref(),
-                    &ev.event_json,
-                );
-                ack.first_seq.get_or_insert(s.seq);
-                ack.last_seq = Some(s.seq);
-                ack.sealed += 1;
-            }
-            if let Some(report) = &job.report
-                && report.state != SourceState::Open
-            {
-                self.seal_end(report, sealed_at, &mut ack);
-            }
-            entries += ack.sealed;
-            gaps += ack.gaps;
-            duplicates += ack.duplicates;
-            acks.push(ack);
-        }
+        let batches: Vec<BatchIn<'_>> = group
+            .iter()
+            .map(|job| BatchIn {
+                events: &job.events,
+                report: job.report.as_ref(),
+            })
+            .collect();
+        let done = self
+            .state
+            .seal_group(&batches, Timestamp::now(), &mut snapshot, &mut self.buf);
+        let entries = done.entries;
         let started = Instant::now();
         let wal = self.wal.as_mut().expect("WAL is open while running");
         let result = if entries == 0 {
@@ -418,25 +321,24 @@ impl Writer {
                     self.spool.add(self.buf.len() as u64);
                 }
                 Metrics::add(&m.entries_sealed, entries);
-                Metrics::add(&m.gap_entries, gaps);
-                Metrics::add(&m.duplicates_dropped, duplicates);
-                Metrics::add(&m.events_received, received);
-                m.log_size.store(self.sealer.size(), Relaxed);
-                self.note_heard(group);
+                Metrics::add(&m.gap_entries, done.gaps);
+                Metrics::add(&m.duplicates_dropped, done.duplicates);
+                Metrics::add(&m.events_received, done.received);
+                m.log_size.store(self.state.sealer.size(), Relaxed);
+                self.note_heard(group, &done.ends);
                 // Copy the records only when someone watches.
                 if entries > 0 && self.live.receiver_count() > 0 {
                     let _ = self.live.send(Arc::new(LiveBatch {
-                        first_seq: before.size(),
+                        first_seq,
                         records: self.buf.clone(),
                     }));
                 }
-                for (job, ack) in group.drain(..).zip(acks) {
+                for (job, ack) in group.drain(..).zip(done.acks) {
                     let _ = job.reply.send(Ok(ack));
                 }
             }
             Err(e) => {
-                self.sealer = before;
-                self.sources.rollback(&mut self.undo);
+                self.state.restore(snapshot);
                 Metrics::add(&self.metrics.wal_failures, 1);
                 self.metrics.wal_healthy.store(false, Relaxed);
                 Metrics::add(
@@ -455,56 +357,8 @@ impl Writer {
         }
     }
 
-    /// Seal the end of the source a report is about: a gap for numbers it announced that
-    /// never arrived, then its `source_end`. A repeated close is not sealed again.
-    fn seal_end(&mut self, report: &SourceReport, sealed_at: Timestamp, ack: &mut Ack) {
-        let watermark = self.sources.watermark(&report.id).unwrap_or(0);
-        let last = report.announced.max(watermark);
-        if !self.sources.end(&report.id, last, &mut self.undo) {
-            return;
-        }
-        let source = EntrySource {
-            id: report.id.clone(),
-            seq: None,
-        };
-        let clean = report.state == SourceState::Closing;
-        let mut seal = |sealer: &mut LogSealer, buf: &mut Vec<u8>, kind, json: &[u8]| {
-            let s = sealer.seal(buf, kind, sealed_at, Some(&source), json);
-            ack.first_seq.get_or_insert(s.seq);
-            ack.last_seq = Some(s.seq);
-            ack.sealed += 1;
-        };
-        if report.announced > watermark {
-            let gap = GapEvent {
-                count: report.announced - watermark,
-                first_seq: watermark + 1,
-                last_seq: report.announced,
-                reason: "announced_never_arrived".into(),
-            };
-            let json = serde_json::to_vec(&gap).expect("serializable");
-            seal(&mut self.sealer, &mut self.buf, EntryKind::Gap, &json);
-            ack.gaps += 1;
-        }
-        let end = SourceEndEvent {
-            clean,
-            last_seq: last,
-            reason: if clean {
-                "closed".into()
-            } else {
-                format!(
-                    "silent for {} s without closing: events it numbered after last_seq, if \
-                     any, are missing",
-                    self.liveness.timeout().as_secs()
-                )
-            },
-        };
-        let json = serde_json::to_vec(&end).expect("serializable");
-        seal(&mut self.sealer, &mut self.buf, EntryKind::SourceEnd, &json);
-        self.ends.push((report.id.clone(), clean));
-    }
-
     /// After a durable commit: who was heard from, and who ended.
-    fn note_heard(&mut self, group: &[Job]) {
+    fn note_heard(&mut self, group: &[Job], ends: &[(String, bool)]) {
         let now = Instant::now();
         for job in group {
             let mut previous: Option<&str> = None;
@@ -522,8 +376,9 @@ impl Writer {
                 self.liveness.heard(&report.id, report.announced, now);
             }
         }
-        for (id, clean) in self.ends.drain(..) {
-            self.liveness.ended(&id);
+        for (id, clean) in ends {
+            let clean = *clean;
+            self.liveness.ended(id);
             let m = &self.metrics;
             Metrics::add(
                 if clean {
@@ -561,8 +416,8 @@ impl Writer {
                     path: closed.path,
                     first: closed.first,
                     last: closed.last,
-                    root: self.sealer.frontier().root(),
-                    chain: self.sealer.head(),
+                    root: self.state.sealer.frontier().root(),
+                    chain: self.state.sealer.head(),
                 };
                 tracing::debug!(first = seg.first, last = seg.last, "segment closed");
                 let _ = self.segments.send(seg);
@@ -575,7 +430,7 @@ impl Writer {
             }
         }
         if reopen {
-            match Wal::create(&self.wal_dir, self.sealer.size()) {
+            match Wal::create(&self.wal_dir, self.state.sealer.size()) {
                 Ok(w) => self.wal = Some(w),
                 Err(e) => {
                     tracing::error!(error = %e, dir = %self.wal_dir.display(), "failed to open a new write-ahead log file");
@@ -583,5 +438,156 @@ impl Writer {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::ingest::{SourceReport, SourceState};
+    use crate::seal::sources::Liveness;
+    use crate::store::{MemoryStore, Store};
+    use crate::testing::{self, event};
+
+    struct Running {
+        handle: WriterHandle,
+        join: JoinHandle<()>,
+        segments: tokio::sync::mpsc::UnboundedReceiver<ClosedSegment>,
+        metrics: Arc<Metrics>,
+        _dir: tempfile::TempDir,
+    }
+
+    fn start(max_bytes: u64, silence: Duration) -> Running {
+        let dir = tempfile::tempdir().unwrap();
+        let (tx, segments) = tokio::sync::mpsc::unbounded_channel();
+        let metrics = Arc::new(Metrics::default());
+        let (live, _) = tokio::sync::broadcast::channel(16);
+        let (handle, join) = spawn(
+            WriterState {
+                spool: Default::default(),
+                sealer: testing::new_sealer(),
+                sources: SourceTracker::default(),
+                liveness: Liveness::new(silence),
+                wal_dir: dir.path().to_owned(),
+                live,
+            },
+            SegmentPolicy {
+                max_bytes,
+                max_age: Duration::from_secs(3600),
+            },
+            tx,
+            metrics.clone(),
+        )
+        .unwrap();
+        Running {
+            handle,
+            join,
+            segments,
+            metrics,
+            _dir: dir,
+        }
+    }
+
+    /// Stop the writer, store every segment it closed with a checkpoint after each (as the
+    /// uploader does), and verify the store.
+    async fn stop_and_verify(mut w: Running) -> Vec<ClosedSegment> {
+        w.handle.shutdown();
+        tokio::task::spawn_blocking(move || w.join.join().unwrap())
+            .await
+            .unwrap();
+        let store = MemoryStore::default();
+        let mut closed = Vec::new();
+        while let Ok(seg) = w.segments.try_recv() {
+            let bytes = std::fs::read(&seg.path).unwrap();
+            let key = auditlog::layout::segment_key(seg.first, seg.last);
+            store.put_if_absent(&key, Bytes::from(bytes)).await.unwrap();
+            let head = auditlog::head::LogHead {
+                origin: testing::ORIGIN.into(),
+                size: seg.last + 1,
+                root: seg.root,
+                chain: seg.chain,
+                time: Timestamp::now(),
+            };
+            let text = head.sign(&testing::signer()).unwrap();
+            store
+                .put_if_absent(&head.key(), Bytes::from(text))
+                .await
+                .unwrap();
+            closed.push(seg);
+        }
+        testing::assert_verified(&testing::verify_store(&store).await);
+        closed
+    }
+
+    #[tokio::test]
+    async fn batches_are_acknowledged_with_their_positions_and_segments_roll_by_size() {
+        let w = start(2048, Duration::from_secs(60));
+        let first = w
+            .handle
+            .submit((1..=3).map(|n| event("gw/a", n)).collect(), None)
+            .await
+            .unwrap();
+        // Entry 0 is the start entry.
+        assert_eq!(
+            (first.sealed, first.first_seq, first.last_seq),
+            (3, Some(1), Some(3))
+        );
+        let replay = w.handle.submit(vec![event("gw/a", 2)], None).await.unwrap();
+        assert_eq!((replay.sealed, replay.duplicates), (0, 1));
+        let jump = w.handle.submit(vec![event("gw/a", 6)], None).await.unwrap();
+        assert_eq!((jump.sealed, jump.gaps), (2, 1), "a gap for 4..=5, then 6");
+        for n in 7..40 {
+            w.handle.submit(vec![event("gw/a", n)], None).await.unwrap();
+        }
+        assert_eq!(w.metrics.entries_sealed.load(Relaxed), 1 + 3 + 2 + 33);
+        let closed = stop_and_verify(w).await;
+        assert!(closed.len() > 3, "2 KiB segments: {}", closed.len());
+        assert_eq!(closed.last().unwrap().last, 38);
+    }
+
+    #[tokio::test]
+    async fn a_source_silent_past_the_timeout_ends_uncleanly_and_a_closing_one_cleanly() {
+        let w = start(1 << 20, Duration::from_millis(300));
+        let report = |id: &str, announced, state| SourceReport {
+            id: id.into(),
+            announced,
+            state,
+        };
+        let silent = report("gw/silent", 2, SourceState::Open);
+        w.handle
+            .submit(vec![event("gw/silent", 1)], Some(silent))
+            .await
+            .unwrap();
+        let closing = report("gw/closing", 1, SourceState::Closing);
+        let closed = w
+            .handle
+            .submit(vec![event("gw/closing", 1)], Some(closing))
+            .await
+            .unwrap();
+        assert_eq!(closed.sealed, 2, "its event and its end");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while w.metrics.source_ends_unclean.load(Relaxed) == 0 {
+            assert!(Instant::now() < deadline, "the silent source never ended");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(w.metrics.source_ends_clean.load(Relaxed), 1);
+        assert_eq!(w.metrics.sources_open.load(Relaxed), 0);
+        // The silent source had announced 2: a gap for it, then its end.
+        assert_eq!(w.metrics.gap_entries.load(Relaxed), 1);
+        stop_and_verify(w).await;
+    }
+
+    #[tokio::test]
+    async fn after_shutdown_batches_are_refused_not_lost() {
+        let w = start(1 << 20, Duration::from_secs(60));
+        w.handle.submit(vec![event("gw/a", 1)], None).await.unwrap();
+        w.handle.shutdown();
+        let refused = w.handle.submit(vec![event("gw/a", 2)], None).await;
+        assert!(refused.is_err(), "{refused:?}");
+        stop_and_verify(w).await;
     }
 }
