@@ -164,19 +164,41 @@ pub const FILTER_PARAMS: [&str; 11] = [
     "q",
 ];
 
-fn parse_time(name: &str, value: &str) -> Result<i64, String> {
+/// A filter parameter that could not be read: which one (`from`, `status`, ..., or `to`
+/// for the pair `from`..`to`), and what is expected.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{param}: {message}")]
+pub struct FilterError {
+    pub param: &'static str,
+    pub message: String,
+}
+
+fn bad(param: &'static str, message: String) -> FilterError {
+    FilterError { param, message }
+}
+
+fn parse_time(param: &'static str, value: &str) -> Result<i64, FilterError> {
     Timestamp::parse(value)
         .map(Timestamp::unix_nanos)
-        .map_err(|e| format!("{name}: {e} (write e.g. 2026-11-28T09:00:00Z)"))
+        .map_err(|e| bad(param, format!("{e} (write e.g. 2026-11-28T09:00:00Z)")))
 }
 
-fn parse_kind(value: &str) -> Result<EntryKind, String> {
-    serde_json::from_value(Value::String(value.to_owned()))
-        .map_err(|_| format!("kind: {value:?} is not one of start, http, gap, k8s_audit"))
+fn parse_kind(value: &str) -> Result<EntryKind, FilterError> {
+    serde_json::from_value(Value::String(value.to_owned())).map_err(|_| {
+        bad(
+            "kind",
+            format!("{value:?} is not one of start, http, gap, source_end, k8s_audit"),
+        )
+    })
 }
 
-fn parse_status(value: &str) -> Result<StatusFilter, String> {
-    let bad = || format!("status: {value:?} is not a status code (404) or class (4xx)");
+fn parse_status(value: &str) -> Result<StatusFilter, FilterError> {
+    let bad = || {
+        bad(
+            "status",
+            format!("{value:?} is not a status code (404) or class (4xx)"),
+        )
+    };
     let lower = value.to_ascii_lowercase();
     if let Some(class) = lower.strip_suffix("xx") {
         let c: u16 = class.parse().map_err(|_| bad())?;
@@ -198,39 +220,39 @@ impl Filter {
     /// or hold a comma-separated list. Errors name the parameter and say what is expected.
     pub fn from_pairs<'a>(
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Result<Filter, String> {
+    ) -> Result<Filter, FilterError> {
         let mut f = Filter::default();
-        let nonempty = |name: &str, v: &str| {
+        let nonempty = |param: &'static str, v: &str| {
             if v.is_empty() {
-                Err(format!("{name}: empty value"))
+                Err(bad(param, "empty value".into()))
             } else {
                 Ok(v.to_owned())
             }
         };
         for (name, value) in pairs {
             match name {
-                "from" => f.from = Some(parse_time(name, value)?),
-                "to" => f.to = Some(parse_time(name, value)?),
+                "from" => f.from = Some(parse_time("from", value)?),
+                "to" => f.to = Some(parse_time("to", value)?),
                 "kind" => {
                     for k in value.split(',').filter(|k| !k.is_empty()) {
                         f.kinds.push(parse_kind(k)?);
                     }
                 }
-                "gateway" => f.gateway = Some(nonempty(name, value)?),
-                "method" => f.method = Some(nonempty(name, value)?),
-                "host" => f.host = Some(nonempty(name, value)?),
-                "path_prefix" => f.path_prefix = Some(nonempty(name, value)?),
+                "gateway" => f.gateway = Some(nonempty("gateway", value)?),
+                "method" => f.method = Some(nonempty("method", value)?),
+                "host" => f.host = Some(nonempty("host", value)?),
+                "path_prefix" => f.path_prefix = Some(nonempty("path_prefix", value)?),
                 "status" => f.status = Some(parse_status(value)?),
-                "identity" => f.identity = Some(nonempty(name, value)?),
-                "client" => f.client = Some(nonempty(name, value)?),
-                "q" => f.text = Some(nonempty(name, value)?.to_ascii_lowercase()),
+                "identity" => f.identity = Some(nonempty("identity", value)?),
+                "client" => f.client = Some(nonempty("client", value)?),
+                "q" => f.text = Some(nonempty("q", value)?.to_ascii_lowercase()),
                 _ => {}
             }
         }
         if let (Some(from), Some(to)) = (f.from, f.to)
             && from >= to
         {
-            return Err("from must be before to".into());
+            return Err(bad("to", "must be after from".into()));
         }
         Ok(f)
     }
@@ -368,18 +390,16 @@ mod tests {
     #[test]
     fn bad_parameters_are_named() {
         let err = |pairs: &[(&str, &str)]| Filter::from_pairs(pairs.iter().copied()).unwrap_err();
-        assert!(err(&[("status", "4x")]).starts_with("status:"));
-        assert!(err(&[("status", "700")]).starts_with("status:"));
-        assert!(err(&[("kind", "request")]).starts_with("kind:"));
-        assert!(err(&[("from", "yesterday")]).starts_with("from:"));
-        assert!(err(&[("method", "")]).starts_with("method:"));
-        assert!(
-            err(&[
-                ("from", "2026-11-28T10:00:00Z"),
-                ("to", "2026-11-28T09:00:00Z")
-            ])
-            .contains("before")
-        );
+        assert_eq!(err(&[("status", "4x")]).param, "status");
+        assert_eq!(err(&[("status", "700")]).param, "status");
+        assert_eq!(err(&[("kind", "request")]).param, "kind");
+        assert_eq!(err(&[("from", "yesterday")]).param, "from");
+        assert_eq!(err(&[("method", "")]).param, "method");
+        let reversed = err(&[
+            ("from", "2026-11-28T10:00:00Z"),
+            ("to", "2026-11-28T09:00:00Z"),
+        ]);
+        assert_eq!(reversed.to_string(), "to: must be after from");
         assert_eq!(
             Filter::from_pairs([("limit", "5")]).unwrap(),
             Filter::default()

@@ -68,12 +68,9 @@ impl FilterArgs {
 
     /// The filter, or an error naming the option.
     pub fn filter(&self) -> anyhow::Result<auditlog::query::Filter> {
-        auditlog::query::Filter::from_pairs(self.pairs()).map_err(|e| match e.split_once(':') {
-            // "path_prefix: ..." names the option --path-prefix.
-            Some((name, rest)) if !name.contains(' ') => {
-                anyhow::anyhow!("--{}:{rest}", name.replace('_', "-"))
-            }
-            _ => anyhow::anyhow!("{e}"),
+        auditlog::query::Filter::from_pairs(self.pairs()).map_err(|e| {
+            // The parameter `path_prefix` is the option --path-prefix.
+            anyhow::anyhow!("--{}: {}", e.param.replace('_', "-"), e.message)
         })
     }
 }

@@ -21,8 +21,8 @@ use std::path::Path;
 
 use anyhow::bail;
 use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use serde_json::json;
+
+use crate::http::error::HttpError;
 
 use crate::keys::{Secret, read_secret};
 
@@ -128,8 +128,7 @@ impl Tokens {
     }
 
     /// Admit a request for `role`, or the 401/403 answer to send instead.
-    #[allow(clippy::result_large_err)]
-    pub fn check(&self, role: Role, headers: &HeaderMap) -> Result<(), Response> {
+    pub fn check(&self, role: Role, headers: &HeaderMap) -> Result<(), HttpError> {
         let Some(expected) = self.token(role) else {
             return Ok(());
         };
@@ -197,16 +196,9 @@ impl Tokens {
     }
 }
 
-pub(crate) fn refusal(status: StatusCode, error: &str, message: String) -> Response {
-    (
-        status,
-        [(
-            header::WWW_AUTHENTICATE,
-            "Bearer realm=\"ingress-audit-sealer\"",
-        )],
-        axum::Json(json!({"error": error, "message": message})),
-    )
-        .into_response()
+/// A 401 or 403, with the bearer challenge.
+pub(crate) fn refusal(status: StatusCode, error: &'static str, message: String) -> HttpError {
+    HttpError::new(status, error, message).challenge("Bearer realm=\"ingress-audit-sealer\"")
 }
 
 /// Equal bytes, in time that depends only on the lengths.
@@ -266,7 +258,7 @@ mod tests {
             tokens.check(Role::Read, &lower).is_ok(),
             "the scheme is case-insensitive"
         );
-        let status = |r: Result<(), Response>| r.unwrap_err().status();
+        let status = |r: Result<(), HttpError>| r.unwrap_err().status;
         assert_eq!(status(tokens.check(Role::Ingest, &bearer(&read))), 403);
         assert_eq!(status(tokens.check(Role::Read, &bearer(&ingest))), 403);
         assert_eq!(status(tokens.check(Role::Read, &HeaderMap::new())), 401);

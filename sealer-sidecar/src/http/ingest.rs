@@ -6,96 +6,101 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
 
-use crate::http::AppState;
 use crate::http::auth::Role;
-use crate::ingest::events::{self, BodyFormat, IngestError, IngestLimits};
-use crate::ingest::{SourceReport, SourceState};
+use crate::http::{AppState, HttpError};
+use crate::ingest::events::{self, BodyFormat, IngestError, IngestErrorKind, IngestLimits};
+use crate::ingest::{PreparedEvent, SourceReport, SourceState};
 use crate::metrics::Metrics;
 use crate::store::Store;
 
-fn json_error(status: StatusCode, body: &IngestError) -> Response {
-    (status, axum::Json(body)).into_response()
+impl From<IngestError> for HttpError {
+    fn from(e: IngestError) -> HttpError {
+        let status = match e.kind {
+            IngestErrorKind::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestErrorKind::InvalidJson | IngestErrorKind::InvalidEvent => StatusCode::BAD_REQUEST,
+        };
+        let mut error = HttpError::new(status, e.kind.code(), e.message);
+        error.body.line = e.line;
+        error.body.index = e.index;
+        error.body.field = e.field;
+        error
+    }
 }
 
 pub async fn post_events<S: Store + Clone>(
     State(state): State<Arc<AppState<S>>>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
-    if let Err(refused) = state.tokens.check(Role::Ingest, &headers) {
-        return refused;
-    }
-    let refuse = |status, error: IngestError| {
-        Metrics::add(&state.metrics.batches_rejected_invalid, 1);
-        json_error(status, &error)
+) -> Result<Response, HttpError> {
+    state.tokens.check(Role::Ingest, &headers)?;
+    let events = match read_batch(&state, &headers, body).await {
+        Ok(batch) => batch,
+        Err(e) => {
+            if e.status != StatusCode::SERVICE_UNAVAILABLE {
+                Metrics::add(&state.metrics.batches_rejected_invalid, 1);
+            }
+            return Err(e);
+        }
     };
+    let (events, report) = events;
+    match state.writer.submit(events, report).await {
+        Ok(ack) => Ok((StatusCode::OK, axum::Json(ack)).into_response()),
+        Err(e) => Err(unavailable(&e)),
+    }
+}
+
+/// The batch of a request: its events and what its source reports, or the answer to send.
+async fn read_batch<S: Store>(
+    state: &AppState<S>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Vec<PreparedEvent>, Option<SourceReport>), HttpError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let Some(format) = BodyFormat::from_content_type(content_type) else {
-        return refuse(
+        return Err(HttpError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            IngestError {
-                error: "unsupported_media_type",
-                message: format!(
-                    "content type {content_type:?} is not accepted; send application/x-ndjson or application/json"
-                ),
-                line: None,
-                index: None,
-                field: None,
-            },
-        );
+            "unsupported_media_type",
+            format!(
+                "content type {content_type:?} is not accepted; send application/x-ndjson or \
+                 application/json"
+            ),
+        ));
     };
-    let too_large = || IngestError {
-        error: "too_large",
-        message: format!(
-            "request body exceeds {} bytes; split the batch",
-            state.max_body_bytes
-        ),
-        line: None,
-        index: None,
-        field: None,
+    let too_large = || {
+        HttpError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_large",
+            format!(
+                "request body exceeds {} bytes; split the batch",
+                state.max_body_bytes
+            ),
+        )
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > state.max_body_bytes as u64) {
-        return refuse(StatusCode::PAYLOAD_TOO_LARGE, too_large());
+        return Err(too_large());
     }
-    if let Some(refused) = spool_full(&state) {
-        return refused;
-    }
+    spool_full(state)?;
     // Wait for a slot before reading the body, so waiting requests hold no memory.
     let Ok(_permit) = state.inflight.acquire().await else {
-        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        return Err(HttpError::unavailable(
+            "unavailable",
+            "the sealer is shutting down",
+        ));
     };
-    let body = match axum::body::to_bytes(body, state.max_body_bytes).await {
-        Ok(b) => b,
-        Err(_) => return refuse(StatusCode::PAYLOAD_TOO_LARGE, too_large()),
-    };
-    let report = match source_report(&headers, &state.limits) {
-        Ok(report) => report,
-        Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
-    };
-    let events = match events::parse_batch(&body, format, &state.limits) {
-        Ok(e) => e,
-        Err(e) => {
-            let status = if e.error == "too_large" {
-                StatusCode::PAYLOAD_TOO_LARGE
-            } else {
-                StatusCode::BAD_REQUEST
-            };
-            return refuse(status, e);
-        }
-    };
-    match state.writer.submit(events, report).await {
-        Ok(ack) => (StatusCode::OK, axum::Json(ack)).into_response(),
-        Err(e) => unavailable(&e),
-    }
+    let body = axum::body::to_bytes(body, state.max_body_bytes)
+        .await
+        .map_err(|_| too_large())?;
+    let report = source_report(headers, &state.limits)?;
+    let events = events::parse_batch(&body, format, &state.limits)?;
+    Ok((events, report))
 }
 
 /// What the producer says about itself (the audit filter sends these with every batch and
@@ -104,14 +109,10 @@ pub async fn post_events<S: Store + Clone>(
 fn source_report(
     headers: &HeaderMap,
     limits: &IngestLimits,
-) -> Result<Option<SourceReport>, IngestError> {
+) -> Result<Option<SourceReport>, HttpError> {
     let text = |name: &str| headers.get(name).map(|v| v.to_str().unwrap_or("\u{fffd}"));
-    let invalid = |field: &str, message: String| IngestError {
-        error: "invalid_header",
-        message,
-        line: None,
-        index: None,
-        field: Some(field.to_owned()),
+    let invalid = |field: &str, message: String| {
+        HttpError::bad_request("invalid_header", message).field(field)
     };
     let Some(id) = text("audit-source") else {
         return Ok(None);
@@ -154,36 +155,25 @@ fn source_report(
 /// The 503 to answer while the store is behind (down, or slower than ingest) and the local
 /// spool is full: the client keeps its events (the filter buffers or records a gap, the API
 /// server retries) rather than the sealer dropping them.
-pub(crate) fn spool_full<S: Store>(state: &AppState<S>) -> Option<Response> {
+pub(crate) fn spool_full<S: Store>(state: &AppState<S>) -> Result<(), HttpError> {
     let spooled = state.spool.bytes();
     if spooled < state.spool_max_bytes {
-        return None;
+        return Ok(());
     }
     Metrics::add(&state.metrics.batches_rejected_spool_full, 1);
-    Some(
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, "5")],
-            axum::Json(json!({
-                "error": "spool_full",
-                "message": format!(
-                    "{spooled} bytes of sealed events wait for the store ({}); the spool limit \
-                     (--spool-max-bytes) is {} bytes; retry later",
-                    state.store.describe(),
-                    state.spool_max_bytes
-                ),
-            })),
-        )
-            .into_response(),
+    Err(HttpError::unavailable(
+        "spool_full",
+        format!(
+            "{spooled} bytes of sealed events wait for the store ({}); the spool limit \
+             (--spool-max-bytes) is {} bytes; retry later",
+            state.store.describe(),
+            state.spool_max_bytes
+        ),
     )
+    .retry_after(5))
 }
 
 /// The 503 for a batch the writer could not make durable.
-pub(crate) fn unavailable(e: &crate::seal::writer::Unavailable) -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        [(header::RETRY_AFTER, "1")],
-        axum::Json(json!({"error": "unavailable", "message": e.to_string()})),
-    )
-        .into_response()
+pub(crate) fn unavailable(e: &crate::seal::writer::Unavailable) -> HttpError {
+    HttpError::unavailable("unavailable", e.to_string()).retry_after(1)
 }

@@ -13,9 +13,11 @@
 //! | `GET /`, `/assets/*` | the live page                                               | [`page`] |
 //!
 //! The Kubernetes audit webhook has its own TLS listener and router ([`webhook`], [`tls`]);
-//! [`auth`] checks bearer tokens by role; [`state`] is what every handler shares.
+//! [`auth`] checks bearer tokens by role; [`state`] is what every handler shares; [`error`]
+//! renders every error answer.
 
 pub mod auth;
+pub mod error;
 pub mod ingest;
 pub mod ops;
 pub mod page;
@@ -30,6 +32,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
+pub use error::HttpError;
 pub use state::AppState;
 
 use crate::store::Store;

@@ -9,34 +9,30 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
-use crate::http::AppState;
 use crate::http::auth::Role;
+use crate::http::{AppState, HttpError};
 use crate::read::verify::{self, VerifyOptions};
 use crate::store::Store;
 
-pub async fn get_checkpoint<S: Store + Clone>(State(state): State<Arc<AppState<S>>>) -> Response {
+pub async fn get_checkpoint<S: Store + Clone>(
+    State(state): State<Arc<AppState<S>>>,
+) -> Result<Response, HttpError> {
     let checkpoint = state.head.borrow().checkpoint.clone();
-    match checkpoint {
-        Some(text) => (
-            [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-            text.to_string(),
-        )
-            .into_response(),
-        None => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "no checkpoint published yet\n",
-        )
-            .into_response(),
-    }
+    let text = checkpoint.ok_or_else(|| {
+        HttpError::unavailable("no_checkpoint", "no checkpoint published yet").retry_after(1)
+    })?;
+    Ok((
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text.to_string(),
+    )
+        .into_response())
 }
 
 pub async fn get_verify<S: Store + Clone>(
     State(state): State<Arc<AppState<S>>>,
     headers: HeaderMap,
-) -> Response {
-    if let Err(refused) = state.tokens.check(Role::Read, &headers) {
-        return refused;
-    }
+) -> Result<Response, HttpError> {
+    state.tokens.check(Role::Read, &headers)?;
     let _one_at_a_time = state.verify_lock.lock().await;
     // Also against the last checkpoint this sealer published, which catches a rollback.
     let trusted = tokio::fs::read_to_string(&state.last_checkpoint_file)
@@ -50,22 +46,16 @@ pub async fn get_verify<S: Store + Clone>(
         storage_checks: true,
         min_retention_days: None,
     };
-    match verify::verify(&state.store, &state.verifier, &options).await {
-        Ok(report) => {
-            *state.last_verification.write().await = Some(json!({
-                "at": auditlog::timestamp::Timestamp::now().to_string(),
-                "ok": report.ok,
-                "problems": report.problem_count,
-                "size": report.entries,
-            }));
-            axum::Json(report).into_response()
-        }
-        Err(e) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({"error": "store_unreadable", "message": e.to_string()})),
-        )
-            .into_response(),
-    }
+    let report = verify::verify(&state.store, &state.verifier, &options)
+        .await
+        .map_err(|e| HttpError::unavailable("store_unreadable", e.to_string()))?;
+    *state.last_verification.write().await = Some(json!({
+        "at": auditlog::timestamp::Timestamp::now().to_string(),
+        "ok": report.ok,
+        "problems": report.problem_count,
+        "size": report.entries,
+    }));
+    Ok(axum::Json(report).into_response())
 }
 
 pub async fn get_ready<S: Store + Clone>(State(state): State<Arc<AppState<S>>>) -> Response {
@@ -93,13 +83,11 @@ pub async fn get_ready<S: Store + Clone>(State(state): State<Arc<AppState<S>>>) 
 pub async fn get_metrics<S: Store + Clone>(
     State(state): State<Arc<AppState<S>>>,
     headers: HeaderMap,
-) -> Response {
-    if let Err(refused) = state.tokens.check(Role::Read, &headers) {
-        return refused;
-    }
-    (
+) -> Result<Response, HttpError> {
+    state.tokens.check(Role::Read, &headers)?;
+    Ok((
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
     )
-        .into_response()
+        .into_response())
 }

@@ -47,14 +47,12 @@ pub async fn get_index<S: Store + Clone>(
     State(state): State<Arc<AppState<S>>>,
     headers: HeaderMap,
 ) -> Response {
-    if let Err(mut refused) = state.tokens.check(Role::Read, &headers) {
-        refused.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            HeaderValue::from_static(
-                "Basic realm=\"ingress-audit sealer: any user name, the read token as password\"",
-            ),
+    if let Err(refused) = state.tokens.check(Role::Read, &headers) {
+        // A browser asks for the token as a password.
+        let refused = refused.challenge(
+            "Basic realm=\"ingress-audit sealer: any user name, the read token as password\"",
         );
-        return with_security_headers(refused);
+        return with_security_headers(refused.into_response());
     }
     with_security_headers(
         (

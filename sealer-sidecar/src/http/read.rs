@@ -23,7 +23,7 @@ use auditlog::merkle::{self, Hash};
 use auditlog::query::{FILTER_PARAMS, Fields, Filter};
 use auditlog::record::parse_record;
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
@@ -33,8 +33,8 @@ use serde_json::json;
 use serde_json::value::RawValue;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::http::AppState;
 use crate::http::auth::Role;
+use crate::http::{AppState, HttpError};
 use crate::read::StoredLog;
 use crate::read::index::{Cursor, Order};
 use crate::store::Store;
@@ -43,50 +43,36 @@ use crate::store::Store;
 pub const MAX_LIMIT: usize = 1000;
 const DEFAULT_LIMIT: usize = 100;
 
-fn bad_request(message: String) -> Response {
-    (
-        StatusCode::BAD_REQUEST,
-        axum::Json(json!({"error": "invalid_query", "message": message})),
-    )
-        .into_response()
+/// A query parameter that is wrong.
+fn bad_request(param: &str, message: String) -> HttpError {
+    HttpError::bad_request("invalid_query", format!("{param}: {message}")).field(param)
 }
 
-fn not_found(error: &str, message: String) -> Response {
-    (
-        StatusCode::NOT_FOUND,
-        axum::Json(json!({"error": error, "message": message})),
-    )
-        .into_response()
-}
-
-fn unavailable(message: String) -> Response {
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        axum::Json(json!({"error": "index_unavailable", "message": message})),
-    )
-        .into_response()
+fn unavailable(message: String) -> HttpError {
+    HttpError::unavailable("index_unavailable", message)
 }
 
 /// The index, or the 503 to answer when it is turned off.
-fn index_of<S>(state: &AppState<S>) -> Result<Arc<crate::read::index::IndexReader>, Response> {
+fn index_of<S>(state: &AppState<S>) -> Result<Arc<crate::read::index::IndexReader>, HttpError> {
     state.index.clone().ok_or_else(|| {
-        (
-            StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(json!({
-                "error": "index_disabled",
-                "message": "this sealer runs with --index false: query a store with \
-                            `sealer export` or `sealer tail`, or prove with a sealer that keeps \
-                            the index"
-            })),
+        HttpError::unavailable(
+            "index_disabled",
+            "this sealer runs with --index false: query a store with `sealer export` or \
+             `sealer tail`, or prove with a sealer that keeps the index",
         )
-            .into_response()
     })
+}
+
+/// The filter of the query parameters, or the 400 naming the one that is wrong.
+fn filter_of(pairs: &[(String, String)]) -> Result<Filter, HttpError> {
+    Filter::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .map_err(|e| bad_request(e.param, e.message))
 }
 
 /// Run index work (SQLite, level files) off the async threads; its error as a 503.
 async fn on_index<T: Send + 'static>(
     work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
-) -> Result<T, Response> {
+) -> Result<T, HttpError> {
     match tokio::task::spawn_blocking(work).await {
         Ok(Ok(t)) => Ok(t),
         Ok(Err(e)) => Err(unavailable(format!("{e:#}"))),
@@ -99,14 +85,13 @@ async fn required_checkpoint<S: Store + Clone>(
     state: &AppState<S>,
     size: u64,
     hint: &str,
-) -> Result<String, Response> {
-    match checkpoint_of_size(state, size).await? {
-        Some(c) => Ok(c),
-        None => Err(not_found(
+) -> Result<String, HttpError> {
+    checkpoint_of_size(state, size).await?.ok_or_else(|| {
+        HttpError::not_found(
             "no_checkpoint",
             format!("no stored checkpoint of {size} entries{hint}"),
-        )),
-    }
+        )
+    })
 }
 
 fn hashes(proof: &[Hash]) -> Vec<String> {
@@ -114,7 +99,7 @@ fn hashes(proof: &[Hash]) -> Vec<String> {
 }
 
 /// Refuse parameters outside `known` (a typo would otherwise widen the query silently).
-fn check_params(params: &HashMap<String, String>, known: &[&str]) -> Result<(), Response> {
+fn check_params(params: &HashMap<String, String>, known: &[&str]) -> Result<(), HttpError> {
     let mut unknown: Vec<&str> = params
         .keys()
         .map(String::as_str)
@@ -123,20 +108,24 @@ fn check_params(params: &HashMap<String, String>, known: &[&str]) -> Result<(), 
     unknown.sort();
     match unknown.first() {
         None => Ok(()),
-        Some(_) => Err(bad_request(format!(
-            "unknown parameter(s) {}; known: {}",
-            unknown.join(", "),
-            known.join(", ")
-        ))),
+        Some(first) => Err(HttpError::bad_request(
+            "invalid_query",
+            format!(
+                "unknown parameter(s) {}; known: {}",
+                unknown.join(", "),
+                known.join(", ")
+            ),
+        )
+        .field(*first)),
     }
 }
 
-fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, Response> {
+fn number(params: &HashMap<String, String>, name: &str) -> Result<Option<u64>, HttpError> {
     params
         .get(name)
         .map(|v| {
             v.parse::<u64>()
-                .map_err(|_| bad_request(format!("{name}: {v:?} is not a non-negative integer")))
+                .map_err(|_| bad_request(name, format!("{v:?} is not a non-negative integer")))
         })
         .transpose()
 }
@@ -155,59 +144,51 @@ pub async fn get_events<S: Store + Clone>(
     State(state): State<Arc<AppState<S>>>,
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
-) -> Response {
+) -> Result<Response, HttpError> {
     let params: HashMap<String, String> = pairs.iter().cloned().collect();
-    if let Err(refused) = state.tokens.check(Role::Read, &headers) {
-        return refused;
-    }
+    state.tokens.check(Role::Read, &headers)?;
     let mut known: Vec<&str> = FILTER_PARAMS.to_vec();
     known.extend(["order", "limit", "cursor", "format"]);
-    if let Err(r) = check_params(&params, &known) {
-        return r;
-    }
-    let filter = match Filter::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
-        Ok(f) => f,
-        Err(e) => return bad_request(e),
-    };
+    check_params(&params, &known)?;
+    let filter = filter_of(&pairs)?;
     let order = match params.get("order").map(String::as_str) {
         None | Some("newest") => Order::NewestFirst,
         Some("oldest") => Order::OldestFirst,
-        Some(o) => return bad_request(format!("order: {o:?} is not newest or oldest")),
+        Some(o) => {
+            return Err(bad_request(
+                "order",
+                format!("{o:?} is not newest or oldest"),
+            ));
+        }
     };
-    let limit = match number(&params, "limit") {
-        Ok(l) => l.map_or(DEFAULT_LIMIT, |l| l as usize),
-        Err(r) => return r,
-    };
+    let limit = number(&params, "limit")?.map_or(DEFAULT_LIMIT, |l| l as usize);
     if !(1..=MAX_LIMIT).contains(&limit) {
-        return bad_request(format!("limit: must be 1 to {MAX_LIMIT}"));
+        return Err(bad_request("limit", format!("must be 1 to {MAX_LIMIT}")));
     }
     let cursor = match params.get("cursor") {
         None => None,
-        Some(c) => match Cursor::decode(c) {
-            Some(c) => Some(c),
-            None => return bad_request(format!("cursor: {c:?} is not a cursor from next_cursor")),
-        },
+        Some(c) => Some(Cursor::decode(c).ok_or_else(|| {
+            bad_request("cursor", format!("{c:?} is not a cursor from next_cursor"))
+        })?),
     };
     let ndjson = match params.get("format").map(String::as_str) {
         None | Some("json") => false,
         Some("ndjson") => true,
-        Some(f) => return bad_request(format!("format: {f:?} is not json or ndjson")),
+        Some(f) => {
+            return Err(bad_request(
+                "format",
+                format!("{f:?} is not json or ndjson"),
+            ));
+        }
     };
-    let index = match index_of(&state) {
-        Ok(i) => i,
-        Err(r) => return r,
-    };
-    let page = match on_index(move || {
+    let index = index_of(&state)?;
+    let page = on_index(move || {
         let size = index.size();
         index
             .query(&filter, order, cursor, limit)
             .map(|p| (p, size))
     })
-    .await
-    {
-        Ok(p) => p,
-        Err(r) => return r,
-    };
+    .await?;
     let (page, indexed_size) = page;
     let next = page.next.map(Cursor::encode);
     if ndjson {
@@ -220,26 +201,26 @@ pub async fn get_events<S: Store + Clone>(
         if let Some(n) = next.as_deref().and_then(|n| HeaderValue::from_str(n).ok()) {
             response.headers_mut().insert("x-next-cursor", n);
         }
-        return response;
+        return Ok(response);
     }
     let entries: Vec<&RawValue> = page
         .entries
         .iter()
         .filter_map(|e| serde_json::from_str(e).ok())
         .collect();
-    axum::Json(EventsPage {
+    Ok(axum::Json(EventsPage {
         entries,
         next_cursor: next,
         indexed_size,
     })
-    .into_response()
+    .into_response())
 }
 
 /// The stored checkpoint of exactly `size` entries, or the newest one when `size` is its size.
 async fn checkpoint_of_size<S: Store + Clone>(
     state: &AppState<S>,
     size: u64,
-) -> Result<Option<String>, Response> {
+) -> Result<Option<String>, HttpError> {
     let newest = state.head.borrow().clone();
     if newest.size == size
         && let Some(text) = newest.checkpoint
@@ -274,7 +255,7 @@ fn proof_request<S>(
     headers: &HeaderMap,
     params: &HashMap<String, String>,
     known: &[&str],
-) -> Result<Arc<crate::read::index::IndexReader>, Response> {
+) -> Result<Arc<crate::read::index::IndexReader>, HttpError> {
     state.tokens.check(Role::Read, headers)?;
     check_params(params, known)?;
     index_of(state)
@@ -287,26 +268,18 @@ pub async fn get_inclusion<S: Store + Clone>(
     State(state): State<Arc<AppState<S>>>,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
-) -> Response {
-    inclusion(&state, &headers, &params)
-        .await
-        .unwrap_or_else(|refused| refused)
-}
-
-async fn inclusion<S: Store + Clone>(
-    state: &AppState<S>,
-    headers: &HeaderMap,
-    params: &HashMap<String, String>,
-) -> Result<Response, Response> {
-    let index = proof_request(state, headers, params, &["seq", "size"])?;
+) -> Result<Response, HttpError> {
+    let state = &state;
+    let params = &params;
+    let index = proof_request(state, &headers, params, &["seq", "size"])?;
     let seq = number(params, "seq")?
-        .ok_or_else(|| bad_request("seq: required (the entry's position)".into()))?;
+        .ok_or_else(|| bad_request("seq", "required (the entry's position)".into()))?;
     let size = match number(params, "size")? {
         Some(s) => s,
         None => newest_size(state).ok_or_else(|| unavailable("no checkpoint stored yet".into()))?,
     };
     if seq >= size {
-        return Err(not_found(
+        return Err(HttpError::not_found(
             "not_in_checkpoint",
             format!("entry {seq} is not covered by the checkpoint of {size} entries"),
         ));
@@ -330,25 +303,18 @@ pub async fn get_consistency<S: Store + Clone>(
     State(state): State<Arc<AppState<S>>>,
     headers: HeaderMap,
     Query(params): Query<HashMap<String, String>>,
-) -> Response {
-    consistency(&state, &headers, &params)
-        .await
-        .unwrap_or_else(|refused| refused)
-}
-
-async fn consistency<S: Store + Clone>(
-    state: &AppState<S>,
-    headers: &HeaderMap,
-    params: &HashMap<String, String>,
-) -> Result<Response, Response> {
-    let index = proof_request(state, headers, params, &["from", "to"])?;
-    let both = || bad_request("from and to: both required (tree sizes)".into());
+) -> Result<Response, HttpError> {
+    let state = &state;
+    let params = &params;
+    let index = proof_request(state, &headers, params, &["from", "to"])?;
+    let both = || bad_request("from", "from and to are both required (tree sizes)".into());
     let from = number(params, "from")?.ok_or_else(both)?;
     let to = number(params, "to")?.ok_or_else(both)?;
     if from == 0 || from > to {
-        return Err(bad_request(format!(
-            "need 0 < from <= to, got from={from} to={to}"
-        )));
+        return Err(bad_request(
+            "from",
+            format!("need 0 < from <= to, got from={from} to={to}"),
+        ));
     }
     let from_checkpoint = required_checkpoint(state, from, "").await?;
     let to_checkpoint = required_checkpoint(state, to, "").await?;
@@ -371,18 +337,11 @@ pub async fn get_stream<S: Store + Clone>(
     State(state): State<Arc<AppState<S>>>,
     headers: HeaderMap,
     Query(pairs): Query<Vec<(String, String)>>,
-) -> Response {
+) -> Result<Response, HttpError> {
     let params: HashMap<String, String> = pairs.iter().cloned().collect();
-    if let Err(refused) = state.tokens.check(Role::Read, &headers) {
-        return refused;
-    }
-    if let Err(r) = check_params(&params, &FILTER_PARAMS) {
-        return r;
-    }
-    let filter = match Filter::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
-        Ok(f) => f,
-        Err(e) => return bad_request(e),
-    };
+    state.tokens.check(Role::Read, &headers)?;
+    check_params(&params, &FILTER_PARAMS)?;
+    let filter = filter_of(&pairs)?;
     let rx = state.live.subscribe();
     let stopping = state.stopping.clone();
     let stream = futures_util::stream::unfold(
@@ -437,23 +396,21 @@ pub async fn get_stream<S: Store + Clone>(
             }
         },
     );
-    Sse::new(stream)
+    Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-        .into_response()
+        .into_response())
 }
 
 /// `GET /v1/status`: what the page shows above the entries.
 pub async fn get_status<S: Store + Clone>(
     State(state): State<Arc<AppState<S>>>,
     headers: HeaderMap,
-) -> Response {
-    if let Err(refused) = state.tokens.check(Role::Read, &headers) {
-        return refused;
-    }
+) -> Result<Response, HttpError> {
+    state.tokens.check(Role::Read, &headers)?;
     use std::sync::atomic::Ordering::Relaxed;
     let m = &state.metrics;
     let head = state.head.borrow().clone();
-    axum::Json(json!({
+    Ok(axum::Json(json!({
         "origin": state.verifier.name(),
         "ready": m.is_ready(),
         "integrity_alarms": m.integrity_alarms.load(Relaxed),
@@ -464,5 +421,5 @@ pub async fn get_status<S: Store + Clone>(
         "checkpoint": head.checkpoint.as_deref(),
         "last_verification": state.last_verification.read().await.clone(),
     }))
-    .into_response()
+    .into_response())
 }

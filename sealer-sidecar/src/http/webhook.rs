@@ -24,9 +24,7 @@
 
 use std::sync::Arc;
 
-use auditlog::entry::EntryKind;
-use auditlog::jcs;
-use auditlog::k8s::{self, AuditEvent, Selection};
+use auditlog::k8s::Selection;
 use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -34,14 +32,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
 use serde::Serialize;
-use serde_json::json;
 
-use crate::http::AppState;
 use crate::http::auth::{self, Role};
 use crate::http::ingest::{spool_full, unavailable};
 use crate::http::tls::ClientCertificate;
-use crate::ingest::PreparedEvent;
+use crate::http::{AppState, HttpError};
+use crate::ingest::k8s::{self, PreparedList};
 use crate::metrics::Metrics;
+use crate::seal::writer::Ack;
 use crate::store::Store;
 
 /// What the webhook handler needs beside the shared state.
@@ -75,21 +73,12 @@ struct Accepted {
     last_seq: Option<u64>,
 }
 
-fn error(status: StatusCode, error: &str, message: String) -> Response {
-    (
-        status,
-        axum::Json(json!({"error": error, "message": message})),
-    )
-        .into_response()
-}
-
 /// A client certificate that chains to the client CA, or the webhook token.
-#[allow(clippy::result_large_err)]
 fn admit<S>(
     state: &WebhookState<S>,
     cert: ClientCertificate,
     headers: &HeaderMap,
-) -> Result<(), Response> {
+) -> Result<(), HttpError> {
     if cert.0 {
         return Ok(());
     }
@@ -105,117 +94,88 @@ fn admit<S>(
     tokens.check(Role::Webhook, headers)
 }
 
-/// The canonical `event` of the entry for `event`. An object that has no canonical form
-/// (an integer beyond 2^53) is kept as its SHA-256, like an oversized one, rather than
-/// refusing the batch, which the API server would retry forever.
-fn canonical_entry(event: &AuditEvent, selection: &Selection) -> Result<Vec<u8>, jcs::JcsError> {
-    jcs::canonicalize(&k8s::entry_event(event, selection)).or_else(|_| {
-        let hashed = Selection {
-            max_object_bytes: 0,
-            ..selection.clone()
-        };
-        jcs::canonicalize(&k8s::entry_event(event, &hashed))
-    })
-}
-
 async fn post_audit<S: Store + Clone>(
     State(state): State<Arc<WebhookState<S>>>,
     Extension(cert): Extension<ClientCertificate>,
     headers: HeaderMap,
     body: Body,
-) -> Response {
+) -> Result<Response, HttpError> {
     let metrics = &state.app.metrics;
     if let Err(refused) = admit(&state, cert, &headers) {
         Metrics::add(&metrics.webhook_unauthenticated, 1);
-        return refused;
+        return Err(refused);
     }
-    let refuse = |status, code: &str, message: String| {
-        Metrics::add(&metrics.batches_rejected_invalid, 1);
-        error(status, code, message)
+    let list = match read_list(&state, &headers, body).await {
+        Ok(list) => list,
+        Err(e) => {
+            if e.status != StatusCode::SERVICE_UNAVAILABLE {
+                Metrics::add(&metrics.batches_rejected_invalid, 1);
+            }
+            return Err(e);
+        }
     };
+    Metrics::add(&metrics.k8s_audit_received, list.received);
+    Metrics::add(&metrics.k8s_audit_ignored, list.ignored());
+    let (received, ignored) = (list.received, list.ignored());
+    let ack = if list.events.is_empty() {
+        Ack::default()
+    } else {
+        state
+            .app
+            .writer
+            .submit(list.events, None)
+            .await
+            .map_err(|e| unavailable(&e))?
+    };
+    Ok(axum::Json(Accepted {
+        received,
+        sealed: ack.sealed,
+        duplicates: ack.duplicates,
+        ignored,
+        first_seq: ack.first_seq,
+        last_seq: ack.last_seq,
+    })
+    .into_response())
+}
+
+/// The request's `EventList`, prepared, or the answer to send.
+async fn read_list<S: Store>(
+    state: &WebhookState<S>,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<PreparedList, HttpError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     let essence = content_type.split(';').next().unwrap_or("").trim();
     if !essence.eq_ignore_ascii_case("application/json") {
-        return refuse(
+        return Err(HttpError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "unsupported_media_type",
             format!("content type {content_type:?} is not accepted; send application/json"),
-        );
+        ));
     }
-    if let Some(refused) = spool_full(&state.app) {
-        return refused;
-    }
+    spool_full(&state.app)?;
     let Ok(_permit) = state.app.inflight.acquire().await else {
-        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+        return Err(HttpError::unavailable(
+            "unavailable",
+            "the sealer is shutting down",
+        ));
     };
-    let Ok(body) = axum::body::to_bytes(body, state.max_body_bytes).await else {
-        return refuse(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_large",
-            format!(
-                "request body exceeds {} bytes (--webhook-max-body-bytes); lower the API \
-                 server's --audit-webhook-batch-max-size",
-                state.max_body_bytes
-            ),
-        );
-    };
-    let list = match k8s::parse_event_list(&body) {
-        Ok(list) => list,
-        Err(e) => {
-            return refuse(StatusCode::BAD_REQUEST, "invalid_event_list", e.to_string());
-        }
-    };
-    let received = list.items.len() as u64;
-    Metrics::add(&metrics.k8s_audit_received, received);
-    let mut events = Vec::new();
-    for (index, item) in list.items.iter().enumerate() {
-        if !state.selection.selects(item) {
-            continue;
-        }
-        let event_json = match canonical_entry(item, &state.selection) {
-            Ok(json) => json,
-            Err(e) => {
-                return refuse(
-                    StatusCode::BAD_REQUEST,
-                    "invalid_event_list",
-                    format!("items[{index}] (auditID {}): {e}", item.audit_id),
-                );
-            }
-        };
-        events.push(PreparedEvent {
-            kind: EntryKind::K8sAudit,
-            source: None,
-            dropped_before: None,
-            dedup_key: Some(k8s::dedup_key(item)),
-            event_json: event_json.into(),
-        });
-    }
-    let ignored = received - events.len() as u64;
-    Metrics::add(&metrics.k8s_audit_ignored, ignored);
-    if events.is_empty() {
-        return axum::Json(Accepted {
-            received,
-            sealed: 0,
-            duplicates: 0,
-            ignored,
-            first_seq: None,
-            last_seq: None,
-        })
-        .into_response();
-    }
-    match state.app.writer.submit(events, None).await {
-        Ok(ack) => axum::Json(Accepted {
-            received,
-            sealed: ack.sealed,
-            duplicates: ack.duplicates,
-            ignored,
-            first_seq: ack.first_seq,
-            last_seq: ack.last_seq,
-        })
-        .into_response(),
-        Err(e) => unavailable(&e),
-    }
+    let body = axum::body::to_bytes(body, state.max_body_bytes)
+        .await
+        .map_err(|_| {
+            HttpError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!(
+                    "request body exceeds {} bytes (--webhook-max-body-bytes); lower the API \
+                     server's --audit-webhook-batch-max-size",
+                    state.max_body_bytes
+                ),
+            )
+        })?;
+    k8s::prepare(&body, &state.selection)
+        .map_err(|e| HttpError::bad_request("invalid_event_list", e.to_string()))
 }

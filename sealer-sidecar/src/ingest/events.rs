@@ -3,7 +3,6 @@
 use auditlog::entry::{EntryKind, EntrySource};
 use auditlog::event::{IngestLine, Limits, canonical};
 use bytes::Bytes;
-use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::ingest::PreparedEvent;
@@ -39,27 +38,45 @@ impl BodyFormat {
     }
 }
 
+/// What is wrong with a refused batch.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum IngestErrorKind {
+    /// A line or the body is not JSON.
+    InvalidJson,
+    /// JSON, but not a valid event.
+    InvalidEvent,
+    /// Too many events, or an event too big.
+    TooLarge,
+}
+
+impl IngestErrorKind {
+    /// The `error` code of the answer (`docs/http-api.md`).
+    pub fn code(self) -> &'static str {
+        match self {
+            IngestErrorKind::InvalidJson => "invalid_json",
+            IngestErrorKind::InvalidEvent => "invalid_event",
+            IngestErrorKind::TooLarge => "too_large",
+        }
+    }
+}
+
 /// A refused batch: what is wrong and where. Nothing of the batch was sealed.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IngestError {
-    /// `invalid_json`, `invalid_event` or `too_large`.
-    pub error: &'static str,
+    pub kind: IngestErrorKind,
     pub message: String,
     /// 1-based line of an NDJSON body.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub line: Option<usize>,
     /// 0-based index in a JSON array body.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub index: Option<usize>,
     /// Dotted path of the offending field inside the event.
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub field: Option<String>,
 }
 
 impl IngestError {
-    fn new(error: &'static str, message: String) -> Self {
+    fn new(kind: IngestErrorKind, message: String) -> Self {
         IngestError {
-            error,
+            kind,
             message,
             line: None,
             index: None,
@@ -108,7 +125,7 @@ fn parse_json(body: &Bytes, limits: &IngestLimits) -> Result<Vec<PreparedEvent>,
     }
     let items: Vec<&RawValue> = serde_json::from_slice(body).map_err(|e| {
         IngestError::new(
-            "invalid_json",
+            IngestErrorKind::InvalidJson,
             format!("body is not a JSON array of events: {e}"),
         )
     })?;
@@ -130,7 +147,7 @@ fn parse_json(body: &Bytes, limits: &IngestLimits) -> Result<Vec<PreparedEvent>,
 fn check_count(n: usize, limits: &IngestLimits) -> Result<(), IngestError> {
     if n >= limits.max_batch_events {
         return Err(IngestError::new(
-            "too_large",
+            IngestErrorKind::TooLarge,
             format!(
                 "batch has more than {} events; split it",
                 limits.max_batch_events
@@ -148,7 +165,7 @@ fn prepare(
 ) -> Result<PreparedEvent, IngestError> {
     if bytes.len() > limits.max_event_bytes {
         return Err(IngestError::new(
-            "too_large",
+            IngestErrorKind::TooLarge,
             format!(
                 "event is {} bytes; the limit is {}",
                 bytes.len(),
@@ -171,10 +188,10 @@ fn prepare(
         });
     }
     let line = IngestLine::parse(bytes, &limits.event).map_err(|e| IngestError {
-        error: if e.syntax {
-            "invalid_json"
+        kind: if e.syntax {
+            IngestErrorKind::InvalidJson
         } else {
-            "invalid_event"
+            IngestErrorKind::InvalidEvent
         },
         message: e.to_string(),
         line: None,
@@ -229,7 +246,7 @@ mod tests {
         let bad = line(2).replace(r#""method":"GET""#, r#""method":7"#);
         let body = format!("{}\n{bad}\n", line(1));
         let err = parse_batch(&Bytes::from(body), BodyFormat::Ndjson, &limits()).unwrap_err();
-        assert_eq!(err.error, "invalid_event");
+        assert_eq!(err.kind, IngestErrorKind::InvalidEvent);
         assert_eq!(err.line, Some(2));
         assert_eq!(err.field.as_deref(), Some("event.http.request.method"));
 
@@ -239,7 +256,10 @@ mod tests {
             &limits(),
         )
         .unwrap_err();
-        assert_eq!((err.error, err.line), ("invalid_json", Some(1)));
+        assert_eq!(
+            (err.kind, err.line),
+            (IngestErrorKind::InvalidJson, Some(1))
+        );
 
         let missing = line(1).replace(r#","url":{"path":"/"}"#, "");
         let err = parse_batch(&Bytes::from(missing), BodyFormat::Ndjson, &limits()).unwrap_err();
@@ -251,7 +271,7 @@ mod tests {
     fn enforces_batch_limit() {
         let body = (1..=4).map(line).collect::<Vec<_>>().join("\n");
         let err = parse_batch(&Bytes::from(body), BodyFormat::Ndjson, &limits()).unwrap_err();
-        assert_eq!(err.error, "too_large");
+        assert_eq!(err.kind, IngestErrorKind::TooLarge);
     }
 
     #[test]

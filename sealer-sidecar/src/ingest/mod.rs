@@ -2,10 +2,11 @@
 //!
 //! - [`events`]: `POST /v1/events` bodies (NDJSON or JSON), validated; events already in
 //!   canonical form are taken as they are.
-//!
-//! The Kubernetes audit webhook prepares its events in [`crate::http::webhook`].
+//! - [`k8s`]: the Kubernetes audit webhook's `EventList`s, the selected events named so a
+//!   redelivery is sealed once.
 
 pub mod events;
+pub mod k8s;
 
 use auditlog::entry::{EntryKind, EntrySource};
 

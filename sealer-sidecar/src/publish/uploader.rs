@@ -27,6 +27,19 @@ use crate::seal::wal;
 use crate::seal::writer::ClosedSegment;
 use crate::store::{PutOutcome, Store, StoreError};
 
+/// Why the uploader stopped before its work was done.
+#[derive(Debug, thiserror::Error)]
+pub enum Stopped {
+    /// An object exists with other content: nothing is overwritten, uploads stop.
+    #[error("integrity alarm: {key} already exists in the store with other content")]
+    IntegrityAlarm { key: String },
+    /// The sealer is shutting down and the store still fails; the WAL keeps the data.
+    #[error("shutting down while the store fails (the WAL keeps what was not stored)")]
+    ShuttingDown,
+    #[error("cannot sign a checkpoint: {0}")]
+    Signing(String),
+}
+
 /// What the uploader has stored so far (the next checkpoint signs it).
 #[derive(Clone, Copy, Debug)]
 struct Stored {
@@ -97,38 +110,41 @@ impl<S: Store> Uploader<S> {
     /// until `shutdown` fires and a pending upload keeps failing.
     pub async fn run(
         mut self,
-        mut segments: mpsc::UnboundedReceiver<ClosedSegment>,
+        segments: mpsc::UnboundedReceiver<ClosedSegment>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        if self.publish_checkpoint(&mut shutdown).await.is_err() {
-            return;
+        match self.upload(segments, &mut shutdown).await {
+            Ok(()) => tracing::info!(size = self.stored.size, "uploader stopped"),
+            Err(e @ Stopped::ShuttingDown) => tracing::warn!(error = %e, "uploader stopped"),
+            Err(e) => tracing::error!(error = %e, "uploader stopped"),
         }
+    }
+
+    async fn upload(
+        &mut self,
+        mut segments: mpsc::UnboundedReceiver<ClosedSegment>,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), Stopped> {
+        self.publish_checkpoint(shutdown).await?;
         let mut ticker = tokio::time::interval(self.checkpoint_interval);
         ticker.tick().await;
         loop {
             tokio::select! {
                 seg = segments.recv() => {
-                    let Some(seg) = seg else { break };
-                    if self.store_segment(&seg, &mut shutdown).await.is_err() {
-                        return;
-                    }
+                    let Some(seg) = seg else { return Ok(()) };
+                    self.store_segment(&seg, shutdown).await?;
                     ticker.reset();
                 }
-                _ = ticker.tick() => {
-                    if self.publish_checkpoint(&mut shutdown).await.is_err() {
-                        return;
-                    }
-                }
+                _ = ticker.tick() => self.publish_checkpoint(shutdown).await?,
             }
         }
-        tracing::info!(size = self.stored.size, "uploader stopped");
     }
 
     async fn store_segment(
         &mut self,
         seg: &ClosedSegment,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<(), ()> {
+    ) -> Result<(), Stopped> {
         let key = layout::segment_key(seg.first, seg.last);
         let lock = self.publish_lock.clone();
         let _publishing = lock.lock().await;
@@ -153,7 +169,10 @@ impl<S: Store> Uploader<S> {
     }
 
     /// Sign the stored state with the current time and store the checkpoint.
-    async fn publish_checkpoint(&mut self, shutdown: &mut watch::Receiver<bool>) -> Result<(), ()> {
+    async fn publish_checkpoint(
+        &mut self,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), Stopped> {
         let head = LogHead {
             origin: self.signer.name().to_owned(),
             size: self.stored.size,
@@ -163,10 +182,7 @@ impl<S: Store> Uploader<S> {
         };
         let text = match head.sign(&self.signer) {
             Ok(t) => t,
-            Err(e) => {
-                tracing::error!(error = %e, "failed to sign checkpoint");
-                return Err(());
-            }
+            Err(e) => return Err(Stopped::Signing(e.to_string())),
         };
         self.put_with_retry(
             &head.key(),
@@ -222,7 +238,7 @@ impl<S: Store> Uploader<S> {
         key: &str,
         payload: Payload<'_>,
         shutdown: &mut watch::Receiver<bool>,
-    ) -> Result<(), ()> {
+    ) -> Result<(), Stopped> {
         let mut backoff = Duration::from_millis(100);
         loop {
             let result = match &payload {
@@ -245,14 +261,16 @@ impl<S: Store> Uploader<S> {
                     Metrics::add(&self.metrics.integrity_alarms, 1);
                     self.metrics.ready.store(false, Relaxed);
                     tracing::error!(key, error = %e, "INTEGRITY ALARM: uploads stopped, nothing was overwritten");
-                    return Err(());
+                    return Err(Stopped::IntegrityAlarm {
+                        key: key.to_owned(),
+                    });
                 }
                 Err(e) => {
                     Metrics::add(&self.metrics.upload_retries, 1);
                     self.metrics.store_healthy.store(false, Relaxed);
                     tracing::warn!(key, error = %e, retry_in = ?backoff, "store write failed; retrying");
                     if *shutdown.borrow() {
-                        return Err(());
+                        return Err(Stopped::ShuttingDown);
                     }
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}

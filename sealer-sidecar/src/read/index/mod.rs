@@ -288,19 +288,23 @@ fn low_on_space(dir: &Path) -> Option<u64> {
     (free < MIN_FREE_BYTES.max(total / 20)).then_some(free)
 }
 
-/// The index's tree disagrees with a stored checkpoint: its content is wrong, not late.
+/// Why catching up failed.
 #[derive(Debug, thiserror::Error)]
-#[error("the index's tree of {size} entries does not have the checkpoint's root")]
-struct RootMismatch {
-    size: u64,
+enum CatchUpError {
+    /// The index's tree disagrees with a stored checkpoint: its content is wrong, not late.
+    #[error("the index's tree of {size} entries does not have the checkpoint's root")]
+    RootMismatch { size: u64 },
+    /// Reading the store or writing the index failed; the next round tries again.
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
 }
 
 /// After a failed round: reopen the index (which cuts it back to what both parts hold), and
 /// throw it away when its content is wrong. `None` if it cannot even be reopened (the next
 /// round tries again).
-fn recover(w: IndexWriter, error: &anyhow::Error) -> Option<IndexWriter> {
+fn recover(w: IndexWriter, error: &CatchUpError) -> Option<IndexWriter> {
     let dir = w.dir.clone();
-    let wrong = error.downcast_ref::<RootMismatch>().is_some();
+    let wrong = matches!(error, CatchUpError::RootMismatch { .. });
     drop(w);
     tracing::error!(
         error = format!("{error:#}"),
@@ -332,7 +336,7 @@ async fn catch_up<S: Store>(
     store: &S,
     mut w: IndexWriter,
     head: &StoredHead,
-) -> (IndexWriter, anyhow::Result<()>) {
+) -> (IndexWriter, Result<(), CatchUpError>) {
     let target = head.size;
     const CHUNK: u64 = 100_000;
     while w.size() < target {
@@ -346,10 +350,11 @@ async fn catch_up<S: Store>(
                     w,
                     Err(anyhow::anyhow!(
                         "the store holds {held} of the entries {from}..{until} a checkpoint covers"
-                    )),
+                    )
+                    .into()),
                 );
             }
-            Err(e) => return (w, Err(e)),
+            Err(e) => return (w, Err(e.into())),
         };
         let (back, result) = match tokio::task::spawn_blocking(move || {
             let r = w.append(&entries);
@@ -362,12 +367,12 @@ async fn catch_up<S: Store>(
         };
         w = back;
         if let Err(e) = result {
-            return (w, Err(e));
+            return (w, Err(e.into()));
         }
     }
-    let check = || -> anyhow::Result<()> {
+    let check = || -> Result<(), CatchUpError> {
         if head.size == w.size() && w.root(head.size)? != head.root {
-            return Err(RootMismatch { size: head.size }.into());
+            return Err(CatchUpError::RootMismatch { size: head.size });
         }
         Ok(())
     };
