@@ -1,249 +1,411 @@
-//! Counters and gauges, rendered in the Prometheus text exposition format.
+//! What the sealer counts and measures, for `GET /metrics` (the `prometheus-client` crate, in
+//! the OpenMetrics text format).
+//!
+//! Metrics only count: nothing reads a metric to decide anything. The values other parts
+//! steer by live elsewhere and are only shown here: the spool ([`crate::seal::spool`]), the
+//! stored head ([`crate::read::head`]), and the sealer's health ([`Health`], which readiness
+//! reads).
+//!
+//! Besides counters and gauges, four latency histograms (seconds):
+//! `sealer_ingest_durable_seconds` (a `POST /v1/events` from arrival to its durable answer),
+//! `sealer_wal_commit_seconds` (one group commit: write + `fdatasync`),
+//! `sealer_segment_upload_seconds` (one segment into the store, its checkpoint included), and
+//! `sealer_webhook_seconds` (a Kubernetes audit webhook call from arrival to answer).
 
-use std::fmt::Write;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
 
-/// Every metric the sealer exports. Shared by the writer, the uploader and the HTTP layer.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// The spool, shown (not steered) here.
-    pub spool: crate::seal::spool::Spool,
-    pub events_received: AtomicU64,
-    pub entries_sealed: AtomicU64,
-    pub duplicates_dropped: AtomicU64,
-    pub gap_entries: AtomicU64,
-    /// Sources that closed cleanly, and sources that went silent without closing.
-    pub source_ends_clean: AtomicU64,
-    pub source_ends_unclean: AtomicU64,
-    /// Sources heard from and not ended.
-    pub sources_open: AtomicU64,
-    pub batches_rejected_invalid: AtomicU64,
-    pub batches_rejected_unavailable: AtomicU64,
-    pub wal_commits: AtomicU64,
-    pub wal_fsync_nanos: AtomicU64,
-    pub wal_failures: AtomicU64,
-    pub segments_uploaded: AtomicU64,
-    pub upload_retries: AtomicU64,
-    pub checkpoints_published: AtomicU64,
-    pub integrity_alarms: AtomicU64,
-    pub batches_rejected_spool_full: AtomicU64,
-    /// Kubernetes audit events received on the webhook, sealed or not.
-    pub k8s_audit_received: AtomicU64,
-    /// Of those, events outside the selection (resource or stage), not sealed.
-    pub k8s_audit_ignored: AtomicU64,
-    /// Webhook calls refused for missing or wrong credentials.
-    pub webhook_unauthenticated: AtomicU64,
-    /// Entries sealed into the WAL (the log size as the writer sees it).
-    pub log_size: AtomicU64,
-    /// Entries covered by the newest stored checkpoint.
-    pub checkpoint_size: AtomicU64,
-    pub checkpoint_unix_seconds: AtomicU64,
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::seal::spool::Spool;
+
+/// A count that only goes up.
+pub type Count = Counter<u64, AtomicU64>;
+/// A value that goes up and down.
+pub type Level = Gauge<u64, AtomicU64>;
+
+/// The sealer's health, which readiness (`GET /readyz`) reads; shown as `sealer_ready`.
+#[derive(Debug)]
+pub struct Health {
+    /// Set once the sealer has started and cleared when it shuts down.
+    pub ready: AtomicBool,
+    /// The write-ahead log failed and the writer refuses everything until a restart.
     pub writer_failed: AtomicBool,
     /// False while the last write-ahead log commit failed (e.g. the disk is full).
     pub wal_healthy: AtomicBool,
     /// False while the last store write failed.
     pub store_healthy: AtomicBool,
-    /// Set once the sealer has started and cleared when it shuts down.
-    pub ready: AtomicBool,
+    /// An object was found in the store with content the sealer did not write.
+    pub integrity_alarm: AtomicBool,
 }
 
-impl Metrics {
-    /// Metrics that show `spool` (the writer and the uploader keep it).
-    pub fn new(spool: crate::seal::spool::Spool) -> Self {
-        let m = Metrics {
-            spool,
-            ..Metrics::default()
-        };
-        m.wal_healthy.store(true, Relaxed);
-        m.store_healthy.store(true, Relaxed);
-        m
+impl Default for Health {
+    fn default() -> Self {
+        Health {
+            ready: AtomicBool::new(false),
+            writer_failed: AtomicBool::new(false),
+            wal_healthy: AtomicBool::new(true),
+            store_healthy: AtomicBool::new(true),
+            integrity_alarm: AtomicBool::new(false),
+        }
     }
+}
 
+impl Health {
     /// Ready to accept events, with a healthy disk and store and no integrity alarm.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Relaxed)
             && !self.writer_failed.load(Relaxed)
             && self.wal_healthy.load(Relaxed)
             && self.store_healthy.load(Relaxed)
-            && self.integrity_alarms.load(Relaxed) == 0
+            && !self.integrity_alarm.load(Relaxed)
+    }
+}
+
+/// Every metric the sealer exports. Shared by the writer, the uploader and the HTTP layer.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub health: Arc<Health>,
+    pub events_received: Count,
+    pub entries_sealed: Count,
+    pub duplicates_dropped: Count,
+    pub gap_entries: Count,
+    pub source_ends_clean: Count,
+    pub source_ends_unclean: Count,
+    pub sources_open: Level,
+    pub batches_rejected_invalid: Count,
+    pub batches_rejected_unavailable: Count,
+    pub batches_rejected_spool_full: Count,
+    pub wal_commits: Count,
+    pub wal_failures: Count,
+    pub segments_uploaded: Count,
+    pub upload_retries: Count,
+    pub checkpoints_published: Count,
+    pub integrity_alarms: Count,
+    pub k8s_audit_received: Count,
+    pub k8s_audit_ignored: Count,
+    pub webhook_unauthenticated: Count,
+    /// Entries sealed into the WAL (the log size as the writer sees it).
+    pub log_size: Level,
+    /// Entries covered by the newest stored checkpoint, and when it was signed.
+    pub checkpoint_size: Level,
+    pub checkpoint_unix_seconds: Level,
+    pub ingest_durable_seconds: Histogram,
+    pub wal_commit_seconds: Histogram,
+    pub segment_upload_seconds: Histogram,
+    pub webhook_seconds: Histogram,
+}
+
+/// 100 µs to about 13 s, doubling.
+fn latency() -> Histogram {
+    Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new(Spool::default())
+    }
+}
+
+impl Metrics {
+    /// Metrics that show `spool` (the writer and the uploader keep it).
+    pub fn new(spool: Spool) -> Self {
+        let mut m = Metrics {
+            registry: Registry::default(),
+            health: Arc::new(Health::default()),
+            events_received: Count::default(),
+            entries_sealed: Count::default(),
+            duplicates_dropped: Count::default(),
+            gap_entries: Count::default(),
+            source_ends_clean: Count::default(),
+            source_ends_unclean: Count::default(),
+            sources_open: Level::default(),
+            batches_rejected_invalid: Count::default(),
+            batches_rejected_unavailable: Count::default(),
+            batches_rejected_spool_full: Count::default(),
+            wal_commits: Count::default(),
+            wal_failures: Count::default(),
+            segments_uploaded: Count::default(),
+            upload_retries: Count::default(),
+            checkpoints_published: Count::default(),
+            integrity_alarms: Count::default(),
+            k8s_audit_received: Count::default(),
+            k8s_audit_ignored: Count::default(),
+            webhook_unauthenticated: Count::default(),
+            log_size: Level::default(),
+            checkpoint_size: Level::default(),
+            checkpoint_unix_seconds: Level::default(),
+            ingest_durable_seconds: latency(),
+            wal_commit_seconds: latency(),
+            segment_upload_seconds: latency(),
+            webhook_seconds: latency(),
+        };
+        m.register(spool);
+        m
     }
 
-    pub fn add(counter: &AtomicU64, n: u64) {
-        counter.fetch_add(n, Relaxed);
+    fn register(&mut self, spool: Spool) {
+        let r = &mut self.registry;
+        // Counters are exposed with the `_total` suffix.
+        let counters: [(&str, &str, &Count); 18] = [
+            (
+                "sealer_events_received",
+                "Events received in valid batches.",
+                &self.events_received,
+            ),
+            (
+                "sealer_entries_sealed",
+                "Entries sealed into the write-ahead log (all kinds).",
+                &self.entries_sealed,
+            ),
+            (
+                "sealer_duplicates_dropped",
+                "Replayed events already sealed, not sealed again.",
+                &self.duplicates_dropped,
+            ),
+            (
+                "sealer_gap_entries",
+                "Gap entries sealed for events that never arrived.",
+                &self.gap_entries,
+            ),
+            (
+                "sealer_source_ends_clean",
+                "Sources (gateway worker incarnations) that closed cleanly: all their events are sealed.",
+                &self.source_ends_clean,
+            ),
+            (
+                "sealer_source_ends_unclean",
+                "Sources that went silent without closing: events they numbered last may be missing.",
+                &self.source_ends_unclean,
+            ),
+            (
+                "sealer_batches_rejected_invalid",
+                "Batches refused for invalid input (4xx).",
+                &self.batches_rejected_invalid,
+            ),
+            (
+                "sealer_batches_rejected_unavailable",
+                "Batches refused because they could not be made durable (503).",
+                &self.batches_rejected_unavailable,
+            ),
+            (
+                "sealer_batches_rejected_spool_full",
+                "Batches refused with 503 because the local spool was full (the store is behind).",
+                &self.batches_rejected_spool_full,
+            ),
+            (
+                "sealer_wal_commits",
+                "Group commits (write + fdatasync) of the write-ahead log.",
+                &self.wal_commits,
+            ),
+            (
+                "sealer_wal_failures",
+                "Failed write-ahead log commits.",
+                &self.wal_failures,
+            ),
+            (
+                "sealer_segments_uploaded",
+                "Segments written to the store.",
+                &self.segments_uploaded,
+            ),
+            (
+                "sealer_upload_retries",
+                "Store writes that failed and were retried with backoff (the store was down or refused).",
+                &self.upload_retries,
+            ),
+            (
+                "sealer_checkpoints_published",
+                "Signed checkpoints written to the store.",
+                &self.checkpoints_published,
+            ),
+            (
+                "sealer_integrity_alarms",
+                "Objects found in the store with unexpected content.",
+                &self.integrity_alarms,
+            ),
+            (
+                "sealer_k8s_audit_events_received",
+                "Kubernetes audit events received on the webhook (sealed, duplicate or ignored).",
+                &self.k8s_audit_received,
+            ),
+            (
+                "sealer_k8s_audit_events_ignored",
+                "Kubernetes audit events outside the selected resources and stages, not sealed.",
+                &self.k8s_audit_ignored,
+            ),
+            (
+                "sealer_webhook_unauthenticated",
+                "Webhook calls refused for a missing or wrong token and no client certificate.",
+                &self.webhook_unauthenticated,
+            ),
+        ];
+        for (name, help, counter) in counters {
+            r.register(name, help, counter.clone());
+        }
+        let gauges: [(&str, &str, &Level); 4] = [
+            (
+                "sealer_sources_open",
+                "Sources heard from that have not ended.",
+                &self.sources_open,
+            ),
+            (
+                "sealer_log_size",
+                "Entries sealed (the next sequence number).",
+                &self.log_size,
+            ),
+            (
+                "sealer_checkpoint_size",
+                "Entries covered by the newest stored checkpoint.",
+                &self.checkpoint_size,
+            ),
+            (
+                "sealer_checkpoint_timestamp_seconds",
+                "Unix time of the newest stored checkpoint.",
+                &self.checkpoint_unix_seconds,
+            ),
+        ];
+        for (name, help, gauge) in gauges {
+            r.register(name, help, gauge.clone());
+        }
+        let histograms: [(&str, &str, &Histogram); 4] = [
+            (
+                "sealer_ingest_durable_seconds",
+                "POST /v1/events, from arrival to the answer once durable.",
+                &self.ingest_durable_seconds,
+            ),
+            (
+                "sealer_wal_commit_seconds",
+                "One group commit of the write-ahead log (write + fdatasync).",
+                &self.wal_commit_seconds,
+            ),
+            (
+                "sealer_segment_upload_seconds",
+                "One segment stored, with its checkpoint.",
+                &self.segment_upload_seconds,
+            ),
+            (
+                "sealer_webhook_seconds",
+                "A Kubernetes audit webhook call, from arrival to answer.",
+                &self.webhook_seconds,
+            ),
+        ];
+        for (name, help, histogram) in histograms {
+            r.register(name, help, histogram.clone());
+        }
+        r.register_collector(Box::new(Shown {
+            spool,
+            health: self.health.clone(),
+            log_size: self.log_size.clone(),
+            checkpoint_size: self.checkpoint_size.clone(),
+        }));
+    }
+
+    pub fn add(counter: &Count, n: u64) {
+        counter.inc_by(n);
+    }
+
+    /// The time since `since`, observed in `histogram`.
+    pub fn observe(histogram: &Histogram, elapsed: Duration) {
+        histogram.observe(elapsed.as_secs_f64());
+    }
+
+    /// Ready to accept events, with a healthy disk and store and no integrity alarm.
+    pub fn is_ready(&self) -> bool {
+        self.health.is_ready()
     }
 
     /// Entries sealed but not yet in the store under a checkpoint.
     pub fn upload_lag(&self) -> u64 {
         self.log_size
-            .load(Relaxed)
-            .saturating_sub(self.checkpoint_size.load(Relaxed))
+            .get()
+            .saturating_sub(self.checkpoint_size.get())
     }
 
+    /// The OpenMetrics text of every metric.
     pub fn render(&self) -> String {
-        let mut out = String::with_capacity(2048);
-        let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-            );
-        };
-        let c = |a: &AtomicU64| a.load(Relaxed);
-        metric(
-            "sealer_events_received_total",
-            "counter",
-            "Events received in valid batches.",
-            c(&self.events_received),
-        );
-        metric(
-            "sealer_entries_sealed_total",
-            "counter",
-            "Entries sealed into the write-ahead log (all kinds).",
-            c(&self.entries_sealed),
-        );
-        metric(
-            "sealer_duplicates_dropped_total",
-            "counter",
-            "Replayed events already sealed, not sealed again.",
-            c(&self.duplicates_dropped),
-        );
-        metric(
-            "sealer_gap_entries_total",
-            "counter",
-            "Gap entries sealed for events that never arrived.",
-            c(&self.gap_entries),
-        );
-        metric(
-            "sealer_source_ends_clean_total",
-            "counter",
-            "Sources (gateway worker incarnations) that closed cleanly: all their events are sealed.",
-            c(&self.source_ends_clean),
-        );
-        metric(
-            "sealer_source_ends_unclean_total",
-            "counter",
-            "Sources that went silent without closing: events they numbered last may be missing.",
-            c(&self.source_ends_unclean),
-        );
-        metric(
-            "sealer_sources_open",
-            "gauge",
-            "Sources heard from that have not ended.",
-            c(&self.sources_open),
-        );
-        metric(
-            "sealer_batches_rejected_invalid_total",
-            "counter",
-            "Batches refused for invalid input (4xx).",
-            c(&self.batches_rejected_invalid),
-        );
-        metric(
-            "sealer_batches_rejected_unavailable_total",
-            "counter",
-            "Batches refused because they could not be made durable (503).",
-            c(&self.batches_rejected_unavailable),
-        );
-        metric(
-            "sealer_wal_commits_total",
-            "counter",
-            "Group commits (write + fdatasync) of the write-ahead log.",
-            c(&self.wal_commits),
-        );
-        metric(
-            "sealer_wal_fsync_seconds_total",
-            "counter",
-            "Time spent in write-ahead log commits, in seconds (integer part).",
-            c(&self.wal_fsync_nanos) / 1_000_000_000,
-        );
-        metric(
-            "sealer_wal_failures_total",
-            "counter",
-            "Failed write-ahead log commits.",
-            c(&self.wal_failures),
-        );
-        metric(
-            "sealer_segments_uploaded_total",
-            "counter",
-            "Segments written to the store.",
-            c(&self.segments_uploaded),
-        );
-        metric(
-            "sealer_upload_retries_total",
-            "counter",
-            "Store writes that failed and were retried with backoff (the store was down or refused).",
-            c(&self.upload_retries),
-        );
-        metric(
-            "sealer_spool_bytes",
-            "gauge",
-            "Bytes of sealed entries kept locally until the store has them.",
-            self.spool.bytes(),
-        );
-        metric(
-            "sealer_batches_rejected_spool_full_total",
-            "counter",
-            "Batches refused with 503 because the local spool was full (the store is behind).",
-            c(&self.batches_rejected_spool_full),
-        );
-        metric(
-            "sealer_k8s_audit_events_received_total",
-            "counter",
-            "Kubernetes audit events received on the webhook (sealed, duplicate or ignored).",
-            c(&self.k8s_audit_received),
-        );
-        metric(
-            "sealer_k8s_audit_events_ignored_total",
-            "counter",
-            "Kubernetes audit events outside the selected resources and stages, not sealed.",
-            c(&self.k8s_audit_ignored),
-        );
-        metric(
-            "sealer_webhook_unauthenticated_total",
-            "counter",
-            "Webhook calls refused for a missing or wrong token and no client certificate.",
-            c(&self.webhook_unauthenticated),
-        );
-        metric(
-            "sealer_checkpoints_published_total",
-            "counter",
-            "Signed checkpoints written to the store.",
-            c(&self.checkpoints_published),
-        );
-        metric(
-            "sealer_integrity_alarms_total",
-            "counter",
-            "Objects found in the store with unexpected content.",
-            c(&self.integrity_alarms),
-        );
-        metric(
-            "sealer_log_size",
-            "gauge",
-            "Entries sealed (the next sequence number).",
-            c(&self.log_size),
-        );
-        metric(
-            "sealer_checkpoint_size",
-            "gauge",
-            "Entries covered by the newest stored checkpoint.",
-            c(&self.checkpoint_size),
-        );
-        metric(
-            "sealer_checkpoint_timestamp_seconds",
-            "gauge",
-            "Unix time of the newest stored checkpoint.",
-            c(&self.checkpoint_unix_seconds),
-        );
-        metric(
-            "sealer_upload_lag_entries",
-            "gauge",
-            "Entries sealed but not yet covered by a stored checkpoint.",
-            self.upload_lag(),
-        );
-        metric(
-            "sealer_ready",
-            "gauge",
-            "1 when the sealer accepts events, its disk and store are healthy and no integrity alarm was raised.",
-            u64::from(self.is_ready()),
-        );
+        let mut out = String::with_capacity(8192);
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String does not fail");
         out
+    }
+}
+
+/// The values shown at each scrape that other parts keep: the spool, readiness, the upload
+/// lag.
+#[derive(Debug)]
+struct Shown {
+    spool: Spool,
+    health: Arc<Health>,
+    log_size: Level,
+    checkpoint_size: Level,
+}
+
+impl Collector for Shown {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let gauges = [
+            (
+                "sealer_spool_bytes",
+                "Bytes of sealed entries kept locally until the store has them.",
+                self.spool.bytes(),
+            ),
+            (
+                "sealer_upload_lag_entries",
+                "Entries sealed but not yet covered by a stored checkpoint.",
+                self.log_size
+                    .get()
+                    .saturating_sub(self.checkpoint_size.get()),
+            ),
+            (
+                "sealer_ready",
+                "1 when the sealer accepts events, its disk and store are healthy and no \
+                 integrity alarm was raised.",
+                u64::from(self.health.is_ready()),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+            gauge.encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_gauges_histograms_and_what_others_keep() {
+        let spool = Spool::new(4096);
+        let m = Metrics::new(spool);
+        Metrics::add(&m.events_received, 3);
+        m.log_size.set(10);
+        m.checkpoint_size.set(7);
+        Metrics::observe(&m.wal_commit_seconds, Duration::from_millis(3));
+        m.health.ready.store(true, Relaxed);
+        let text = m.render();
+        for line in [
+            "sealer_events_received_total 3",
+            "sealer_log_size 10",
+            "sealer_spool_bytes 4096",
+            "sealer_upload_lag_entries 3",
+            "sealer_ready 1",
+            "sealer_wal_commit_seconds_count 1",
+            "# TYPE sealer_ingest_durable_seconds histogram",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line:?} missing in\n{text}"
+            );
+        }
+        assert!(text.ends_with("# EOF\n"));
     }
 }

@@ -171,9 +171,7 @@ pub async fn run(
 
     let spool = Spool::new(spooled_bytes(&wal_dir));
     let metrics = Arc::new(Metrics::new(spool.clone()));
-    metrics
-        .checkpoint_size
-        .store(recovered.stored.size, Relaxed);
+    metrics.checkpoint_size.set(recovered.stored.size);
     let index = if config.index {
         Some(open_index(
             &config.data_dir.join("index"),
@@ -312,7 +310,7 @@ pub async fn run(
         }
         None => None,
     };
-    metrics.ready.store(true, Relaxed);
+    metrics.health.ready.store(true, Relaxed);
     tracing::info!(listen = %listener.local_addr()?, "sealer ready");
     let mut stop = stop_rx.clone();
     let served = axum::serve(listener, app(state))
@@ -328,7 +326,7 @@ pub async fn run(
     }
 
     tracing::info!("shutting down: sealing what is queued and storing the last segment");
-    metrics.ready.store(false, Relaxed);
+    metrics.health.ready.store(false, Relaxed);
     writer.shutdown();
     tokio::task::spawn_blocking(move || writer_thread.join())
         .await?

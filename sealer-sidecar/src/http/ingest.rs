@@ -33,6 +33,7 @@ pub async fn post_events<S: Store + Clone>(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {
+    let started = std::time::Instant::now();
     state.tokens.check(Role::Ingest, &headers)?;
     let events = match read_batch(&state, &headers, body).await {
         Ok(batch) => batch,
@@ -44,10 +45,13 @@ pub async fn post_events<S: Store + Clone>(
         }
     };
     let (events, report) = events;
-    match state.writer.submit(events, report).await {
-        Ok(ack) => Ok((StatusCode::OK, axum::Json(ack)).into_response()),
-        Err(e) => Err(unavailable(&e)),
-    }
+    let ack = state
+        .writer
+        .submit(events, report)
+        .await
+        .map_err(|e| unavailable(&e))?;
+    Metrics::observe(&state.metrics.ingest_durable_seconds, started.elapsed());
+    Ok((StatusCode::OK, axum::Json(ack)).into_response())
 }
 
 /// The batch of a request: its events and what its source reports, or the answer to send.

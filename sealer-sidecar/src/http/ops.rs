@@ -63,11 +63,11 @@ pub async fn get_ready<S: Store + Clone>(State(state): State<Arc<AppState<S>>>) 
     let ready = m.is_ready();
     let body = json!({
         "ready": ready,
-        "writer_failed": m.writer_failed.load(Relaxed),
-        "wal_healthy": m.wal_healthy.load(Relaxed),
-        "store_healthy": m.store_healthy.load(Relaxed),
-        "integrity_alarms": m.integrity_alarms.load(Relaxed),
-        "log_size": m.log_size.load(Relaxed),
+        "writer_failed": m.health.writer_failed.load(Relaxed),
+        "wal_healthy": m.health.wal_healthy.load(Relaxed),
+        "store_healthy": m.health.store_healthy.load(Relaxed),
+        "integrity_alarms": m.integrity_alarms.get(),
+        "log_size": m.log_size.get(),
         "checkpoint_size": state.head.borrow().size,
         "upload_lag_entries": m.upload_lag(),
         "spool_bytes": state.spool.bytes(),
@@ -86,7 +86,10 @@ pub async fn get_metrics<S: Store + Clone>(
 ) -> Result<Response, HttpError> {
     state.tokens.check(Role::Read, &headers)?;
     Ok((
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         state.metrics.render(),
     )
         .into_response())

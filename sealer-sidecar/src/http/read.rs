@@ -407,17 +407,16 @@ pub async fn get_status<S: Store + Clone>(
     headers: HeaderMap,
 ) -> Result<Response, HttpError> {
     state.tokens.check(Role::Read, &headers)?;
-    use std::sync::atomic::Ordering::Relaxed;
     let m = &state.metrics;
     let head = state.head.borrow().clone();
     Ok(axum::Json(json!({
         "origin": state.verifier.name(),
         "ready": m.is_ready(),
-        "integrity_alarms": m.integrity_alarms.load(Relaxed),
-        "log_size": m.log_size.load(Relaxed),
+        "integrity_alarms": m.integrity_alarms.get(),
+        "log_size": m.log_size.get(),
         "checkpoint_size": head.size,
         "indexed_size": state.index.as_ref().map(|i| i.size()),
-        "upload_lag_entries": m.log_size.load(Relaxed).saturating_sub(head.size),
+        "upload_lag_entries": m.log_size.get().saturating_sub(head.size),
         "checkpoint": head.checkpoint.as_deref(),
         "last_verification": state.last_verification.read().await.clone(),
     }))

@@ -100,6 +100,7 @@ async fn post_audit<S: Store + Clone>(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, HttpError> {
+    let started = std::time::Instant::now();
     let metrics = &state.app.metrics;
     if let Err(refused) = admit(&state, cert, &headers) {
         Metrics::add(&metrics.webhook_unauthenticated, 1);
@@ -127,6 +128,7 @@ async fn post_audit<S: Store + Clone>(
             .await
             .map_err(|e| unavailable(&e))?
     };
+    Metrics::observe(&metrics.webhook_seconds, started.elapsed());
     Ok(axum::Json(Accepted {
         received,
         sealed: ack.sealed,

@@ -145,6 +145,7 @@ impl<S: Store> Uploader<S> {
         seg: &ClosedSegment,
         shutdown: &mut watch::Receiver<bool>,
     ) -> Result<(), Stopped> {
+        let started = std::time::Instant::now();
         let key = layout::segment_key(seg.first, seg.last);
         let lock = self.publish_lock.clone();
         let _publishing = lock.lock().await;
@@ -157,6 +158,7 @@ impl<S: Store> Uploader<S> {
             chain: seg.chain,
         };
         self.publish_checkpoint(shutdown).await?;
+        Metrics::observe(&self.metrics.segment_upload_seconds, started.elapsed());
         let spooled = tokio::fs::metadata(&seg.path).await.map_or(0, |m| m.len());
         self.spool.remove(spooled);
         if let Err(e) = tokio::fs::remove_file(&seg.path).await {
@@ -192,11 +194,9 @@ impl<S: Store> Uploader<S> {
         .await?;
         let m = &self.metrics;
         Metrics::add(&m.checkpoints_published, 1);
-        m.checkpoint_size.store(head.size, Relaxed);
-        m.checkpoint_unix_seconds.store(
-            (head.time.unix_nanos() / 1_000_000_000).max(0) as u64,
-            Relaxed,
-        );
+        m.checkpoint_size.set(head.size);
+        m.checkpoint_unix_seconds
+            .set((head.time.unix_nanos() / 1_000_000_000).max(0) as u64);
         if let Err(e) = self.keep_local_copy(&text).await {
             tracing::warn!(path = %self.last_checkpoint_file.display(), error = %e, "failed to keep a local copy of the newest checkpoint");
         }
@@ -246,7 +246,7 @@ impl<S: Store> Uploader<S> {
                 Payload::File(p) => self.store.put_file_if_absent(key, p).await,
             };
             if result.is_ok() {
-                self.metrics.store_healthy.store(true, Relaxed);
+                self.metrics.health.store_healthy.store(true, Relaxed);
             }
             match result {
                 Ok(PutOutcome::Created) => return Ok(()),
@@ -259,7 +259,7 @@ impl<S: Store> Uploader<S> {
                 }
                 Err(e @ StoreError::Conflict { .. }) => {
                     Metrics::add(&self.metrics.integrity_alarms, 1);
-                    self.metrics.ready.store(false, Relaxed);
+                    self.metrics.health.integrity_alarm.store(true, Relaxed);
                     tracing::error!(key, error = %e, "INTEGRITY ALARM: uploads stopped, nothing was overwritten");
                     return Err(Stopped::IntegrityAlarm {
                         key: key.to_owned(),
@@ -267,7 +267,7 @@ impl<S: Store> Uploader<S> {
                 }
                 Err(e) => {
                     Metrics::add(&self.metrics.upload_retries, 1);
-                    self.metrics.store_healthy.store(false, Relaxed);
+                    self.metrics.health.store_healthy.store(false, Relaxed);
                     tracing::warn!(key, error = %e, retry_in = ?backoff, "store write failed; retrying");
                     if *shutdown.borrow() {
                         return Err(Stopped::ShuttingDown);
@@ -441,7 +441,7 @@ mod tests {
         drop(tx);
         let (_stop_tx, stop) = watch::channel(false);
         up.run(rx, stop).await;
-        assert_eq!(metrics.integrity_alarms.load(Relaxed), 1);
+        assert_eq!(metrics.integrity_alarms.get(), 1);
         // Nothing was overwritten, and the third segment was never stored.
         assert_eq!(
             store

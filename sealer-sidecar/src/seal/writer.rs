@@ -193,9 +193,7 @@ impl Writer {
         );
         let wal = self.wal.as_mut().expect("WAL open at start");
         wal.append(&self.buf, 1).map_err(std::io::Error::other)?;
-        self.metrics
-            .log_size
-            .store(self.state.sealer.size(), Relaxed);
+        self.metrics.log_size.set(self.state.sealer.size());
         Metrics::add(&self.metrics.entries_sealed, 1);
         tracing::info!(seq = self.state.sealer.size() - 1, incarnation = %event.incarnation, "sealed start entry");
         Ok(())
@@ -308,14 +306,13 @@ impl Writer {
         } else {
             wal.append(&self.buf, entries)
         };
-        Metrics::add(
-            &self.metrics.wal_fsync_nanos,
-            started.elapsed().as_nanos() as u64,
-        );
+        if entries > 0 {
+            Metrics::observe(&self.metrics.wal_commit_seconds, started.elapsed());
+        }
         match result {
             Ok(()) => {
                 let m = &self.metrics;
-                m.wal_healthy.store(true, Relaxed);
+                m.health.wal_healthy.store(true, Relaxed);
                 if entries > 0 {
                     Metrics::add(&m.wal_commits, 1);
                     self.spool.add(self.buf.len() as u64);
@@ -324,7 +321,7 @@ impl Writer {
                 Metrics::add(&m.gap_entries, done.gaps);
                 Metrics::add(&m.duplicates_dropped, done.duplicates);
                 Metrics::add(&m.events_received, done.received);
-                m.log_size.store(self.state.sealer.size(), Relaxed);
+                m.log_size.set(self.state.sealer.size());
                 self.note_heard(group, &done.ends);
                 // Copy the records only when someone watches.
                 if entries > 0 && self.live.receiver_count() > 0 {
@@ -340,7 +337,7 @@ impl Writer {
             Err(e) => {
                 self.state.restore(snapshot);
                 Metrics::add(&self.metrics.wal_failures, 1);
-                self.metrics.wal_healthy.store(false, Relaxed);
+                self.metrics.health.wal_healthy.store(false, Relaxed);
                 Metrics::add(
                     &self.metrics.batches_rejected_unavailable,
                     group.len() as u64,
@@ -394,14 +391,12 @@ impl Writer {
                 tracing::warn!(source = %id, "source went silent without closing; its end is sealed");
             }
         }
-        self.metrics
-            .sources_open
-            .store(self.liveness.open() as u64, Relaxed);
+        self.metrics.sources_open.set(self.liveness.open() as u64);
     }
 
     fn fail(&mut self, reason: String) {
-        self.metrics.writer_failed.store(true, Relaxed);
-        self.metrics.ready.store(false, Relaxed);
+        self.metrics.health.writer_failed.store(true, Relaxed);
+        self.metrics.health.ready.store(false, Relaxed);
         self.failed = Some(format!(
             "the write-ahead log failed and the sealer must be restarted: {reason}"
         ));
@@ -543,7 +538,7 @@ mod tests {
         for n in 7..40 {
             w.handle.submit(vec![event("gw/a", n)], None).await.unwrap();
         }
-        assert_eq!(w.metrics.entries_sealed.load(Relaxed), 1 + 3 + 2 + 33);
+        assert_eq!(w.metrics.entries_sealed.get(), 1 + 3 + 2 + 33);
         let closed = stop_and_verify(w).await;
         assert!(closed.len() > 3, "2 KiB segments: {}", closed.len());
         assert_eq!(closed.last().unwrap().last, 38);
@@ -570,14 +565,14 @@ mod tests {
             .unwrap();
         assert_eq!(closed.sealed, 2, "its event and its end");
         let deadline = Instant::now() + Duration::from_secs(10);
-        while w.metrics.source_ends_unclean.load(Relaxed) == 0 {
+        while w.metrics.source_ends_unclean.get() == 0 {
             assert!(Instant::now() < deadline, "the silent source never ended");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert_eq!(w.metrics.source_ends_clean.load(Relaxed), 1);
-        assert_eq!(w.metrics.sources_open.load(Relaxed), 0);
+        assert_eq!(w.metrics.source_ends_clean.get(), 1);
+        assert_eq!(w.metrics.sources_open.get(), 0);
         // The silent source had announced 2: a gap for it, then its end.
-        assert_eq!(w.metrics.gap_entries.load(Relaxed), 1);
+        assert_eq!(w.metrics.gap_entries.get(), 1);
         stop_and_verify(w).await;
     }
 
