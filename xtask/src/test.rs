@@ -62,6 +62,17 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
         "-D",
         "warnings",
     ]))?;
+    // The sealer without the S3 store, as `cargo xtask demo` builds it.
+    tasks::run(cargo().args([
+        "clippy",
+        "-p",
+        "sealer-sidecar",
+        "--no-default-features",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     tasks::run(
         cargo()
             .args(["doc", "--workspace", "--no-deps", "--quiet"])

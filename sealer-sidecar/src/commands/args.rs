@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use crate::read::StoredLog;
-use crate::store::{self, AnyStore, LocalStore, S3Location, S3Options, S3Store};
+use crate::store::{self, AnyStore, LocalStore, S3Location, S3Options};
 
 /// The filters of `GET /v1/events` (docs/http-api.md), as options.
 #[derive(clap::Args, Debug, Default, Clone)]
@@ -120,26 +120,7 @@ pub async fn open_logs(location: &str, s3: &S3Args) -> anyhow::Result<Vec<AnySto
         let path = location.strip_prefix("file://").unwrap_or(location);
         return Ok(vec![AnyStore::Local(LocalStore::open_existing(path)?)]);
     }
-    let base = S3Location::parse(location)?;
-    let client = store::s3::client(&s3.options()).await;
-    let ids = S3Store::discover_logs(&client, &base).await?;
-    if ids.is_empty() {
-        anyhow::bail!(
-            "no log under {base}: a log is a prefix holding checkpoints/ and segments/ \
-             (PREFIX/LOG_ID/checkpoints/...)"
-        );
-    }
-    Ok(ids
-        .into_iter()
-        .map(|id| {
-            let location = if id.is_empty() {
-                base.clone()
-            } else {
-                base.child(&id)
-            };
-            AnyStore::S3(S3Store::new(client.clone(), location, None))
-        })
-        .collect())
+    store::s3::open_logs(&S3Location::parse(location)?, &s3.options()).await
 }
 
 /// The origin a log's first checkpoint names (its first line).

@@ -203,8 +203,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::CreateBucket { store, s3 } => {
             let location = S3Location::parse(&store)?;
-            let client = store::s3::client(&s3.options()).await;
-            store::s3::create_locked_bucket(&client, &location.bucket).await?;
+            store::s3::create_bucket(&location, &s3.options()).await?;
             println!(
                 "created bucket {} with Object Lock and versioning enabled",
                 location.bucket

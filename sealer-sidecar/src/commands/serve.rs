@@ -91,9 +91,8 @@ async fn open_store(config: &ServeConfig, origin: &str) -> anyhow::Result<AnySto
         .log_id
         .clone()
         .unwrap_or_else(|| store::s3::log_id(origin));
-    Ok(AnyStore::S3(
-        store::s3::open_log(&config.store, &log_id, &config.s3).await?,
-    ))
+    let base = store::S3Location::parse(&config.store)?;
+    store::s3::open_log(&base, &log_id, &config.s3).await
 }
 
 /// Open the query index in `dir`. One that is ahead of the store, or whose tree disagrees

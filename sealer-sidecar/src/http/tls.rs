@@ -73,7 +73,12 @@ pub fn load(files: &TlsFiles) -> anyhow::Result<Arc<ServerConfig>> {
             files.key.display()
         )
     })?;
-    let builder = ServerConfig::builder();
+    // The provider is named: a build with S3 has aws-lc-rs in rustls too, and with two
+    // providers rustls would not choose.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .context("the TLS provider offers no safe protocol version")?;
     let builder = match &files.client_ca {
         None => builder.with_no_client_auth(),
         Some(path) => {
@@ -87,7 +92,7 @@ pub fn load(files: &TlsFiles) -> anyhow::Result<Arc<ServerConfig>> {
                 })?;
             }
             // A client without a certificate may still use the bearer token.
-            let verifier = WebPkiClientVerifier::builder(Arc::new(roots))
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
                 .allow_unauthenticated()
                 .build()
                 .with_context(|| format!("--webhook-client-ca {}", path.display()))?;

@@ -23,7 +23,9 @@ use bytes::Bytes;
 
 pub use local::LocalStore;
 pub use memory::{FailMode, MemoryStore};
-pub use s3::{S3Location, S3Options, S3Store};
+#[cfg(feature = "s3")]
+pub use s3::S3Store;
+pub use s3::{S3Location, S3Options};
 
 use auditlog::verify::ProblemClass;
 
@@ -114,6 +116,7 @@ pub trait Store: Send + Sync + 'static {
 #[derive(Clone, Debug)]
 pub enum AnyStore {
     Local(LocalStore),
+    #[cfg(feature = "s3")]
     S3(S3Store),
 }
 
@@ -141,6 +144,7 @@ impl Store for AnyStore {
     async fn put_if_absent(&self, key: &str, bytes: Bytes) -> Result<PutOutcome, StoreError> {
         match self {
             AnyStore::Local(s) => s.put_if_absent(key, bytes).await,
+            #[cfg(feature = "s3")]
             AnyStore::S3(s) => s.put_if_absent(key, bytes).await,
         }
     }
@@ -148,6 +152,7 @@ impl Store for AnyStore {
     async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
         match self {
             AnyStore::Local(s) => s.get(key).await,
+            #[cfg(feature = "s3")]
             AnyStore::S3(s) => s.get(key).await,
         }
     }
@@ -155,6 +160,7 @@ impl Store for AnyStore {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         match self {
             AnyStore::Local(s) => s.list(prefix).await,
+            #[cfg(feature = "s3")]
             AnyStore::S3(s) => s.list(prefix).await,
         }
     }
@@ -162,6 +168,7 @@ impl Store for AnyStore {
     async fn put_file_if_absent(&self, key: &str, path: &Path) -> Result<PutOutcome, StoreError> {
         match self {
             AnyStore::Local(s) => s.put_file_if_absent(key, path).await,
+            #[cfg(feature = "s3")]
             AnyStore::S3(s) => s.put_file_if_absent(key, path).await,
         }
     }
@@ -169,6 +176,7 @@ impl Store for AnyStore {
     fn describe(&self) -> String {
         match self {
             AnyStore::Local(s) => s.describe(),
+            #[cfg(feature = "s3")]
             AnyStore::S3(s) => s.describe(),
         }
     }
@@ -179,6 +187,7 @@ impl Store for AnyStore {
     ) -> Result<Vec<StorageFinding>, StoreError> {
         match self {
             AnyStore::Local(s) => s.storage_findings(min_retention_days).await,
+            #[cfg(feature = "s3")]
             AnyStore::S3(s) => s.storage_findings(min_retention_days).await,
         }
     }
