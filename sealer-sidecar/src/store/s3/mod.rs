@@ -20,7 +20,7 @@
 //! it, to build in half the time). Built without it, the sealer still reads S3 locations and
 //! answers that it cannot use them ([`open_logs`], [`open_log`], [`create_bucket`]).
 //!
-//! - [`location`]: `s3://bucket/prefix`, log ids, settings (always built);
+//! - `location`: `s3://bucket/prefix`, log ids, settings (always built);
 //! - `client`: the S3 client and its error messages;
 //! - `bucket`: checking a bucket is fit (versioning, Object Lock), creating one;
 //! - `discovery`: the logs under a shared prefix;
