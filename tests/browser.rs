@@ -5,10 +5,10 @@
 //! this test).
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use e2e::Sealer;
-use e2e::browser::Browser;
+use harness::Sealer;
+use harness::browser::Browser;
 use serde_json::json;
 
 const SOURCE: &str = "gw-web/0123456789abcdef";
@@ -39,7 +39,7 @@ fn seal(s: &Sealer, seqs: impl Iterator<Item = u64>) {
 }
 
 fn screenshots() -> PathBuf {
-    e2e::envoy::workspace_root().join("target/screenshots")
+    harness::workspace_root().join("target/screenshots")
 }
 
 fn rows(b: &mut Browser) -> u64 {
@@ -150,8 +150,8 @@ fn the_live_page_shows_filters_and_proves_entries() {
         "document.querySelector('#pubkey').value = {}; true",
         json!(public_key.trim())
     ));
-    let deadline = Instant::now() + PATIENCE;
-    loop {
+    // The entry may not be under a stored checkpoint yet: verify again until it is.
+    let included = harness::wait::until("the inclusion to verify", PATIENCE, || {
         b.eval("document.querySelector('#verify-inclusion').click(); true");
         let verdict = b.wait_for(
             "a verdict",
@@ -160,24 +160,17 @@ fn the_live_page_shows_filters_and_proves_entries() {
             PATIENCE,
         );
         let text = verdict.as_str().unwrap().to_owned();
-        if text.starts_with("included") {
-            assert!(
-                text.contains("signature verifies with the key given"),
-                "{text}"
-            );
-            assert_eq!(
-                b.eval("document.querySelector('#inclusion').className"),
-                json!("ok")
-            );
-            break;
-        }
-        // The entry may not be under a stored checkpoint yet.
-        assert!(
-            Instant::now() < deadline,
-            "inclusion never verified: {text}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+        text.starts_with("included").then_some(text)
+    });
+    let text = included.unwrap_or_else(|timeout| panic!("{timeout}"));
+    assert!(
+        text.contains("signature verifies with the key given"),
+        "{text}"
+    );
+    assert_eq!(
+        b.eval("document.querySelector('#inclusion').className"),
+        json!("ok")
+    );
     b.emulate(1280, 800, true);
     let background = b.eval("getComputedStyle(document.body).backgroundColor");
     assert_eq!(background, json!("rgb(20, 23, 28)"), "dark mode");

@@ -10,12 +10,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use e2e::seaweedfs::SeaweedFs;
-use e2e::{Sealer, event};
+use harness::Sealer;
+use harness::sealer::event;
+use harness::seaweedfs::SeaweedFs;
 
 const PRODUCERS: usize = 3;
 const BATCH: u64 = 40;
@@ -33,8 +34,14 @@ impl Rng {
 }
 
 /// A producer: sends batches of consecutive sequence numbers; retries a batch until it is
-/// acknowledged. Returns the highest acknowledged sequence number.
-fn producer(id: String, port: Arc<AtomicU16>, stop: Arc<AtomicBool>) -> JoinHandle<u64> {
+/// acknowledged, and counts the batches acknowledged in `acks`. Returns the highest
+/// acknowledged sequence number.
+fn producer(
+    id: String,
+    port: Arc<AtomicU16>,
+    acks: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> JoinHandle<u64> {
     std::thread::spawn(move || {
         let agent = ureq::AgentBuilder::new()
             .timeout(Duration::from_secs(5))
@@ -58,8 +65,10 @@ fn producer(id: String, port: Arc<AtomicU16>, stop: Arc<AtomicBool>) -> JoinHand
                             .expect("an acknowledgement is JSON");
                     assert_eq!(ack["accepted"], BATCH, "ack {ack}");
                     acked = first + BATCH - 1;
+                    acks.fetch_add(1, Ordering::SeqCst);
                     break;
                 }
+                // The sealer is down: retry soon, as the filter does.
                 std::thread::sleep(Duration::from_millis(10));
             }
         }
@@ -112,26 +121,36 @@ fn kill_and_check(store: &str, mut sealer: Sealer, rounds: u32) {
     let mut rng = Rng(seed);
 
     let port = Arc::new(AtomicU16::new(sealer.port()));
+    let acks = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let producers: Vec<_> = (0..PRODUCERS)
         .map(|i| {
             producer(
                 format!("crash-gw/w{i}/{seed:x}"),
                 port.clone(),
+                acks.clone(),
                 stop.clone(),
             )
         })
         .collect();
+    // Wait until `n` more batches are acknowledged: load on the sealer, whatever its speed.
+    let acknowledged = |sealer: &Sealer, n: u64| {
+        let target = acks.load(Ordering::SeqCst) + n;
+        sealer.wait_until(&format!("{n} more acknowledged batches"), || {
+            acks.load(Ordering::SeqCst) >= target
+        });
+    };
 
     let started = Instant::now();
     for _ in 0..rounds {
-        std::thread::sleep(Duration::from_millis(50 + rng.next() % 400));
+        // A kill at a random moment: after 1 to 12 acknowledged batches.
+        acknowledged(&sealer, 1 + rng.next() % 12);
         sealer.kill9();
         sealer.restart();
         port.store(sealer.port(), Ordering::SeqCst);
     }
-    // Let the producers get their current batch acknowledged, then stop them.
-    std::thread::sleep(Duration::from_millis(300));
+    // Let the producers get batches acknowledged by the last run, then stop them.
+    acknowledged(&sealer, PRODUCERS as u64);
     stop.store(true, Ordering::SeqCst);
     let acked: Vec<u64> = producers
         .into_iter()

@@ -11,9 +11,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use e2e::{Sealer, events};
+use harness::Sealer;
+use harness::sealer::events;
 
 /// A tmpfs mounted on a temporary directory; unmounted on drop, pass or fail.
 struct Tmpfs {
@@ -133,19 +134,11 @@ fn a_full_wal_disk_answers_503_loses_nothing_and_recovers_when_space_returns() {
     // The writer closes the segment by age, the uploader moves it to the store and removes
     // the WAL file: space returns, and the refused batch (retried, as the filter does) goes
     // through.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let (status, body) = sealer.post_ndjson(&refused.0);
-        if status == 200 {
-            break;
-        }
-        if Instant::now() > deadline {
-            sealer.fail(&format!(
-                "still {status} 60 s after the disk filled: {body}"
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    sealer.wait_until_within(
+        "the refused batch, retried, to be acknowledged once space returns",
+        Duration::from_secs(60),
+        || sealer.post_ndjson(&refused.0).0 == 200,
+    );
     next += 100;
     sealer.seal(&events(source, next, 100));
     next += 100;
@@ -167,44 +160,31 @@ fn a_read_only_store_keeps_ingest_going_and_catches_up_when_writable() {
     );
     let source = "gw/1";
     sealer.seal(&events(source, 1, 50));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while sealer.metric("sealer_upload_lag_entries") > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the first segment was not stored"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    sealer.wait_until("the first segment to be stored", || {
+        sealer.metric("sealer_upload_lag_entries") == 0
+    });
     store_fs.remount("ro");
-    // Acknowledged all the same: the WAL is on another disk.
-    for b in 1..6 {
+    // Acknowledged all the same, before and after the store refuses a write: the WAL is on
+    // another disk.
+    sealer.seal(&events(source, 51, 50));
+    sealer.wait_until("the read-only store to refuse a write", || {
+        sealer.metric("sealer_upload_retries_total") > 0
+    });
+    for b in 2..6 {
         sealer.seal(&events(source, 1 + b * 50, 50));
-        std::thread::sleep(Duration::from_millis(100));
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    sealer.wait_until("/readyz to report the read-only store", || {
         let (status, ready) = sealer.get("/readyz");
-        if status == 503 && ready.contains("\"store_healthy\":false") {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the read-only store was not reported: {ready}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    assert!(sealer.metric("sealer_upload_retries_total") > 0);
+        status == 503 && ready.contains("\"store_healthy\":false")
+    });
     assert!(sealer.metric("sealer_upload_lag_entries") > 0);
 
     store_fs.remount("rw");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while sealer.metric("sealer_upload_lag_entries") > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the store did not catch up once writable"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    sealer.wait_until_within(
+        "the store to catch up once writable",
+        Duration::from_secs(60),
+        || sealer.metric("sealer_upload_lag_entries") == 0,
+    );
     let (status, ready) = sealer.get("/readyz");
     assert_eq!(status, 200, "{ready}");
     sealer.stop();

@@ -5,13 +5,13 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use e2e::Sealer;
+use harness::Sealer;
 use serde_json::{Value, json};
 
 /// The Python that has DuckDB: `AUDIT_DUCKDB_PYTHON` (set by `cargo xtask test`), else the
 /// one `cargo xtask test` installs.
 fn duckdb_python() -> PathBuf {
-    let installed = e2e::envoy::workspace_root().join("target/tools/duckdb-venv/bin/python");
+    let installed = harness::workspace_root().join("target/tools/duckdb-venv/bin/python");
     let from_env = std::env::var_os("AUDIT_DUCKDB_PYTHON").map(PathBuf::from);
     match from_env.iter().chain([&installed]).find(|p| p.is_file()) {
         Some(p) => p.clone(),
@@ -67,14 +67,9 @@ fn duckdb_counts_what_the_query_api_counts() {
     }
     s.wait_stored();
     let total = s.get_json("/readyz")["log_size"].as_u64().unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while s.get_json("/v1/events?limit=1")["indexed_size"].as_u64() != Some(total) {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the index did not catch up"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    s.wait_until("the index to catch up", || {
+        s.get_json("/v1/events?limit=1")["indexed_size"].as_u64() == Some(total)
+    });
     let api_total = count_api(&s, "");
     let api_4xx = count_api(&s, "status=4xx&kind=http");
     assert_eq!(api_total, total);

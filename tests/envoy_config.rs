@@ -3,14 +3,18 @@
 
 use std::path::Path;
 
-use e2e::envoy::{self, Envoy};
+use harness::envoy::config::{self, Ports};
+use harness::envoy::{self, Envoy};
 
 /// `envoy --mode validate` on the shipped config with only the `.wasm` path changed to the
 /// built filter: Envoy accepts every field, compiles the filter in V8 and the filter accepts
 /// the shipped plugin configuration (a refusal fails validation).
 #[test]
 fn shipped_config_validates_with_the_audit_filter() {
-    let config = envoy::with_wasm_path(&envoy::shipped_config(), &envoy::filter_wasm());
+    let config = crate::required(envoy::config::with_wasm_path(
+        &crate::required(envoy::config::shipped()),
+        &crate::filter_wasm(),
+    ));
     envoy::expect_valid(&config);
 }
 
@@ -18,21 +22,11 @@ fn shipped_config_validates_with_the_audit_filter() {
 /// routed to the `app` cluster, which is the direct-response upstream listener.
 #[test]
 fn gateway_routes_to_the_upstream_without_the_filter() {
-    let (gateway, upstream, admin, sealer) = (
-        envoy::free_port(),
-        envoy::free_port(),
-        envoy::free_port(),
-        envoy::free_port(),
-    );
-    let config = envoy::standalone_config(
-        gateway,
-        upstream,
-        admin,
-        sealer,
-        Path::new("/unused/filter.wasm"),
-        "{}",
-    );
-    let envoy = Envoy::start(&envoy::without_audit_filter(&config));
+    let ports = Ports::free(harness::free_port());
+    let (gateway, upstream, admin) = (ports.gateway, ports.upstream, ports.admin);
+    let config = config::standalone(ports, Path::new("/unused/filter.wasm"), "{}");
+    let config = crate::required(config::without_audit_filter(&crate::required(config)));
+    let envoy = Envoy::start(&config);
     assert_eq!(envoy.admin_port(), admin);
     assert_eq!(envoy.listener_port("gateway"), gateway);
     assert_eq!(envoy.listener_port("upstream"), upstream);

@@ -4,14 +4,15 @@
 //! while the sealer is down.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use auditlog::timestamp::Timestamp;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use e2e::Sealer;
-use e2e::envoy::{self, Envoy};
-use e2e::pki::{HttpsRequest, Pki, https};
+use harness::Sealer;
+use harness::envoy::{self, Envoy};
+use harness::pki::{HttpsRequest, Pki, https};
+use harness::wait;
 use hmac::{Hmac, Mac};
 use serde_json::{Value, json};
 
@@ -23,14 +24,7 @@ fn gateway(origin: &str, plugin: Value, customize: impl Fn(String) -> String) ->
     );
     let mut plugin = plugin;
     plugin["sealer_authority"] = json!(format!("127.0.0.1:{}", sealer.port()));
-    let config = envoy::standalone_config(
-        envoy::free_port(),
-        envoy::free_port(),
-        envoy::free_port(),
-        sealer.port(),
-        &envoy::filter_wasm(),
-        &plugin.to_string(),
-    );
+    let config = crate::gateway_config(sealer.port(), &plugin.to_string());
     let envoy = Envoy::start(&customize(config));
     (sealer, envoy)
 }
@@ -61,20 +55,43 @@ fn request(
 
 /// Wait until the sealer has received `n` events from gateways.
 fn wait_for_events(sealer: &Sealer, envoy: &Envoy, n: u64) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let got = sealer.metric("sealer_events_received_total");
-        if got >= n {
-            return;
-        }
-        if Instant::now() > deadline {
-            envoy.fail(&format!(
-                "the sealer received {got} events, expected {n}\n{}",
-                sealer.diagnostics()
-            ));
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let what = format!("the sealer to receive {n} events");
+    let got = || sealer.metric("sealer_events_received_total");
+    if let Err(timeout) = wait::until_true(&what, PATIENCE, || got() >= n) {
+        envoy.fail(&format!(
+            "{timeout}: it received {}\n{}",
+            got(),
+            sealer.diagnostics()
+        ));
     }
+}
+
+/// How long a test waits for what should happen in well under a second.
+const PATIENCE: Duration = Duration::from_secs(30);
+
+/// The filter's counter or gauge `wasmcustom.ingress_audit.NAME` from Envoy's `/stats`; 0
+/// until the filter first reports it.
+fn filter_stat(envoy: &Envoy, name: &str) -> u64 {
+    envoy
+        .stat(&format!("wasmcustom.ingress_audit.{name}"))
+        .unwrap_or(0)
+}
+
+/// Wait until `condition` holds, or fail (Envoy's log is printed) after [`PATIENCE`].
+fn wait_until(envoy: &Envoy, what: &str, condition: impl FnMut() -> bool) {
+    if let Err(timeout) = wait::until_true(what, PATIENCE, condition) {
+        envoy.fail(&timeout.to_string());
+    }
+}
+
+/// Wait until the filter has reported `n` events and holds none: each was delivered, or
+/// dropped and counted.
+fn wait_drained(envoy: &Envoy, n: u64) {
+    wait_until(
+        envoy,
+        &format!("the filter to count {n} events and drain"),
+        || filter_stat(envoy, "events") >= n && filter_stat(envoy, "buffered_bytes") == 0,
+    );
 }
 
 /// Stop the sealer and return every entry of its verified store.
@@ -451,25 +468,20 @@ fn fail_open_serves_through_a_sealer_crash_and_loses_nothing_silently() {
     wait_for_events(&sealer, &envoy, 30);
     sealer.kill9();
     statuses.extend(traffic(&envoy, 30..60));
-    std::thread::sleep(Duration::from_millis(300));
+    wait_until(
+        &envoy,
+        "a delivery to fail while the sealer is down",
+        || filter_stat(&envoy, "delivery_failures") > 0,
+    );
     sealer.restart_on_same_port();
     statuses.extend(traffic(&envoy, 60..90));
     assert!(
         statuses.iter().all(|s| *s == 200),
         "fail_open: no request may fail while the sealer is away: {statuses:?}"
     );
-    wait_for_events(&sealer, &envoy, 60);
+    wait_drained(&envoy, 90);
     // Every request is sealed, or inside a gap entry: nothing is lost silently.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut entries;
-    loop {
-        let delivered = sealer.metric("sealer_log_size");
-        std::thread::sleep(Duration::from_millis(300));
-        if delivered == sealer.metric("sealer_log_size") || Instant::now() > deadline {
-            entries = sealed_entries(&mut sealer);
-            break;
-        }
-    }
+    let mut entries = sealed_entries(&mut sealer);
     let mut covered = [false; 90];
     for e in &entries {
         match e["kind"].as_str() {
@@ -500,8 +512,9 @@ fn fail_open_serves_through_a_sealer_crash_and_loses_nothing_silently() {
 #[test]
 fn a_full_batch_goes_at_once_and_a_partial_one_waits_for_the_timer() {
     // The timer fires only once a minute. A full batch must not wait for it: the filter sets
-    // the timer to fire at once, and sets it back afterwards.
-    let plugin = json!({"gateway": "e2e-batch", "flush_interval_ms": 60000, "max_batch_events": 5});
+    // the timer to fire at once, and sets it back afterwards. No gathering after an answer
+    // (`batch_delay_ms` 0): its short timer would send the partial batch too.
+    let plugin = json!({"gateway": "e2e-batch", "flush_interval_ms": 60000, "max_batch_events": 5, "batch_delay_ms": 0});
     let (mut sealer, envoy) = gateway("e2e.test/filter-batch", plugin, |c| c);
     let statuses = traffic(&envoy, 0..5);
     assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
@@ -509,26 +522,18 @@ fn a_full_batch_goes_at_once_and_a_partial_one_waits_for_the_timer() {
     // Once the sealer's answer is in, nothing is in flight: two more events make a partial
     // batch, which waits for the minute's timer (a timer left firing at once would send it
     // within milliseconds).
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let stats = ureq::get(&envoy.admin_url("/stats?filter=batches_delivered"))
-            .call()
-            .unwrap()
-            .into_string()
-            .unwrap();
-        if stats.contains("wasmcustom.ingress_audit.batches_delivered: 1") {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no batch acknowledged: {stats}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(&envoy, "the full batch to be acknowledged", || {
+        filter_stat(&envoy, "batches_delivered") == 1
+    });
     traffic(&envoy, 5..7);
-    std::thread::sleep(Duration::from_secs(2));
-    assert_eq!(
-        sealer.metric("sealer_events_received_total"),
-        5,
-        "a partial batch went before the timer"
+    let held = wait::holds_for(
+        "no partial batch before the minute's timer",
+        Duration::from_secs(2),
+        || sealer.metric("sealer_events_received_total") == 5,
     );
+    if let Err(broke) = held {
+        envoy.fail(&broke.to_string());
+    }
     let entries = sealed_entries(&mut sealer);
     let seqs: Vec<u64> = http_events(&entries)
         .iter()
@@ -545,30 +550,18 @@ fn fail_closed_refuses_requests_while_the_sealer_is_down() {
     sealer.kill9();
     // The first failed delivery turns the gate shut; until then requests still pass (their
     // events wait in the buffer).
-    let deadline = Instant::now() + Duration::from_secs(10);
     let agent = ureq::AgentBuilder::new().build();
-    let (status, body) = loop {
-        let (status, body) = request(&agent, &envoy, "GET", "/while-down", &[]);
-        if status == 503 || Instant::now() > deadline {
-            break (status, body);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert_eq!(
-        status, 503,
-        "fail_closed must refuse while the sealer is down"
+    let refused = wait::until(
+        "fail_closed to refuse while the sealer is down",
+        PATIENCE,
+        || Some(request(&agent, &envoy, "GET", "/while-down", &[])).filter(|r| r.0 == 503),
     );
+    let (_, body) = refused.unwrap_or_else(|timeout| envoy.fail(&timeout.to_string()));
     assert!(body.contains("audit log unavailable"), "{body}");
     sealer.restart_on_same_port();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
-        let (status, _) = request(&agent, &envoy, "GET", "/after", &[]);
-        if status == 200 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "the gate never reopened");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_until(&envoy, "the gate to reopen", || {
+        request(&agent, &envoy, "GET", "/after", &[]).0 == 200
+    });
     let entries = sealed_entries(&mut sealer);
     let served: Vec<_> = http_events(&entries)
         .into_iter()
@@ -582,14 +575,7 @@ fn fail_closed_refuses_requests_while_the_sealer_is_down() {
 
 #[test]
 fn a_bad_plugin_configuration_is_refused_at_load() {
-    let config = envoy::standalone_config(
-        envoy::free_port(),
-        envoy::free_port(),
-        envoy::free_port(),
-        envoy::free_port(),
-        &envoy::filter_wasm(),
-        r#"{"gateway":"has space"}"#,
-    );
+    let config = crate::gateway_config(harness::free_port(), r#"{"gateway":"has space"}"#);
     let run = envoy::validate(&config);
     let log = String::from_utf8_lossy(&run.output.stderr).into_owned() + &run.stdout();
     assert_ne!(run.code(), 0, "Envoy must refuse the plugin: {log}");
@@ -714,14 +700,7 @@ fn the_filter_sends_the_ingest_token_a_sealer_requires() {
         "sealer_authority": format!("127.0.0.1:{}", sealer.port()),
         "sealer_token": ingest,
     });
-    let config = envoy::standalone_config(
-        envoy::free_port(),
-        envoy::free_port(),
-        envoy::free_port(),
-        sealer.port(),
-        &envoy::filter_wasm(),
-        &plugin.to_string(),
-    );
+    let config = crate::gateway_config(sealer.port(), &plugin.to_string());
     let envoy = Envoy::start(&config);
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(10))
@@ -893,30 +872,19 @@ fn a_flood_while_the_sealer_is_down_stays_within_the_buffer_cap() {
         let (status, _) = request(&agent, &envoy, "GET", &format!("/flood/{i}"), &[]);
         assert_eq!(status, 200, "fail_open keeps serving");
     }
-    std::thread::sleep(Duration::from_millis(300));
-    let stat = |name: &str| -> u64 {
-        let text = ureq::get(&envoy.admin_url(&format!("/stats?filter=ingress_audit.{name}")))
-            .call()
-            .unwrap()
-            .into_string()
-            .unwrap();
-        text.lines()
-            .find_map(|l| l.rsplit_once(": ").and_then(|(_, v)| v.parse().ok()))
-            .unwrap_or_else(|| panic!("no stat {name}: {text}"))
-    };
-    let buffered = stat("buffered_bytes");
-    let dropped = stat("events_dropped");
+    // The filter reports its counters and gauge together, on its timer.
+    wait_until(&envoy, "the filter to count every event", || {
+        filter_stat(&envoy, "events") >= total
+    });
+    let buffered = filter_stat(&envoy, "buffered_bytes");
+    let dropped = filter_stat(&envoy, "events_dropped");
     assert!(
         buffered <= cap as u64,
         "buffer {buffered} over its cap {cap}"
     );
     assert!(dropped > 0, "2000 events cannot fit in 64 KiB");
     sealer.restart_on_same_port();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while stat("buffered_bytes") > 0 {
-        assert!(Instant::now() < deadline, "the buffer did not drain");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_drained(&envoy, total);
     let entries = sealed_entries(&mut sealer);
     let sealed = http_events(&entries).len() as u64;
     let in_gaps: u64 = entries
@@ -1058,20 +1026,10 @@ fn the_fast_path_and_the_portable_path_record_the_same_events() {
     }
     let n = 2 * cases.len() as u64;
     wait_for_events(&sealer, &envoy, n);
-    let preformatted = loop {
-        let stats = ureq::get(&envoy.admin_url("/stats?filter=requests_preformatted"))
-            .call()
-            .unwrap()
-            .into_string()
-            .unwrap();
-        if let Some(v) = stats
-            .lines()
-            .find_map(|l| l.strip_prefix("wasmcustom.ingress_audit.requests_preformatted: "))
-        {
-            break v.trim().parse::<u64>().unwrap();
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    wait_until(&envoy, "the filter to report its events", || {
+        filter_stat(&envoy, "events") >= n
+    });
+    let preformatted = filter_stat(&envoy, "requests_preformatted");
     assert_eq!(
         preformatted,
         n / 2,
@@ -1155,7 +1113,8 @@ fn load(
                     i += 1;
                     match agent.get(&format!("{url}/load/{t}/{i}")).call() {
                         Ok(r) if r.status() < 300 => served += 1,
-                        // Refused while draining or stopped: back off a little.
+                        // Refused while draining or stopped: a client's back-off before it
+                        // retries, not a wait.
                         _ => std::thread::sleep(Duration::from_millis(5)),
                     }
                 }
@@ -1192,14 +1151,7 @@ fn stop_under_load(drain_first: bool) -> StopOutcome {
         );
         let mut plugin = plugin;
         plugin["sealer_authority"] = json!(format!("127.0.0.1:{}", sealer.port()));
-        let config = envoy::standalone_config(
-            envoy::free_port(),
-            envoy::free_port(),
-            envoy::free_port(),
-            sealer.port(),
-            &envoy::filter_wasm(),
-            &plugin.to_string(),
-        );
+        let config = crate::gateway_config(sealer.port(), &plugin.to_string());
         // A drain period shorter than the wait before SIGTERM: the listeners close, the
         // last events go out, then Envoy stops (docs/operations.md, "Stopping a gateway").
         (
@@ -1211,25 +1163,28 @@ fn stop_under_load(drain_first: bool) -> StopOutcome {
         )
     };
     let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let gateway_port = envoy.listener_port("gateway");
     let clients = load(envoy.url("gateway", ""), 4, stop.clone());
-    std::thread::sleep(Duration::from_secs(2));
+    // Under load: events from the gateway are arriving.
+    wait_for_events(&sealer, &envoy, 200);
     if drain_first {
-        // As Istio stops a gateway: drain the listeners gracefully, wait, then SIGTERM.
+        // As Istio stops a gateway: drain the listeners gracefully, wait until they are
+        // closed, then SIGTERM.
         let drained = ureq::post(&envoy.admin_url("/drain_listeners?graceful"))
             .call()
             .map(|r| r.status());
         assert_eq!(drained.ok(), Some(200));
-        std::thread::sleep(Duration::from_secs(2));
+        wait_until(&envoy, "the drained gateway listener to close", || {
+            std::net::TcpStream::connect(("127.0.0.1", gateway_port)).is_err()
+        });
     }
     envoy.stop();
     stop.store(true, Ordering::Relaxed);
     let served: u64 = clients.into_iter().map(|c| c.join().unwrap()).sum();
     // Every source ends: cleanly, or after the silence timeout.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while sealer.metric("sealer_sources_open") > 0 {
-        assert!(Instant::now() < deadline, "{}", sealer.diagnostics());
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    sealer.wait_until("every source to end", || {
+        sealer.metric("sealer_sources_open") == 0
+    });
     let entries = sealed_entries(&mut sealer);
     let sealed = http_events(&entries).len() as u64;
     let ends: Vec<&Value> = entries
@@ -1306,7 +1261,7 @@ fn a_gateway_stopped_under_load_loses_nothing_silently() {
 /// The Python with Wasmtime: `AUDIT_WASMTIME_PYTHON` (set by `cargo xtask test`), else the
 /// one `cargo xtask test` installs.
 fn wasmtime_python() -> std::path::PathBuf {
-    let installed = envoy::workspace_root().join("target/tools/wasmtime-venv/bin/python");
+    let installed = harness::workspace_root().join("target/tools/wasmtime-venv/bin/python");
     let from_env = std::env::var_os("AUDIT_WASMTIME_PYTHON").map(std::path::PathBuf::from);
     match from_env.iter().chain([&installed]).find(|p| p.is_file()) {
         Some(p) => p.clone(),
@@ -1319,7 +1274,7 @@ fn wasmtime_python() -> std::path::PathBuf {
 }
 
 /// The filter on a second proxy-wasm host that offers only the plain ABI (no Envoy property,
-/// no foreign function): `tests/util/plain_abi_host.py`, written from the ABI, on Wasmtime.
+/// no foreign function): `tests/fixtures/plain_abi_host.py`, written from the ABI, on Wasmtime.
 /// The events keep what the plain ABI gives: the status from `:status`, the counted body
 /// sizes; and after the first request the filter stops asking for what the host lacks.
 #[test]
@@ -1334,7 +1289,7 @@ fn on_a_host_with_only_the_plain_abi_the_events_keep_what_it_gives() {
         })
     };
     let spec = json!({
-        "wasm": envoy::filter_wasm(),
+        "wasm": crate::filter_wasm(),
         "config": json!({"gateway": "plain-gw", "identity": [{"source": "header", "name": "x-user"}]}).to_string(),
         "requests": [
             request("GET", "/a?token=t0k", "200", 7),
@@ -1342,7 +1297,7 @@ fn on_a_host_with_only_the_plain_abi_the_events_keep_what_it_gives() {
             request("GET", "/c", "404", 0),
         ],
     });
-    let script = envoy::workspace_root().join("tests/util/plain_abi_host.py");
+    let script = harness::workspace_root().join("tests/fixtures/plain_abi_host.py");
     let mut child = std::process::Command::new(wasmtime_python())
         .arg(&script)
         .stdin(std::process::Stdio::piped())

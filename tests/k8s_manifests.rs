@@ -15,17 +15,19 @@
 //! reading the policy) is not covered.
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use auditlog::k8s::Selection;
-use e2e::Sealer;
-use e2e::envoy::{self, Envoy};
+use harness::Sealer;
+use harness::envoy::{self, Envoy};
 use sealer::config::ServeOptions;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 fn manifest_path(relative: &str) -> PathBuf {
-    envoy::workspace_root().join("envoy-config").join(relative)
+    harness::workspace_root()
+        .join("envoy-config")
+        .join(relative)
 }
 
 /// Every YAML document of a manifest file, as JSON.
@@ -125,24 +127,18 @@ fn the_wasmplugin_config_runs_in_envoy_against_the_envoyfilter_cluster() {
         "the filter dispatches to the cluster the EnvoyFilter adds"
     );
     // The shipped `audit_sealer` cluster points nowhere: only the EnvoyFilter's can deliver.
-    let config = envoy::standalone_config(
-        envoy::free_port(),
-        envoy::free_port(),
-        envoy::free_port(),
-        envoy::free_port(),
-        &envoy::filter_wasm(),
-        &plugin.to_string(),
-    );
+    let config = crate::gateway_config(harness::free_port(), &plugin.to_string());
     let envoy = Envoy::start(&with_cluster(&config, &cluster));
     for path in ["/", "/cart?token=s3cret", "/missing"] {
         envoy.get("gateway", path);
     }
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while sealer.metric("sealer_events_received_total") < 3 {
-        if Instant::now() > deadline {
-            envoy.fail("the manifest's plugin configuration delivered no events to the sealer");
-        }
-        std::thread::sleep(Duration::from_millis(50));
+    let delivered = harness::wait::until_true(
+        "the manifest's plugin configuration to deliver 3 events to the sealer",
+        Duration::from_secs(30),
+        || sealer.metric("sealer_events_received_total") >= 3,
+    );
+    if let Err(timeout) = delivered {
+        envoy.fail(&timeout.to_string());
     }
     sealer.wait_stored();
     let events: Vec<Value> = sealer
@@ -194,29 +190,26 @@ fn the_alternative_envoyfilter_is_accepted_by_envoy_and_configures_the_same_plug
         plugin_config(),
         "the EnvoyFilter and the WasmPlugin configure the filter alike"
     );
-    wasm["vm_config"]["code"]["local"]["filename"] = json!(envoy::filter_wasm().to_str().unwrap());
+    wasm["vm_config"]["code"]["local"]["filename"] = json!(crate::filter_wasm().to_str().unwrap());
 
-    let config = envoy::without_audit_filter(&envoy::standalone_config(
-        envoy::free_port(),
-        envoy::free_port(),
-        envoy::free_port(),
-        envoy::free_port(),
-        &envoy::filter_wasm(),
+    let config = crate::required(envoy::config::without_audit_filter(&crate::gateway_config(
+        harness::free_port(),
         "{}",
-    ));
+    )));
     let router = "          - name: envoy.filters.http.router";
     let at = config
         .find(router)
         .expect("the gateway's router filter in the shipped config");
     let mut config = config.clone();
     config.insert_str(at, &format!("          - {http_filter}\n"));
-    let config = with_cluster(&config, &sealer_cluster(envoy::free_port()));
+    let config = with_cluster(&config, &sealer_cluster(harness::free_port()));
     envoy::expect_valid(&config);
 }
 
 /// The `set_filter_state` filter of the shipped standalone gateway.
 fn standalone_fast_path_filter() -> Value {
-    let config: Value = serde_yaml_ng::from_str(&envoy::shipped_config()).unwrap();
+    let config: Value =
+        serde_yaml_ng::from_str(&crate::required(envoy::config::shipped())).unwrap();
     let filters = config["static_resources"]["listeners"][0]["filter_chains"][0]["filters"][0]
         ["typed_config"]["http_filters"]
         .as_array()

@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use e2e::Sealer;
-use e2e::pki::{HttpsOutcome, HttpsRequest, Pki, https};
+use harness::Sealer;
+use harness::pki::{HttpsOutcome, HttpsRequest, Pki, https};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
@@ -514,16 +514,10 @@ fn a_renewed_certificate_is_served_without_a_restart() {
     std::fs::rename(hook.file("renewed.key"), hook.file("server.key")).unwrap();
     std::fs::rename(hook.file("renewed.pem"), hook.file("server.pem")).unwrap();
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match post("ca2") {
-            HttpsOutcome::Response { status: 200, .. } => break,
-            other if Instant::now() > deadline => hook
-                .sealer
-                .fail(&format!("the renewed certificate is not served: {other:?}")),
-            _ => std::thread::sleep(Duration::from_millis(200)),
-        }
-    }
+    hook.sealer
+        .wait_until("the renewed certificate to be served", || {
+            matches!(post("ca2"), HttpsOutcome::Response { status: 200, .. })
+        });
     assert!(
         matches!(post("ca"), HttpsOutcome::Refused(_)),
         "the old certificate is still served"

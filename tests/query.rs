@@ -11,7 +11,7 @@ use auditlog::note::NoteVerifier;
 use auditlog::query::{Fields, Filter};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use e2e::Sealer;
+use harness::Sealer;
 use serde_json::{Value, json};
 
 const SOURCE: &str = "gw-eu/00aa11bb22cc33dd";
@@ -50,17 +50,10 @@ fn seal_varied(s: &Sealer, first: u64, n: u64) {
 fn wait_indexed(s: &Sealer) -> u64 {
     s.wait_stored();
     let size = s.get_json("/readyz")["log_size"].as_u64().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let page = s.get_json("/v1/events?limit=1");
-        if page["indexed_size"].as_u64() == Some(size) {
-            return size;
-        }
-        if Instant::now() > deadline {
-            s.fail(&format!("the index did not reach {size} entries: {page}"));
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    s.wait_until(&format!("the index to reach {size} entries"), || {
+        s.get_json("/v1/events?limit=1")["indexed_size"].as_u64() == Some(size)
+    });
+    size
 }
 
 /// Every page of `query` (without cursor), following `next_cursor`: the entries' positions.
@@ -288,8 +281,8 @@ fn the_stream_shows_entries_as_they_are_sealed() {
             }
         }
     });
-    // Give the stream a moment to subscribe, then seal: 10 events, 2 of them 503s.
-    std::thread::sleep(Duration::from_millis(300));
+    // Once the stream is subscribed, seal: 10 events, 2 of them 503s.
+    s.wait_metric("sealer_stream_readers", 1);
     seal_varied(&s, 1, 10);
     let mut seen = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(20);
@@ -434,13 +427,13 @@ fn wait_lines(rx: &std::sync::mpsc::Receiver<String>, n: usize, what: &str) -> V
 fn tail_follows_a_sealer_and_a_store() {
     let s = Sealer::start("e2e.test/tail", &FAST);
     let url = s.url("");
-    let mut live = e2e::sealer_cmd(&["tail", "--url", &url, "--status", "5xx"])
+    let mut live = harness::sealer::sealer_cmd(&["tail", "--url", &url, "--status", "5xx"])
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
     let live_lines = lines_of(&mut live);
     let store = s.store_arg();
-    let mut stored = e2e::sealer_cmd(&[
+    let mut stored = harness::sealer::sealer_cmd(&[
         "tail",
         "--store",
         &store,
@@ -454,7 +447,7 @@ fn tail_follows_a_sealer_and_a_store() {
     .spawn()
     .unwrap();
     let stored_lines = lines_of(&mut stored);
-    std::thread::sleep(Duration::from_millis(500));
+    s.wait_metric("sealer_stream_readers", 1);
     seal_varied(&s, 1, 20);
     let from_sealer = wait_lines(&live_lines, 4, "tail --url");
     assert!(

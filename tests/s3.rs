@@ -4,12 +4,13 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 
 use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata};
 use aws_sdk_s3::primitives::ByteStream;
-use e2e::seaweedfs::SeaweedFs;
-use e2e::{Run, Sealer, events};
+use harness::sealer::events;
+use harness::seaweedfs::SeaweedFs;
+use harness::{Run, Sealer};
 use serde_json::Value;
 
 /// Options of every S3 sealer here: path-style requests, a short retention, short segments.
@@ -65,11 +66,12 @@ fn sealed_sources(entries: &[Value]) -> BTreeMap<(String, u64), u32> {
     seen
 }
 
-/// Seal `batches` batches of `size` events from `source`, pausing so that segments close.
+/// Seal `batches` batches of `size` events from `source`, each stored before the next is
+/// sent, so that each is a segment of its own.
 fn seal_batches(sealer: &Sealer, source: &str, batches: u64, size: u64) {
     for b in 0..batches {
         sealer.seal(&events(source, b * size + 1, size));
-        std::thread::sleep(Duration::from_millis(250));
+        sealer.wait_stored();
     }
 }
 
@@ -250,32 +252,38 @@ fn an_s3_outage_under_load_loses_nothing() {
                     a.extend((next..next + 20).map(|seq| (source.clone(), seq)));
                     next += 20;
                     drop(a);
+                    // A gateway's pace, not a wait.
                     std::thread::sleep(Duration::from_millis(20));
                 }
             });
         }
-        std::thread::sleep(Duration::from_millis(1500));
+        let acked = || acknowledged.lock().unwrap().len();
+        sealer.wait_until("segments to reach S3 under load", || {
+            sealer.metric("sealer_segments_uploaded_total") >= 2
+        });
         s3.stop();
         // Ingest goes on while S3 is away: events are durable in the local WAL.
-        std::thread::sleep(Duration::from_secs(3));
-        let during = acknowledged.lock().unwrap().len();
-        s3.restart();
-        std::thread::sleep(Duration::from_millis(1500));
+        let before = acked();
+        sealer.wait_until("the outage to be noticed while ingest goes on", || {
+            sealer.metric("sealer_upload_retries_total") > 0 && acked() >= before + 200
+        });
+        crate::required(s3.restart());
+        let uploaded = sealer.metric("sealer_segments_uploaded_total");
+        sealer.wait_until("segments to reach S3 again, under load", || {
+            sealer.metric("sealer_segments_uploaded_total") > uploaded
+        });
         stop.store(true, Relaxed);
-        assert!(during > 0);
     });
     assert!(
         sealer.metric("sealer_upload_retries_total") > 0,
         "the outage was not noticed"
     );
     // Everything reaches S3 once it is back.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while sealer.metric("sealer_upload_lag_entries") > 0 {
-        if Instant::now() > deadline {
-            sealer.fail("the upload lag did not return to 0 after S3 came back");
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    sealer.wait_until_within(
+        "the upload lag to return to 0 after S3 came back",
+        Duration::from_secs(90),
+        || sealer.metric("sealer_upload_lag_entries") == 0,
+    );
     sealer.stop();
     verify(&sealer, "s3://audit/fleet", &[]).expect_code(0);
 
@@ -321,20 +329,17 @@ fn a_full_spool_answers_503_until_s3_returns() {
     assert!(sealer.metric("sealer_batches_rejected_spool_full_total") > 0);
     assert!(sealer.metric("sealer_spool_bytes") >= 40_000);
 
-    s3.restart();
+    crate::required(s3.restart());
     // The client retries the refused batch, as the filter does, until the store catches up.
-    let deadline = Instant::now() + Duration::from_secs(90);
-    loop {
-        let (status, body) = sealer.post_ndjson(&refused.0);
-        if status == 200 {
-            break;
-        }
-        assert_eq!(body["error"], "spool_full", "{body}");
-        if Instant::now() > deadline {
-            sealer.fail("still refused 90 s after S3 came back");
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    sealer.wait_until_within(
+        "the refused batch to be acknowledged after S3 came back",
+        Duration::from_secs(90),
+        || {
+            let (status, body) = sealer.post_ndjson(&refused.0);
+            assert!(status == 200 || body["error"] == "spool_full", "{body}");
+            status == 200
+        },
+    );
     sealer.stop();
     verify(&sealer, "s3://audit/fleet", &[]).expect_code(0);
     let pk = sealer.public_key();
@@ -466,7 +471,8 @@ fn two_sealers_share_one_bucket_and_verify_together() {
     for i in 0..4 {
         a.seal(&events("gw-a/1", i * 25 + 1, 25));
         b.seal(&events("gw-b/1", i * 25 + 1, 25));
-        std::thread::sleep(Duration::from_millis(250));
+        a.wait_stored();
+        b.wait_stored();
     }
     a.stop();
     b.stop();
@@ -532,7 +538,7 @@ fn two_sealers_share_one_bucket_and_verify_together() {
     assert!(only_b.iter().all(|e| e["source"]["id"] == "gw-b/1"));
 
     // `sealer tail` follows every log under the prefix.
-    let mut tail = e2e::sealer_cmd(&[
+    let mut tail = harness::sealer::sealer_cmd(&[
         "tail",
         "--store",
         "s3://fleet/prod",
@@ -599,13 +605,10 @@ fn an_object_already_there_with_other_bytes_raises_an_integrity_alarm_and_stays(
             .send(),
     )
     .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while sealer.metric("sealer_integrity_alarms_total") == 0 {
-        if Instant::now() > deadline {
-            sealer.fail("no integrity alarm for a segment key holding other bytes");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    sealer.wait_until(
+        "an integrity alarm for a segment key holding other bytes",
+        || sealer.metric("sealer_integrity_alarms_total") > 0,
+    );
     let (status, ready) = sealer.get("/readyz");
     assert_eq!(status, 503, "{ready}");
     let ready: Value = serde_json::from_str(&ready).unwrap();

@@ -14,7 +14,9 @@ use auditlog::layout;
 use auditlog::merkle::leaf_hash;
 use auditlog::note::{Note, NoteSigner};
 use auditlog::record::{parse_record, write_record};
-use e2e::{Sealer, events, make_writable};
+use harness::Sealer;
+use harness::files::make_writable;
+use harness::sealer::events;
 
 const SOURCE: &str = "gw/w0/a";
 
@@ -336,7 +338,7 @@ fn deleted_segment() {
 }
 
 /// `sealer verify --json` of `store` with `public_key` and no HMAC key.
-fn verify_without_hmac(s: &Sealer, store: &Path, public_key: &Path) -> e2e::Run {
+fn verify_without_hmac(s: &Sealer, store: &Path, public_key: &Path) -> harness::Run {
     s.run(&[
         "verify",
         "--store",
@@ -348,7 +350,7 @@ fn verify_without_hmac(s: &Sealer, store: &Path, public_key: &Path) -> e2e::Run 
 }
 
 /// `sealer verify --json` with another public key (and the log's HMAC key).
-fn verify_with_key(s: &Sealer, public_key: &Path) -> e2e::Run {
+fn verify_with_key(s: &Sealer, public_key: &Path) -> harness::Run {
     let (store, hk) = (s.store(), s.hmac_key());
     s.run(&[
         "verify",
@@ -385,7 +387,7 @@ fn read_checkpoint(store: &Path, key: &str) -> String {
 }
 
 /// Panic unless the problems of `run` are exactly `expected`.
-fn expect_only(run: &e2e::Run, expected: &[(&str, &str)]) {
+fn expect_only(run: &harness::Run, expected: &[(&str, &str)]) {
     let found = run.problems();
     let expected: Vec<(String, String)> = expected
         .iter()
@@ -782,15 +784,7 @@ fn get_verify_catches_a_rollback_while_the_sealer_runs() {
     for batch in 0..6 {
         s.seal(&events(SOURCE, 1 + batch * 5, 5));
     }
-    // Wait until every entry is in the store under a checkpoint.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while s.metric("sealer_upload_lag_entries") > 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "uploads did not finish"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    s.wait_stored();
     assert_eq!(s.get_json("/verify")["ok"], true);
     make_writable(&s.store());
     roll_back_one_segment(&s.store());

@@ -80,6 +80,8 @@ pub struct Metrics {
     pub source_ends_clean: Count,
     pub source_ends_unclean: Count,
     pub sources_open: Level,
+    /// Readers of `GET /v1/stream` connected now (the live page, `sealer tail --url`).
+    pub stream_readers: Level,
     pub batches_rejected_invalid: Count,
     pub batches_rejected_unavailable: Count,
     pub batches_rejected_spool_full: Count,
@@ -127,6 +129,7 @@ impl Metrics {
             source_ends_clean: Count::default(),
             source_ends_unclean: Count::default(),
             sources_open: Level::default(),
+            stream_readers: Level::default(),
             batches_rejected_invalid: Count::default(),
             batches_rejected_unavailable: Count::default(),
             batches_rejected_spool_full: Count::default(),
@@ -249,11 +252,16 @@ impl Metrics {
         for (name, help, counter) in counters {
             r.register(name, help, counter.clone());
         }
-        let gauges: [(&str, &str, &Level); 4] = [
+        let gauges: [(&str, &str, &Level); 5] = [
             (
                 "sealer_sources_open",
                 "Sources heard from that have not ended.",
                 &self.sources_open,
+            ),
+            (
+                "sealer_stream_readers",
+                "Readers of GET /v1/stream connected now.",
+                &self.stream_readers,
             ),
             (
                 "sealer_log_size",

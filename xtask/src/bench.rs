@@ -1,17 +1,24 @@
-//! `cargo xtask bench [--seconds N] [--connections N] [--batch N] [--keep]`: durable ingest over HTTP
-//! on loopback, then offline verification, of ~400-byte access events, on the release build.
+//! `cargo xtask bench [--seconds N] [--connections N] [--batch N] [--keep] [--baseline SEALER]`:
+//! durable ingest over HTTP on loopback, then offline verification, of ~400-byte access events,
+//! on the release build.
+//!
+//! `--baseline SEALER` runs another `sealer` binary (an earlier commit's release build) through
+//! the same load in the same run, alternating with this build, and prints the ratios: a change
+//! is shown not to slow ingest or verification on the same machine at the same moment.
 //!
 //! Reported: events/s acknowledged (each acknowledgement means fsync'd in the WAL), entries/s
 //! verified by `sealer verify` (all MACs checked), the sealer's peak RSS, and, measured in the
 //! same run for scale, SHA-256 throughput over the same event bytes on one core.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+
+use harness::sealer::Serve;
 
 use crate::tasks;
 
@@ -22,6 +29,8 @@ const TEMPLATE: &str = r#"{"source":{"id":"SRC","seq":SEQ},"event":{"client":{"a
 /// The load: how long, how many connections, how many events per request.
 pub struct LoadOptions {
     pub keep: bool,
+    /// Another sealer binary to measure side by side (`--baseline`).
+    pub baseline: Option<std::path::PathBuf>,
     pub seconds: u64,
     pub connections: usize,
     pub batch: usize,
@@ -30,6 +39,7 @@ pub struct LoadOptions {
 pub fn parse(args: &[String]) -> anyhow::Result<LoadOptions> {
     let mut o = LoadOptions {
         keep: false,
+        baseline: None,
         seconds: 10,
         connections: 4,
         batch: 2000,
@@ -42,7 +52,17 @@ pub fn parse(args: &[String]) -> anyhow::Result<LoadOptions> {
             "--connections" => o.connections = value()? as usize,
             "--batch" => o.batch = value()? as usize,
             "--keep" => o.keep = true,
-            other => bail!("unknown bench option {other:?}"),
+            "--baseline" => {
+                let path = it
+                    .next()
+                    .context("--baseline needs the path of a sealer binary")?;
+                o.baseline = Some(std::fs::canonicalize(path).with_context(|| {
+                    format!("--baseline {path}: no such sealer binary (build an earlier commit with `cargo build --release -p sealer-sidecar` and give its target/release/sealer)")
+                })?);
+            }
+            other => bail!(
+                "unknown bench option {other:?} (expected --seconds N, --connections N, --batch N, --keep, --baseline SEALER)"
+            ),
         }
     }
     Ok(o)
@@ -129,9 +149,18 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
     let o = parse(args)?;
     let sealer_bin = tasks::build_sealer(true)?;
     // The sealer as it ships (the query index on), then as the gateway sidecar runs it
-    // (`--index false`), one after the other in the same run.
-    let default = ingest(&o, &sealer_bin, &[])?;
-    let no_index = ingest(&o, &sealer_bin, &["--index", "false"])?;
+    // (`--index false`), one after the other in the same run; with a baseline, each setting
+    // runs on both binaries back to back.
+    let mut columns: Vec<(&str, Ingest)> = Vec::new();
+    for (label, extra) in [
+        ("index on (default)", &[][..]),
+        ("--index false", &["--index", "false"][..]),
+    ] {
+        columns.push((label, ingest(&o, &sealer_bin, extra)?));
+        if let Some(baseline) = &o.baseline {
+            columns.push(("  baseline", ingest(&o, baseline, extra)?));
+        }
+    }
     let sample = TEMPLATE
         .replace("SRC", "bench/c0/000000000000000")
         .replace("SEQ", "1");
@@ -145,12 +174,20 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
         o.batch,
         sample.len()
     );
-    println!(
-        "  {:<36} {:>16} {:>16}",
-        "", "index on (default)", "--index false"
-    );
+    if let Some(baseline) = &o.baseline {
+        println!("  baseline: {}", baseline.display());
+    }
+    print!("  {:<36}", "");
+    for (label, _) in &columns {
+        print!(" {label:>18}");
+    }
+    println!();
     let row = |name: &str, f: &dyn Fn(&Ingest) -> String| {
-        println!("  {name:<36} {:>16} {:>16}", f(&default), f(&no_index));
+        print!("  {name:<36}");
+        for (_, ingest) in &columns {
+            print!(" {:>18}", f(ingest));
+        }
+        println!();
     };
     row("durable ingest, events/s", &|r| format!("{:.0}", r.rate()));
     row("events acknowledged", &|r| r.events.to_string());
@@ -164,6 +201,21 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
         format!("{:.0}", r.verify_rate)
     });
     row("store size", &|r| format!("{} MiB", r.store_bytes >> 20));
+    if o.baseline.is_some() {
+        println!("  this build ÷ baseline, same run:");
+        for pair in columns.chunks(2) {
+            let [(label, this), (_, base)] = pair else {
+                continue;
+            };
+            println!(
+                "    {label:<20} ingest {:.2}, verification {:.2}, CPU per event {:.2}, peak RSS {:.2}",
+                this.rate() / base.rate(),
+                this.verify_rate / base.verify_rate,
+                this.cpu_per_event() / base.cpu_per_event(),
+                this.rss_kib as f64 / base.rss_kib.max(1) as f64
+            );
+        }
+    }
     println!("  in-process, one core, same run:");
     println!(
         "    validate, fast path     {fast_rate:>10.0} events/s  (HTTP workers: the event is already canonical)"
@@ -204,29 +256,21 @@ fn ingest(o: &LoadOptions, sealer_bin: &Path, extra: &[&str]) -> anyhow::Result<
             .args(["keygen", "--origin", "bench.example/log", "--out"])
             .arg(dir.join("keys")),
     )?;
-    let port = tasks::free_port()?;
+    let port = harness::free_port();
     let base = format!("http://127.0.0.1:{port}");
-    let log = std::fs::File::create(dir.join("sealer.log"))?;
-    let mut child = Command::new(sealer_bin)
-        .arg("serve")
+    let mut sealer = Serve::new(sealer_bin, port)
         .arg("--keys")
         .arg(dir.join("keys"))
         .arg("--data-dir")
         .arg(dir.join("data"))
-        .args(["--listen", &format!("127.0.0.1:{port}")])
         .args(extra)
         .env("SEALER_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()?;
-    let pid = child.id();
+        .start(&dir.join("sealer.log"))?;
+    let pid = sealer.pid().context("the sealer runs")?;
     let cpu_before = crate::process::cpu_seconds(pid);
     let result = drive(o, &base, pid);
     let cpu_seconds = crate::process::cpu_seconds(pid) - cpu_before;
-    let _ = Command::new("kill")
-        .args(["-TERM", &pid.to_string()])
-        .status();
-    let _ = child.wait();
+    sealer.stop()?;
     let (events, seconds, rss_kib) = result?;
 
     let store = dir.join("data/store");
@@ -291,7 +335,6 @@ fn dir_size(p: &Path) -> u64 {
 /// All request bodies are built before the clock starts (a fresh source per batch, so no event
 /// is a replay), so the load generator spends its share of the two cores on sending only.
 pub fn drive(o: &LoadOptions, base: &str, pid: u32) -> anyhow::Result<(u64, f64, Option<u64>)> {
-    tasks::wait_http_ok(&format!("{base}/healthz"), 100)?;
     const PLACEHOLDER: &str = "bench/cX/XXXXXXXXXXXXXXX";
     let template = body(PLACEHOLDER, o.batch);
     // Enough for 1 M events/s (≈ 4.3 GB of bodies for 10 s).

@@ -29,8 +29,12 @@ use auditlog::layout;
 use auditlog::record::parse_record;
 use serde_json::{Value, json};
 
-use crate::process::{Guard, PATIENCE};
-use crate::tasks::{self, EnvoyPorts};
+use harness::Process;
+use harness::envoy::Envoy;
+use harness::envoy::config::{self as envoy_config, Ports};
+use harness::sealer::Serve;
+
+use crate::tasks;
 use crate::tools;
 
 /// Rounds of traffic with `--once`.
@@ -39,7 +43,8 @@ const ONCE_ROUNDS: u32 = 12;
 const ROUND_EVERY: Duration = Duration::from_millis(400);
 /// Time between looks at the store and the newest checkpoint.
 const POLL_EVERY: Duration = Duration::from_millis(300);
-/// How long Envoy or the sealer may take to come up, or the last events to arrive.
+/// How long the last events may take to arrive once the traffic stops.
+const DELIVERY_PATIENCE: Duration = Duration::from_secs(30);
 /// The gateway name in the filter's configuration; its sources are `demo-gateway/<hex>`.
 const GATEWAY: &str = "demo-gateway";
 /// The header the filter takes `enduser.id` from.
@@ -130,7 +135,7 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
     let interrupt = Interrupt::install()?;
     // Segments already in a reused store are neither printed nor counted.
     let mut watch = Watcher::new(&dirs.store, &bins.sealer, &dirs.keys)?;
-    let mut gateway = Gateway::start(&bins, &dirs, &interrupt)?;
+    let mut gateway = Gateway::start(&bins, &dirs)?;
     gateway.print_banner(&dirs, opts.once);
 
     let mut traffic = Traffic::new(gateway.ports.gateway);
@@ -221,29 +226,44 @@ fn ensure_keys(sealer: &Path, keys: &Path) -> anyhow::Result<()> {
 /// The sealer and, in front of it, Envoy with the audit filter. Dropping it stops Envoy
 /// first (fields drop in order), so the sealer sees the filter's last calls.
 struct Gateway {
-    envoy: Guard,
-    sealer: Guard,
-    ports: EnvoyPorts,
+    envoy: Envoy,
+    sealer: Process,
+    ports: Ports,
     envoy_config: PathBuf,
 }
 
 impl Gateway {
     /// Start the sealer, then Envoy, each on free ports, and wait until both are ready.
-    fn start(bins: &Binaries, dirs: &Dirs, interrupt: &Interrupt) -> anyhow::Result<Gateway> {
-        let sealer_port = tasks::free_port()?;
-        let mut sealer = start_sealer(bins, dirs, sealer_port)?;
-        let healthz = format!("http://127.0.0.1:{sealer_port}/healthz");
-        wait_ready(&mut sealer, &healthz, interrupt)?;
-        let ports = EnvoyPorts::free(sealer_port)?;
-        let envoy_config = write_envoy_config(bins, ports, &dirs.scratch)?;
-        let mut envoy = start_envoy(bins, &envoy_config, &dirs.scratch)?;
-        let ready = format!("http://127.0.0.1:{}/ready", ports.admin);
-        wait_ready(&mut envoy, &ready, interrupt)?;
+    fn start(bins: &Binaries, dirs: &Dirs) -> anyhow::Result<Gateway> {
+        let sealer_port = harness::free_port();
+        let mut serve = Serve::new(&bins.sealer, sealer_port)
+            .arg("--keys")
+            .arg(&dirs.keys)
+            .arg("--store")
+            .arg(dirs.store.serve_arg())
+            .arg("--data-dir")
+            .arg(&dirs.data)
+            .args(["--segment-max-age", "1s", "--checkpoint-interval", "5s"])
+            // The user's own settings (`SEALER_S3_PATH_STYLE=true`, ...) apply to the demo.
+            .envs(std::env::vars().filter(|(k, _)| k.starts_with("SEALER_")));
+        if let StoreLocation::S3(_) = dirs.store {
+            serve = serve.args(["--log-id", S3_LOG_ID]);
+        }
+        let sealer = serve.start(&dirs.scratch.join("sealer.log"))?;
+        let ports = Ports::free(sealer_port);
+        let plugin = json!({
+            "gateway": GATEWAY,
+            "sealer_authority": format!("127.0.0.1:{}", ports.sealer),
+            "flush_interval_ms": 100,
+            "identity": [{"source": "header", "name": USER_HEADER}],
+        });
+        let config = envoy_config::standalone(ports, &bins.filter, &plugin.to_string())?;
+        let envoy = Envoy::launch(&bins.envoy, &dirs.scratch, "envoy", &config, &[])?;
         Ok(Gateway {
             envoy,
             sealer,
             ports,
-            envoy_config,
+            envoy_config: dirs.scratch.join("envoy.yaml"),
         })
     }
 
@@ -261,7 +281,7 @@ impl Gateway {
     /// segment and checkpoint).
     fn stop(&mut self) -> anyhow::Result<()> {
         println!("\nstopping Envoy, then the sealer (it stores its last segment and checkpoint)…");
-        self.envoy.stop()?;
+        self.envoy.try_stop()?;
         let status = self.sealer.stop()?;
         if !status.is_some_and(|s| s.success()) {
             println!(
@@ -284,7 +304,7 @@ impl Gateway {
             p.gateway,
             p.upstream,
             p.admin,
-            self.envoy.log().display()
+            self.envoy.log_path().display()
         );
         println!("         config {}", self.envoy_config.display());
         println!(
@@ -310,53 +330,6 @@ impl Gateway {
             "seq", "kind", "method", "st", "host", "path?query"
         );
     }
-}
-
-fn start_sealer(bins: &Binaries, dirs: &Dirs, port: u16) -> anyhow::Result<Guard> {
-    let mut cmd = Command::new(&bins.sealer);
-    cmd.arg("serve")
-        .arg("--keys")
-        .arg(&dirs.keys)
-        .arg("--store")
-        .arg(dirs.store.serve_arg())
-        .arg("--data-dir")
-        .arg(&dirs.data)
-        .args(["--listen", &format!("127.0.0.1:{port}")])
-        .args(["--segment-max-age", "1s", "--checkpoint-interval", "5s"])
-        .env("NO_COLOR", "1");
-    if let StoreLocation::S3(_) = dirs.store {
-        cmd.args(["--log-id", S3_LOG_ID]);
-    }
-    Guard::spawn("the sealer", cmd, dirs.scratch.join("sealer.log"))
-}
-
-/// The shipped standalone config with our ports, filter and plugin configuration, written to
-/// `scratch/envoy.yaml`.
-fn write_envoy_config(
-    bins: &Binaries,
-    ports: EnvoyPorts,
-    scratch: &Path,
-) -> anyhow::Result<PathBuf> {
-    let plugin = json!({
-        "gateway": GATEWAY,
-        "sealer_authority": format!("127.0.0.1:{}", ports.sealer),
-        "flush_interval_ms": 100,
-        "identity": [{"source": "header", "name": USER_HEADER}],
-    });
-    let config = tasks::standalone_envoy_config(ports, &bins.filter, &plugin.to_string())?;
-    let path = scratch.join("envoy.yaml");
-    std::fs::write(&path, config).with_context(|| format!("failed to write {}", path.display()))?;
-    Ok(path)
-}
-
-fn start_envoy(bins: &Binaries, config: &Path, scratch: &Path) -> anyhow::Result<Guard> {
-    let mut cmd = Command::new(&bins.envoy);
-    cmd.arg("-c")
-        .arg(config)
-        .args(["--concurrency", "1", "--disable-hot-restart"])
-        .args(["--log-level", "info"])
-        .current_dir(scratch);
-    Guard::spawn("Envoy", cmd, scratch.join("envoy.log"))
 }
 
 /// Send `rounds` rounds of traffic (or until Ctrl-C) while printing what gets sealed; fail as
@@ -391,7 +364,7 @@ fn stream(
 /// Wait until the sealer has acknowledged as many events as requests were sent: Envoy keeps
 /// unsent events in memory, so it is stopped only then.
 fn wait_delivered(watch: &mut Watcher, sealer_url: &str, sent: u64) -> anyhow::Result<()> {
-    let deadline = Instant::now() + PATIENCE;
+    let deadline = Instant::now() + DELIVERY_PATIENCE;
     loop {
         let received =
             tasks::sealer_metric(sealer_url, "sealer_events_received_total").unwrap_or(0);
@@ -399,7 +372,9 @@ fn wait_delivered(watch: &mut Watcher, sealer_url: &str, sent: u64) -> anyhow::R
             return Ok(());
         }
         if Instant::now() > deadline {
-            println!("the sealer received {received} of {sent} events within {PATIENCE:?}");
+            println!(
+                "the sealer received {received} of {sent} events within {DELIVERY_PATIENCE:?}"
+            );
             return Ok(());
         }
         watch.poll()?;
@@ -419,7 +394,7 @@ fn verify(sealer: &Path, store: &StoreLocation, keys: &Path) -> anyhow::Result<b
         .arg(keys.join("hmac.key"));
     println!(
         "\n$ {}",
-        tasks::show(&cmd).replacen(&sealer.display().to_string(), "sealer", 1)
+        harness::process::show_cmd(&cmd).replacen(&sealer.display().to_string(), "sealer", 1)
     );
     let status = cmd.status().context("failed to run sealer verify")?;
     Ok(status.success())
@@ -509,32 +484,6 @@ fn agent() -> ureq::Agent {
         .build()
 }
 
-/// Wait until `GET url` answers 200, failing if the process exits, after [`PATIENCE`], or on
-/// Ctrl-C.
-fn wait_ready(process: &mut Guard, url: &str, interrupt: &Interrupt) -> anyhow::Result<()> {
-    let deadline = Instant::now() + PATIENCE;
-    let agent = agent();
-    loop {
-        process.ensure_running()?;
-        if let Ok(r) = agent.get(url).call()
-            && r.status() == 200
-        {
-            return Ok(());
-        }
-        if interrupt.requested() {
-            bail!("interrupted while waiting for {}", process.name());
-        }
-        if Instant::now() > deadline {
-            bail!(
-                "{} did not answer 200 at {url} within {PATIENCE:?}; its log is {}",
-                process.name(),
-                process.log().display()
-            );
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 /// Ctrl-C, noticed between steps. The children run in their own process groups, so the
 /// terminal's SIGINT reaches only the demo, which stops them in order.
 struct Interrupt(Arc<AtomicBool>);
@@ -572,11 +521,11 @@ fn export_records(sealer: &Path, store: &StoreLocation, keys: &Path) -> anyhow::
         .arg(keys.join("signing.pub"));
     let out = cmd
         .output()
-        .with_context(|| format!("failed to run {}", tasks::show(&cmd)))?;
+        .with_context(|| format!("failed to run {}", harness::process::show_cmd(&cmd)))?;
     if !out.status.success() {
         bail!(
             "`{}` failed with {}: {}",
-            tasks::show(&cmd),
+            harness::process::show_cmd(&cmd),
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         );
@@ -743,9 +692,9 @@ impl Watcher {
             Source::Cli { sealer, store, .. } => {
                 let mut cmd = Command::new(sealer);
                 cmd.args(["checkpoint", "--store"]).arg(store.log_arg());
-                let out = cmd
-                    .output()
-                    .with_context(|| format!("failed to run {}", tasks::show(&cmd)))?;
+                let out = cmd.output().with_context(|| {
+                    format!("failed to run {}", harness::process::show_cmd(&cmd))
+                })?;
                 if out.status.success() {
                     self.show_checkpoint(String::from_utf8_lossy(&out.stdout).into_owned());
                 }

@@ -54,9 +54,9 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
 /// Replay the regressions of each target, then fuzz it for `seconds`.
 pub fn fuzz(targets: &[&str], seconds: u64) -> anyhow::Result<()> {
     let cargo_fuzz = tools::cargo_fuzz()?;
-    let root = tasks::root();
+    let root = harness::workspace_root();
     let fuzz_dir = root.join("fuzz");
-    let target_dir = tasks::target_dir().join("fuzz");
+    let target_dir = harness::locate::target_dir().join("fuzz");
     let command = |args: &[&str]| {
         let mut cmd = Command::new(&cargo_fuzz);
         cmd.args(args)
@@ -73,7 +73,9 @@ pub fn fuzz(targets: &[&str], seconds: u64) -> anyhow::Result<()> {
             let input = input.to_str().context("UTF-8 path")?.to_owned();
             tasks::run(&mut command(&["run", "-O", target, &input]))?;
         }
-        let corpus = tasks::target_dir().join("fuzz-corpus").join(target);
+        let corpus = harness::locate::target_dir()
+            .join("fuzz-corpus")
+            .join(target);
         std::fs::create_dir_all(&corpus)
             .with_context(|| format!("failed to create {}", corpus.display()))?;
         let seeds = fuzz_dir.join("seeds").join(target);

@@ -17,12 +17,16 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 
 use crate::null_sink::NullSink;
-use crate::process::{self, Guard, cpu_seconds};
+use harness::envoy::Envoy;
+use harness::sealer::Serve;
+use harness::{Process, free_port, wait};
+
+use crate::process::{self, cpu_seconds};
 use crate::{tasks, tools};
 
 /// What runs in the gateway's filter chain.
@@ -434,21 +438,14 @@ struct Measurement {
 }
 
 /// Start Envoy with `config` written to the scratch directory; wait until it is ready.
-fn start_envoy(setup: &Setup, name: &str, config: &str, admin: u16) -> anyhow::Result<Guard> {
-    let cfg = setup.dir.join(format!("{name}.yaml"));
-    std::fs::write(&cfg, config)?;
-    let mut cmd = Command::new(&setup.envoy);
-    cmd.arg("-c").arg(&cfg).args([
-        "--concurrency",
-        "1",
-        "--disable-hot-restart",
-        "--log-level",
-        "warn",
-    ]);
-    let envoy = Guard::spawn("Envoy", cmd, setup.dir.join(format!("{name}.log")))?;
-    tasks::wait_http_ok(&format!("http://127.0.0.1:{admin}/ready"), 200)
-        .with_context(|| format!("Envoy did not start with {}", cfg.display()))?;
-    Ok(envoy)
+fn start_envoy(setup: &Setup, name: &str, config: &str) -> anyhow::Result<Envoy> {
+    Envoy::launch(
+        &setup.envoy,
+        &setup.dir,
+        name,
+        config,
+        &["--log-level", "warn"],
+    )
 }
 
 /// Run one variant: start what it needs, warm up, measure.
@@ -463,51 +460,41 @@ fn measure(
         _ => None,
     };
     let ports = Ports {
-        gateway: tasks::free_port()?,
-        admin: tasks::free_port()?,
+        gateway: free_port(),
+        admin: free_port(),
         sealer: match &sink {
             Some(sink) => sink.port,
-            None => tasks::free_port()?,
+            None => free_port(),
         },
-        upstream: tasks::free_port()?,
+        upstream: free_port(),
     };
     let sealer_base = format!("http://127.0.0.1:{}", ports.sealer);
     let sealer = if variant.has_sealer() {
-        let mut cmd = Command::new(&setup.sealer);
         // As the shipped gateway sidecar runs it (envoy-config/istio/gateway.yaml): no query
         // index, which would cost the sealer more CPU per event than the rest of its work.
-        cmd.args([
-            "serve",
-            "--dev-keys",
-            "--index",
-            "false",
-            "--listen",
-            &format!("127.0.0.1:{}", ports.sealer),
-        ])
-        .arg("--data-dir")
-        .arg(setup.dir.join(format!("sealer-{}", ports.sealer)))
-        .env("SEALER_LOG", "warn");
-        let log = setup.dir.join(format!("sealer-{}.log", ports.sealer));
-        let guard = Guard::spawn("the sealer", cmd, log)?;
-        tasks::wait_http_ok(&format!("{sealer_base}/healthz"), 100)?;
-        Some(guard)
+        let sealer = Serve::new(&setup.sealer, ports.sealer)
+            .args(["--dev-keys", "--index", "false", "--data-dir"])
+            .arg(setup.dir.join(format!("sealer-{}", ports.sealer)))
+            .env("SEALER_LOG", "warn")
+            .start(&setup.dir.join(format!("sealer-{}.log", ports.sealer)))?;
+        Some(sealer)
     } else {
         None
     };
     let upstream = match scenario {
         Scenario::Direct => None,
         Scenario::Ingress => {
-            let admin = tasks::free_port()?;
+            let admin = free_port();
             let config = UPSTREAM
                 .replace("ADMIN", &admin.to_string())
                 .replace("PORT", &ports.upstream.to_string());
             let name = format!("upstream-{}", ports.upstream);
-            Some(start_envoy(setup, &name, &config, admin)?)
+            Some(start_envoy(setup, &name, &config)?)
         }
     };
     let config = config(setup, scenario, variant, &ports);
     let name = format!("envoy-{}", ports.gateway);
-    let mut envoy = start_envoy(setup, &name, &config, ports.admin)?;
+    let mut envoy = start_envoy(setup, &name, &config)?;
     let envoy_pid = envoy.pid().context("Envoy runs")?;
     let url = match scenario {
         Scenario::Direct => format!("http://127.0.0.1:{}/products/4711?ref=bench", ports.gateway),
@@ -523,7 +510,7 @@ fn measure(
         parse_wrk(&String::from_utf8_lossy(&out.stdout))
     };
     let warmup = wrk(2)?;
-    let sealer_pid = sealer.as_ref().and_then(Guard::pid);
+    let sealer_pid = sealer.as_ref().and_then(Process::pid);
     let (envoy_before, sealer_before) = (cpu_seconds(envoy_pid), sealer_pid.map(cpu_seconds));
     let load = wrk(seconds)?;
     let per_request = |cpu: f64| cpu * 1e6 / load.requests.max(1) as f64;
@@ -539,20 +526,15 @@ fn measure(
             Some(sink) => sink.lines(),
             None => tasks::sealer_metric(&sealer_base, "sealer_events_received_total").unwrap_or(0),
         };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        let mut last = 0;
-        loop {
-            std::thread::sleep(Duration::from_millis(500));
-            let now = received();
-            if (now >= served && now == last) || Instant::now() > deadline {
-                break Some((now, served));
-            }
-            last = now;
-        }
+        // A loss shows in the report: what arrived within the patience is the measurement.
+        let _ = wait::until_true("every event to arrive", Duration::from_secs(30), || {
+            received() >= served
+        });
+        Some((received(), served))
     } else {
         None
     };
-    envoy.stop()?;
+    envoy.try_stop()?;
     drop(upstream);
     Ok(Measurement {
         scenario,

@@ -14,6 +14,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -21,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
-use crate::process::Guard;
+use harness::Process;
+use harness::sealer::Serve;
+
 use crate::tasks;
 
 const DAY_START: i64 = 1_764_288_000; // 2025-11-28T00:00:00Z
@@ -69,9 +72,10 @@ fn rfc3339(t: i64) -> String {
     auditlog::timestamp::Timestamp::from_unix_nanos(t * 1_000_000_000).to_string()
 }
 
-fn start(sealer: &std::path::Path, dir: &std::path::Path, port: u16) -> anyhow::Result<Guard> {
-    let mut cmd = Command::new(sealer);
-    cmd.args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+/// `sealer serve` on the bench's keys and data directory, waited for until ready (which,
+/// after a restart on millions of entries, takes as long as the store's verification).
+fn start(sealer: &Path, dir: &Path, port: u16) -> anyhow::Result<Process> {
+    Serve::new(sealer, port)
         .arg("--keys")
         .arg(dir.join("keys"))
         .arg("--data-dir")
@@ -85,10 +89,9 @@ fn start(sealer: &std::path::Path, dir: &std::path::Path, port: u16) -> anyhow::
             "33554432",
             "--max-batch-events",
             "10000",
-        ]);
-    let guard = Guard::spawn("sealer", cmd, dir.join("sealer.log"))?;
-    tasks::wait_http_ok(&format!("http://127.0.0.1:{port}/healthz"), 600)?;
-    Ok(guard)
+        ])
+        .patience(Duration::from_secs(600))
+        .start(&dir.join("sealer.log"))
 }
 
 fn json(url: &str) -> anyhow::Result<serde_json::Value> {
@@ -135,7 +138,7 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
             .args(["keygen", "--origin", "bench.example/query", "--out"])
             .arg(dir.join("keys")),
     )?;
-    let port = tasks::free_port()?;
+    let port = harness::free_port();
     let base = format!("http://127.0.0.1:{port}");
 
     // 1. Seal, with the index following.

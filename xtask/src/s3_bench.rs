@@ -8,7 +8,7 @@
 //! every 100 ms; after it, the time until the lag is 0 (everything in the store) is measured.
 //! Then both stores are verified.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,12 +16,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+use harness::sealer::Serve;
+use harness::seaweedfs::SeaweedFs;
+
 use crate::bench::{self, LoadOptions};
-use crate::process::{self, Guard};
+use crate::process;
 use crate::{tasks, tools};
 
-const ACCESS_KEY: &str = "bench-access-key";
-const SECRET_KEY: &str = "bench-secret-key-0123456789";
 const BUCKET: &str = "bench";
 
 /// One measured run of the sealer under load.
@@ -61,9 +62,8 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
             .args(["keygen", "--origin", "bench.example/s3", "--out"])
             .arg(dir.join("keys")),
     )?;
-    let mut server = start_seaweedfs(&weed, &dir)?;
-    let endpoint = format!("http://127.0.0.1:{}", server.s3_port);
-    let env = aws_env(&endpoint);
+    let mut server = SeaweedFs::launch(&weed, &dir.join("seaweedfs"))?;
+    let env = server.aws_env();
     tasks::run(
         Command::new(&sealer)
             .args(["create-bucket", "--store", &format!("s3://{BUCKET}")])
@@ -77,7 +77,7 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
         eprintln!("round {round}: local store …");
         let local = measure(
             &sealer,
-            server.guard.pid(),
+            server.pid(),
             &dir,
             &local_store.display().to_string(),
             &[],
@@ -88,7 +88,7 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
         let s3_store = format!("s3://{BUCKET}/round{round}");
         let s3 = measure(
             &sealer,
-            server.guard.pid(),
+            server.pid(),
             &dir,
             &s3_store,
             &["--s3-path-style", "--s3-retention-days", "1"],
@@ -99,7 +99,7 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
         verify(&sealer, &dir, &s3_store, &env)?;
         results.push((local, s3));
     }
-    server.stop()?;
+    server.stop();
 
     println!(
         "\ndurable ingest, {} s per run, {} connections, {} events per batch; SeaweedFS 4.48 on \
@@ -145,22 +145,6 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// The environment a sealer needs to reach the benchmark's SeaweedFS, and nothing else.
-fn aws_env(endpoint: &str) -> Vec<(String, String)> {
-    [
-        ("AWS_ACCESS_KEY_ID", ACCESS_KEY),
-        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_ENDPOINT_URL", endpoint),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-        ("AWS_CONFIG_FILE", "/dev/null"),
-        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
-}
-
 /// Run the release sealer on `store` under the load, sampling its upload lag.
 fn measure(
     sealer: &Path,
@@ -171,20 +155,19 @@ fn measure(
     env: &[(String, String)],
     load: &LoadOptions,
 ) -> anyhow::Result<Measured> {
-    let port = tasks::free_port()?;
+    let port = harness::free_port();
     let base = format!("http://127.0.0.1:{port}");
     let data = dir.join(format!("data-{port}"));
-    let mut cmd = Command::new(sealer);
-    cmd.arg("serve")
+    let mut guard = Serve::new(sealer, port)
         .arg("--keys")
         .arg(dir.join("keys"))
         .arg("--data-dir")
         .arg(&data)
-        .args(["--store", store, "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--store", store])
         .args(extra)
         .envs(env.iter().cloned())
-        .env("SEALER_LOG", "warn");
-    let mut guard = Guard::spawn("the sealer", cmd, dir.join(format!("sealer-{port}.log")))?;
+        .env("SEALER_LOG", "warn")
+        .start(&dir.join(format!("sealer-{port}.log")))?;
     let pid = guard.pid().context("the sealer is running")?;
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -255,73 +238,4 @@ fn verify(sealer: &Path, dir: &Path, store: &str, env: &[(String, String)]) -> a
         );
     }
     Ok(())
-}
-
-/// A running `weed mini` with every port chosen here (below 32768, outside the ephemeral
-/// range), credentials required.
-struct SeaweedFs {
-    guard: Guard,
-    s3_port: u16,
-}
-
-impl SeaweedFs {
-    /// SIGTERM and wait; then remove the gRPC sockets weed leaves in /tmp.
-    fn stop(&mut self) -> anyhow::Result<()> {
-        self.guard.stop()?;
-        let base = self.s3_port - 4;
-        for (i, name) in ["master", "volume", "filer", "s3", "admin"]
-            .iter()
-            .enumerate()
-        {
-            let grpc = base + 10_001 + i as u16;
-            let _ = std::fs::remove_file(format!("/tmp/seaweedfs-{name}-grpc-{grpc}.sock"));
-        }
-        Ok(())
-    }
-}
-
-fn start_seaweedfs(weed: &Path, dir: &Path) -> anyhow::Result<SeaweedFs> {
-    let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
-    let base = (2_000..2_270u16)
-        .map(|i| i * 10)
-        .find(|&b| (1..=5).all(|i| free(b + i) && free(b + 10_000 + i)))
-        .context("no free block of ports for SeaweedFS below 32768")?;
-    let data: PathBuf = dir.join("seaweedfs");
-    std::fs::create_dir_all(&data)?;
-    let mut cmd = Command::new(weed);
-    cmd.arg("mini")
-        .arg(format!("-dir={}", data.display()))
-        .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"]);
-    for (name, offset) in [
-        ("master", 1),
-        ("volume", 2),
-        ("filer", 3),
-        ("s3", 4),
-        ("admin", 5),
-    ] {
-        cmd.arg(format!("-{name}.port={}", base + offset));
-        cmd.arg(format!("-{name}.port.grpc={}", base + 10_000 + offset));
-    }
-    cmd.args([
-        "-webdav=false",
-        "-admin.ui=false",
-        "-s3.port.iceberg=0",
-        "-s3.port.lance=0",
-        "-master.telemetry=false",
-    ])
-    .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
-    .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY);
-    let mut guard = Guard::spawn("SeaweedFS", cmd, dir.join("seaweedfs.log"))?;
-    let s3_port = base + 4;
-    // Unsigned requests get 403 once S3 is up.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        guard.ensure_running()?;
-        match ureq::get(&format!("http://127.0.0.1:{s3_port}/")).call() {
-            Ok(_) | Err(ureq::Error::Status(_, _)) => break,
-            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(100)),
-            Err(e) => bail!("SeaweedFS's S3 did not answer on port {s3_port}: {e}"),
-        }
-    }
-    Ok(SeaweedFs { guard, s3_port })
 }

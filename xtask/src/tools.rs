@@ -28,10 +28,7 @@ pub const DUCKDB_VERSION: &str = "2.0.0";
 /// cargo-fuzz, the libFuzzer driver for Rust.
 pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
-/// `target/tools/` of the workspace.
-pub fn tools_dir() -> PathBuf {
-    tasks::root().join("target").join("tools")
-}
+pub use harness::locate::tools_dir;
 
 /// `rustup target add wasm32-wasip1` unless installed; returns the target's directory in the
 /// toolchain's sysroot.
@@ -112,12 +109,12 @@ fn check_weed_version(weed: &Path) -> anyhow::Result<()> {
 /// `wasm32-wasip1` (that venv's Python running `xtask/scripts/wasi-run.py`).
 pub fn wasi_runner() -> anyhow::Result<String> {
     let python = wasmtime_python()?;
-    let script = tasks::root().join("xtask/scripts/wasi-run.py");
+    let script = harness::workspace_root().join("xtask/scripts/wasi-run.py");
     Ok(format!("{} {}", python.display(), script.display()))
 }
 
 /// Wasmtime in a virtualenv at `target/tools/wasmtime-venv`; returns that venv's Python (the
-/// tests' second proxy-wasm host runs on it, `tests/util/plain_abi_host.py`).
+/// tests' second proxy-wasm host runs on it, `tests/fixtures/plain_abi_host.py`).
 pub fn wasmtime_python() -> anyhow::Result<PathBuf> {
     let package = format!("wasmtime=={WASMTIME_VERSION}");
     let venv = pip_tool("wasmtime-venv", &package, |v| {
@@ -223,11 +220,11 @@ fn on_path(name: &str) -> Option<PathBuf> {
 fn stdout(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd
         .output()
-        .with_context(|| format!("failed to start `{}`", tasks::show(cmd)))?;
+        .with_context(|| format!("failed to start `{}`", harness::process::show_cmd(cmd)))?;
     if !out.status.success() {
         bail!(
             "`{}` failed with {}: {}",
-            tasks::show(cmd),
+            harness::process::show_cmd(cmd),
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         );

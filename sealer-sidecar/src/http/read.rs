@@ -343,6 +343,7 @@ pub async fn get_stream<S: Store + Clone>(
     check_params(&params, &FILTER_PARAMS)?;
     let filter = filter_of(&pairs)?;
     let rx = state.live.subscribe();
+    let reader = StreamReader::count(&state.metrics.stream_readers);
     let stopping = state.stopping.clone();
     let stream = futures_util::stream::unfold(
         (
@@ -350,13 +351,14 @@ pub async fn get_stream<S: Store + Clone>(
             filter,
             std::collections::VecDeque::<Event>::new(),
             stopping,
+            reader,
         ),
-        |(mut rx, filter, mut queue, mut stopping)| async move {
+        |(mut rx, filter, mut queue, mut stopping, reader)| async move {
             loop {
                 if let Some(ev) = queue.pop_front() {
                     return Some((
                         Ok::<_, std::convert::Infallible>(ev),
-                        (rx, filter, queue, stopping),
+                        (rx, filter, queue, stopping, reader),
                     ));
                 }
                 let received = tokio::select! {
@@ -399,6 +401,23 @@ pub async fn get_stream<S: Store + Clone>(
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
+}
+
+/// One connected reader of the stream, counted in `sealer_stream_readers` for as long as the
+/// stream lives.
+struct StreamReader(crate::metrics::Level);
+
+impl StreamReader {
+    fn count(readers: &crate::metrics::Level) -> StreamReader {
+        readers.inc();
+        StreamReader(readers.clone())
+    }
+}
+
+impl Drop for StreamReader {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// `GET /v1/status`: what the page shows above the entries.

@@ -1,58 +1,34 @@
-//! Test harness for the end-to-end tests: runs the real `sealer` binary.
-//!
-//! In the style of ripgrep's `tests/util.rs`: small helpers that do one thing and, when they
-//! fail, panic with everything needed to understand why (the command, its working directory,
-//! exit status, stdout and stderr, the sealer's log and a listing of the store).
-//!
-//! - [`sealer_bin`] finds the binary next to the test executable (build it first).
-//! - [`Sealer`] owns a temporary directory with keys, a store and a data directory, and runs
-//!   `sealer serve` on a free loopback port.
-//! - [`Run`] is a finished command with its output, and assertions on it.
-//! - [`envoy`] runs Envoy 1.40 with the shipped gateway config.
-//! - [`seaweedfs`] runs a real S3 server with Object Lock.
-//! - [`browser`] drives headless Chromium over the DevTools protocol.
-//! - [`pki`] makes test certificates and sends HTTPS requests from an independent client.
+//! The sealer: `sealer serve` started on a loopback port and waited for ([`Serve`]), and the
+//! end-to-end tests' driver around it ([`Sealer`]): its own keys, store and data directory,
+//! HTTP calls, the offline commands, restarts and crashes, and failure messages that carry
+//! the sealer's log and a listing of its directory.
 
-pub mod browser;
-pub mod envoy;
-pub mod pki;
-pub mod seaweedfs;
-
-use std::fmt::Write as _;
-use std::fs::{self, File, OpenOptions};
+use std::ffi::OsStr;
+use std::fs;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use serde_json::Value;
 use tempfile::TempDir;
 
+use crate::files::{copy_dir, listing};
+use crate::process::{Process, Run, append, show_cmd};
+use crate::wait;
+
 /// How long the sealer may take to come up or to stop (debug build, busy machine).
 const PATIENCE: Duration = Duration::from_secs(30);
 
-/// The `sealer` binary of the profile the tests were built with.
+/// The `sealer` binary of the profile the running tests or task were built with.
 pub fn sealer_bin() -> PathBuf {
-    // target/<profile>/deps/<test>-<hash> → target/<profile>/sealer
-    let exe = std::env::current_exe().expect("the test executable has a path");
-    let bin = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("the test executable is in target/<profile>/deps")
-        .join(format!("sealer{}", std::env::consts::EXE_SUFFIX));
-    if !bin.is_file() {
-        panic!(
-            "{} not found: run `cargo build -p sealer-sidecar` first (cargo xtask test does)",
-            bin.display()
-        );
-    }
-    bin
+    crate::locate::workspace_bin("sealer").unwrap_or_else(|e| panic!("{e:#}"))
 }
 
-/// A `sealer` command with a clean environment (no `SEALER_*` variable leaks in from the
-/// caller's) and uncoloured logs.
-pub fn sealer_cmd(args: &[&str]) -> Command {
-    let mut cmd = Command::new(sealer_bin());
+/// `bin ARGS` with a clean environment (no `SEALER_*` variable leaks in from the caller's)
+/// and uncoloured logs.
+pub fn command(bin: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(bin);
     cmd.args(args);
     for (k, _) in std::env::vars_os() {
         if k.to_string_lossy().starts_with("SEALER_") {
@@ -63,150 +39,78 @@ pub fn sealer_cmd(args: &[&str]) -> Command {
     cmd
 }
 
-/// A command that has run to completion.
-pub struct Run {
-    pub output: Output,
-    /// The command, its directory, status and output, plus whatever context the caller
-    /// attached (the sealer's log, the store's listing): printed when an assertion fails.
-    pub context: String,
+/// A `sealer` command of the tests' build, with a clean environment.
+pub fn sealer_cmd(args: &[&str]) -> Command {
+    command(&sealer_bin(), args)
 }
 
-impl Run {
-    /// Run `cmd` to completion. `context` is printed with the output if an assertion fails.
-    pub fn new(cmd: &mut Command, context: String) -> Run {
-        let output = cmd
-            .stdin(Stdio::null())
-            .output()
-            .unwrap_or_else(|e| panic!("failed to run {}: {e}\n{context}", show_cmd(cmd)));
-        let mut text = show_cmd(cmd);
-        let _ = write!(
-            text,
-            "\nstatus: {}\n--- stdout ---\n{}\n--- stderr ---\n{}\n{context}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr),
-        );
-        Run {
-            output,
-            context: text,
-        }
-    }
-
-    /// The exit code (panics if the process was killed by a signal).
-    pub fn code(&self) -> i32 {
-        match self.output.status.code() {
-            Some(c) => c,
-            None => self.fail("process ended without an exit code"),
-        }
-    }
-
-    /// Panic unless the exit code is `expected`.
-    pub fn expect_code(&self, expected: i32) -> &Run {
-        if self.code() != expected {
-            self.fail(&format!("expected exit code {expected}"));
-        }
-        self
-    }
-
-    pub fn stdout(&self) -> String {
-        String::from_utf8_lossy(&self.output.stdout).into_owned()
-    }
-
-    /// stdout parsed as JSON (for `--json`).
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.output.stdout)
-            .unwrap_or_else(|e| self.fail(&format!("stdout is not JSON: {e}")))
-    }
-
-    /// The problems of a `--json` report as `(class, location)` pairs.
-    pub fn problems(&self) -> Vec<(String, String)> {
-        let report = self.json();
-        let Some(list) = report["problems"].as_array() else {
-            self.fail("the report has no problems array")
-        };
-        list.iter()
-            .map(|p| match (p["class"].as_str(), p["location"].as_str()) {
-                (Some(c), Some(l)) => (c.to_owned(), l.to_owned()),
-                _ => self.fail(&format!("a problem without class or location: {p}")),
-            })
-            .collect()
-    }
-
-    /// Panic unless the `--json` report lists a problem of `class` at `location`.
-    pub fn expect_problem(&self, class: &str, location: &str) -> &Run {
-        let problems = self.problems();
-        if !problems.iter().any(|(c, l)| c == class && l == location) {
-            self.fail(&format!(
-                "expected a problem {class} at {location}; found {problems:#?}"
-            ));
-        }
-        self
-    }
-
-    /// Panic unless the `--json` report lists a problem of `class` (anywhere).
-    pub fn expect_class(&self, class: &str) -> &Run {
-        let problems = self.problems();
-        if !problems.iter().any(|(c, _)| c == class) {
-            self.fail(&format!(
-                "expected a problem of class {class}; found {problems:#?}"
-            ));
-        }
-        self
-    }
-
-    /// Panic unless no problem of `class` is listed.
-    pub fn expect_no_class(&self, class: &str) -> &Run {
-        let problems = self.problems();
-        if problems.iter().any(|(c, _)| c == class) {
-            self.fail(&format!("expected no problem of class {class}"));
-        }
-        self
-    }
-
-    /// Panic with `msg` and everything known about the run.
-    pub fn fail(&self, msg: &str) -> ! {
-        panic!("{msg}\n\n{}", self.context)
-    }
+/// `sealer serve --listen 127.0.0.1:PORT ...`, started and waited for until it answers
+/// `/healthz`.
+pub struct Serve {
+    cmd: Command,
+    port: u16,
+    patience: Duration,
 }
 
-fn show_cmd(cmd: &Command) -> String {
-    let mut s = format!("command: {}", cmd.get_program().to_string_lossy());
-    for a in cmd.get_args() {
-        let _ = write!(s, " {}", a.to_string_lossy());
-    }
-    let cwd = match cmd.get_current_dir() {
-        Some(d) => d.to_path_buf(),
-        None => std::env::current_dir().unwrap_or_default(),
-    };
-    let _ = write!(s, "\ncwd: {}", cwd.display());
-    s
-}
-
-/// Every file under `dir` with its size, one per line (hidden names included).
-pub fn listing(dir: &Path) -> String {
-    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-        let Ok(entries) = fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries.flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                walk(root, &path, out);
-            } else {
-                let size = e.metadata().map(|m| m.len()).unwrap_or(0);
-                let rel = path.strip_prefix(root).unwrap_or(&path);
-                out.push(format!("  {} ({size} bytes)", rel.display()));
-            }
+impl Serve {
+    pub fn new(bin: &Path, port: u16) -> Serve {
+        let listen = format!("127.0.0.1:{port}");
+        Serve {
+            cmd: command(bin, &["serve", "--listen", &listen]),
+            port,
+            patience: PATIENCE,
         }
     }
-    let mut lines = Vec::new();
-    walk(dir, dir, &mut lines);
-    lines.sort();
-    format!(
-        "--- listing of {} ---\n{}\n",
-        dir.display(),
-        lines.join("\n")
-    )
+
+    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Serve {
+        self.cmd.arg(arg);
+        self
+    }
+
+    pub fn args<I: IntoIterator<Item = S>, S: AsRef<OsStr>>(mut self, args: I) -> Serve {
+        self.cmd.args(args);
+        self
+    }
+
+    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Serve {
+        self.cmd.env(key, value);
+        self
+    }
+
+    pub fn envs<I, K, V>(mut self, vars: I) -> Serve
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<OsStr>,
+        V: AsRef<OsStr>,
+    {
+        self.cmd.envs(vars);
+        self
+    }
+
+    pub fn current_dir(mut self, dir: &Path) -> Serve {
+        self.cmd.current_dir(dir);
+        self
+    }
+
+    /// How long it may take to answer `/healthz` (default 30 s): a sealer that starts on a
+    /// large store verifies it first.
+    pub fn patience(mut self, patience: Duration) -> Serve {
+        self.patience = patience;
+        self
+    }
+
+    /// The command line, for messages.
+    pub fn show(&self) -> String {
+        show_cmd(&self.cmd)
+    }
+
+    /// Start it with its output appended to `log`, and wait until `/healthz` answers 200.
+    pub fn start(self, log: &Path) -> anyhow::Result<Process> {
+        let url = format!("http://127.0.0.1:{}/healthz", self.port);
+        let mut process = Process::spawn("the sealer", self.cmd, log)?;
+        process.wait_http_ok(&url, self.patience)?;
+        Ok(process)
+    }
 }
 
 /// `n` valid NDJSON events of `source` with sequence numbers `first..first+n`.
@@ -247,7 +151,7 @@ pub struct Sealer {
     pub tokens: Option<(String, String)>,
     /// Where the token files are, for as long as the sealer lives.
     token_dir: Option<TempDir>,
-    child: Option<Child>,
+    process: Option<Process>,
     port: u16,
     agent: ureq::Agent,
 }
@@ -293,7 +197,7 @@ impl Sealer {
             env,
             tokens: None,
             token_dir: None,
-            child: None,
+            process: None,
             port: 0,
             agent: ureq::AgentBuilder::new().timeout(PATIENCE).build(),
         };
@@ -445,17 +349,43 @@ impl Sealer {
     /// Wait until every entry sealed so far is in the store under a checkpoint
     /// (`/readyz` reports no upload lag). Start the sealer with a short `--segment-max-age`.
     pub fn wait_stored(&self) {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let ready = self.get_json("/readyz");
-            if ready["upload_lag_entries"] == 0 {
-                return;
-            }
-            if Instant::now() > deadline {
-                self.fail(&format!("entries not stored within {PATIENCE:?}: {ready}"));
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        self.wait_until("every sealed entry to be stored", || {
+            self.get_json("/readyz")["upload_lag_entries"] == 0
+        });
+    }
+
+    /// Wait until `condition` holds, or fail with the sealer's diagnostics after 30 s.
+    pub fn wait_until(&self, what: &str, condition: impl FnMut() -> bool) {
+        self.wait_until_within(what, PATIENCE, condition);
+    }
+
+    /// [`Sealer::wait_until`] with another patience.
+    pub fn wait_until_within(
+        &self,
+        what: &str,
+        patience: Duration,
+        condition: impl FnMut() -> bool,
+    ) {
+        if let Err(timeout) = wait::until_true(what, patience, condition) {
+            self.fail(&timeout.to_string());
         }
+    }
+
+    /// Wait until `probe` answers, and return its answer; fail with the sealer's diagnostics
+    /// after 30 s.
+    pub fn wait_for<T>(&self, what: &str, probe: impl FnMut() -> Option<T>) -> T {
+        wait::until(what, PATIENCE, probe).unwrap_or_else(|timeout| self.fail(&timeout.to_string()))
+    }
+
+    /// Wait until the metric `name` is at least `value`; its value.
+    pub fn wait_metric(&self, name: &str, value: u64) -> u64 {
+        let found = wait::until(&format!("{name} >= {value}"), PATIENCE, || {
+            Some(self.metric(name)).filter(|&v| v >= value)
+        });
+        found.unwrap_or_else(|timeout| {
+            let now = self.metric(name);
+            self.fail(&format!("{timeout} (it is {now})"))
+        })
     }
 
     /// Copy the store to a new directory next to it (made writable), for tampering.
@@ -481,59 +411,33 @@ impl Sealer {
                     .expect("a free port")
                     .port(),
             };
-            let log = append(&self.log_path());
-            let log_start = log.metadata().map_or(0, |m| m.len() as usize);
-            let listen = format!("127.0.0.1:{}", self.port);
+            let log_start = fs::metadata(self.log_path()).map_or(0, |m| m.len() as usize);
             let (keys, store, data) = (self.keys_dir(), self.store(), self.data_dir());
             let store = self.store_location.as_deref().unwrap_or(s(&store));
-            let mut args = vec!["serve", "--keys", s(&keys), "--store", store];
-            args.extend(["--data-dir", s(&data), "--listen", &listen]);
-            args.extend(self.serve_args.iter().map(String::as_str));
-            let mut cmd = sealer_cmd(&args);
-            cmd.current_dir(self.root())
-                .envs(self.env.iter().cloned())
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().expect("log file"))
-                .stderr(log);
-            let header = format!("=== test harness: {}\n", show_cmd(&cmd));
-            let _ = std::io::Write::write_all(&mut append(&self.log_path()), header.as_bytes());
-            let child = cmd
-                .spawn()
-                .unwrap_or_else(|e| self.fail(&format!("failed to start the sealer: {e}")));
-            self.child = Some(child);
-            match self.wait_healthy() {
-                Ok(()) => return,
-                Err(status) => {
+            let serve = Serve::new(&sealer_bin(), self.port)
+                .args(["--keys", s(&keys), "--store", store, "--data-dir", s(&data)])
+                .args(&self.serve_args)
+                .current_dir(self.root())
+                .envs(self.env.iter().cloned());
+            let header = format!("=== test harness: {}\n", serve.show());
+            let log = append(&self.log_path()).unwrap_or_else(|e| self.fail(&format!("{e:#}")));
+            let _ = std::io::Write::write_all(&mut &log, header.as_bytes());
+            match serve.start(&self.log_path()) {
+                Ok(process) => {
+                    self.process = Some(process);
+                    return;
+                }
+                Err(e) => {
                     let log = fs::read(self.log_path()).unwrap_or_default();
                     let this_run = String::from_utf8_lossy(log.get(log_start..).unwrap_or(&[]));
                     if !this_run.contains("failed to listen") {
-                        self.fail(&format!("the sealer exited at start with {status}"));
+                        self.fail(&format!("the sealer did not start: {e:#}"));
                     }
                     std::thread::sleep(Duration::from_millis(200));
                 }
             }
         }
         self.fail("could not start the sealer on a free port in 5 attempts");
-    }
-
-    /// Wait for `/healthz`; `Err` with the exit status if the process ended first.
-    fn wait_healthy(&mut self) -> Result<(), String> {
-        let deadline = Instant::now() + PATIENCE;
-        let url = self.url("/healthz");
-        loop {
-            let child = self.child.as_mut().expect("started");
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                self.child = None;
-                return Err(status.to_string());
-            }
-            if self.agent.get(&url).call().is_ok() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                self.fail(&format!("the sealer did not answer {url} in {PATIENCE:?}"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -618,53 +522,31 @@ impl Sealer {
 
     /// SIGTERM, then wait: the sealer stores its last segment and exits 0.
     pub fn stop(&mut self) {
-        let Some(child) = self.child.as_mut() else {
+        let Some(mut process) = self.process.take() else {
             return;
         };
-        let pid = libc::pid_t::try_from(child.id()).expect("pid fits pid_t");
-        // SAFETY: kill(2) has no memory-safety preconditions; the pid is our own child,
-        // not yet waited for, so it cannot have been reused.
-        if unsafe { libc::kill(pid, libc::SIGTERM) } != 0 {
-            self.fail(&format!(
-                "kill -TERM {pid}: {}",
-                std::io::Error::last_os_error()
-            ));
-        }
-        let status = self.wait_exit();
-        if !status.success() {
-            self.fail(&format!("after SIGTERM the sealer exited with {status}"));
+        match process.stop() {
+            Ok(Some(status)) if status.success() => {}
+            Ok(status) => self.fail(&format!("after SIGTERM the sealer exited with {status:?}")),
+            Err(e) => self.fail(&format!("{e:#}")),
         }
     }
 
     /// SIGKILL, then wait: a crash.
     pub fn kill9(&mut self) {
-        if let Some(child) = self.child.as_mut() {
-            child.kill().expect("SIGKILL the sealer");
-            self.wait_exit();
+        if let Some(mut process) = self.process.take() {
+            process.kill();
         }
     }
 
-    fn wait_exit(&mut self) -> std::process::ExitStatus {
-        let deadline = Instant::now() + PATIENCE;
-        loop {
-            let child = self.child.as_mut().expect("running");
-            if let Some(status) = child.try_wait().expect("try_wait") {
-                self.child = None;
-                return status;
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                self.child = None;
-                self.fail(&format!("the sealer did not exit within {PATIENCE:?}"));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+    /// The sealer's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.process.as_ref().and_then(Process::pid)
     }
 
     /// Start again with the same keys, store, data directory and options (on a new port).
     pub fn restart(&mut self) {
-        if self.child.is_some() {
+        if self.process.is_some() {
             self.fail("restart() of a sealer that is still running");
         }
         self.spawn();
@@ -673,22 +555,21 @@ impl Sealer {
     /// Start again as [`Sealer::restart`] does, but on the same port: a gateway's cluster
     /// points at a fixed address.
     pub fn restart_on_same_port(&mut self) {
-        if self.child.is_some() {
+        if self.process.is_some() {
             self.fail("restart_on_same_port() of a sealer that is still running");
         }
         self.spawn_on(Some(self.port));
     }
 
     pub fn is_running(&self) -> bool {
-        self.child.is_some()
+        self.process.is_some()
     }
 }
 
 impl Drop for Sealer {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut process) = self.process.take() {
+            process.kill();
         }
         if (std::thread::panicking() || std::env::var_os("E2E_KEEP").is_some())
             && let Some(dir) = self.dir.take()
@@ -700,34 +581,4 @@ impl Drop for Sealer {
 
 fn s(p: &Path) -> &str {
     p.to_str().expect("test paths are UTF-8")
-}
-
-fn append(path: &Path) -> File {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .expect("log file")
-}
-
-/// Copy a directory tree; the copies are writable (the store's objects are 0444).
-pub fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap_or_else(|e| panic!("mkdir {}: {e}", to.display()));
-    for e in fs::read_dir(from).unwrap_or_else(|e| panic!("read {}: {e}", from.display())) {
-        let e = e.expect("directory entry");
-        let target = to.join(e.file_name());
-        if e.path().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            fs::copy(e.path(), &target).expect("copy file");
-            make_writable(&target);
-        }
-    }
-}
-
-/// chmod u+w, so a test can edit a stored (0444) object.
-pub fn make_writable(path: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let mode = fs::metadata(path).expect("metadata").permissions().mode();
-    fs::set_permissions(path, fs::Permissions::from_mode(mode | 0o200)).expect("chmod u+w");
 }

@@ -7,29 +7,15 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use tungstenite::stream::MaybeTlsStream;
 use tungstenite::{Message, WebSocket};
-
-/// Chromium: `AUDIT_CHROMIUM_BIN`, else `chromium` on PATH; panics naming the fix otherwise.
-pub fn chromium_bin() -> PathBuf {
-    if let Some(p) = std::env::var_os("AUDIT_CHROMIUM_BIN") {
-        return PathBuf::from(p);
-    }
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .map(|d| d.join("chromium"))
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| {
-            panic!("chromium not found: run `cargo xtask test` (it installs Debian's chromium)")
-        })
-}
 
 pub struct Browser {
     child: Child,
@@ -45,7 +31,8 @@ impl Browser {
             .prefix("chromium-e2e-")
             .tempdir()
             .expect("profile directory");
-        let mut child = Command::new(chromium_bin())
+        let chromium = crate::locate::chromium_bin().unwrap_or_else(|e| panic!("{e:#}"));
+        let mut child = Command::new(chromium)
             .args([
                 "--headless=new",
                 "--no-sandbox",
@@ -85,11 +72,12 @@ impl Browser {
             .next()
             .and_then(|p| p.parse().ok())
             .expect("a port in the DevTools address");
-        let tab: Value = ureq::put(&format!("http://127.0.0.1:{port}/json/new?about:blank"))
+        let tab = ureq::put(&format!("http://127.0.0.1:{port}/json/new?about:blank"))
             .call()
             .expect("a new tab")
-            .into_json()
-            .expect("the tab's JSON");
+            .into_string()
+            .expect("the new tab's description");
+        let tab: Value = serde_json::from_str(&tab).expect("the tab's JSON");
         let url = tab["webSocketDebuggerUrl"]
             .as_str()
             .expect("the tab's WebSocket");
@@ -145,8 +133,7 @@ impl Browser {
 
     /// Evaluate `expression` until it is truthy (at most `patience`); its value.
     pub fn wait_for(&mut self, what: &str, expression: &str, patience: Duration) -> Value {
-        let deadline = Instant::now() + patience;
-        loop {
+        let found = crate::wait::until(what, patience, || {
             let v = self.eval(expression);
             let truthy = match &v {
                 Value::Null => false,
@@ -155,15 +142,12 @@ impl Browser {
                 Value::String(s) => !s.is_empty(),
                 _ => true,
             };
-            if truthy {
-                return v;
-            }
-            if Instant::now() > deadline {
-                let text = self.eval("document.body ? document.body.innerText.slice(0, 2000) : ''");
-                panic!("timed out waiting for {what} ({expression}); the page shows:\n{text}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            truthy.then_some(v)
+        });
+        found.unwrap_or_else(|timeout| {
+            let text = self.eval("document.body ? document.body.innerText.slice(0, 2000) : ''");
+            panic!("{timeout} ({expression}); the page shows:\n{text}")
+        })
     }
 
     /// Emulate a window of `width`×`height` and the light or dark color scheme.
