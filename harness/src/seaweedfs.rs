@@ -299,6 +299,11 @@ mod client {
 
     use super::{ACCESS_KEY, SECRET_KEY, SeaweedFs};
 
+    /// Plain HTTP: SeaweedFS listens on loopback without TLS.
+    fn http_client() -> aws_sdk_s3::config::SharedHttpClient {
+        aws_smithy_http_client::Builder::new().build_http()
+    }
+
     pub(super) struct S3 {
         pub(super) runtime: tokio::runtime::Runtime,
         pub(super) client: Client,
@@ -311,7 +316,12 @@ mod client {
                 .build()?;
             Ok(S3 {
                 runtime,
-                client: Client::from_conf(aws_sdk_s3::Config::builder().build()),
+                client: Client::from_conf(
+                    aws_sdk_s3::Config::builder()
+                        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+                        .http_client(http_client())
+                        .build(),
+                ),
             })
         }
 
@@ -324,6 +334,7 @@ mod client {
                 .endpoint_url(endpoint)
                 .credentials_provider(credentials)
                 .force_path_style(true)
+                .http_client(http_client())
                 .build();
             self.client = Client::from_conf(config);
         }

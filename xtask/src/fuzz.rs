@@ -57,11 +57,15 @@ pub fn fuzz(targets: &[&str], seconds: u64) -> anyhow::Result<()> {
     let root = harness::workspace_root();
     let fuzz_dir = root.join("fuzz");
     let target_dir = harness::locate::target_dir().join("fuzz");
+    // `cargo fuzz SUBCOMMAND --target-dir DIR ARGS...`: the option goes before the arguments,
+    // which may end in `-- LIBFUZZER-OPTIONS`.
     let command = |args: &[&str]| {
+        let (subcommand, rest) = args.split_first().expect("a cargo-fuzz subcommand");
         let mut cmd = Command::new(&cargo_fuzz);
-        cmd.args(args)
+        cmd.arg(subcommand)
             .arg("--target-dir")
             .arg(&target_dir)
+            .args(rest)
             .current_dir(&fuzz_dir)
             .env("RUSTC_BOOTSTRAP", "1");
         cmd

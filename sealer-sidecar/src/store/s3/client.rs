@@ -13,6 +13,7 @@ use crate::store::StoreError;
 /// `us-east-1` (S3-compatible servers accept any).
 pub async fn client(options: &S3Options) -> Client {
     let shared = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(https_client())
         .load()
         .await;
     let mut config = aws_sdk_s3::config::Builder::from(&shared)
@@ -30,6 +31,15 @@ pub async fn client(options: &S3Options) -> Client {
         config = config.region(aws_sdk_s3::config::Region::new("us-east-1"));
     }
     Client::from_conf(config.build())
+}
+
+/// HTTPS for the S3 client and the credential providers: hyper over rustls with ring, and the
+/// system's trust roots.
+pub fn https_client() -> aws_sdk_s3::config::SharedHttpClient {
+    use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+    aws_smithy_http_client::Builder::new()
+        .tls_provider(Provider::Rustls(CryptoMode::Ring))
+        .build_https()
 }
 
 /// A short account of a failed request: the S3 error code, its message and the HTTP status
