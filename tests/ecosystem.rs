@@ -1,5 +1,5 @@
 //! The sealed log in someone else's tools: DuckDB (PyPI `duckdb`, installed by
-//! `cargo xtask test` into `target/tools/duckdb-venv`) reads the exported NDJSON and the
+//! `cargo xtask test` into its tools directory) reads the exported NDJSON and the
 //! sealed segments themselves, and counts what the query API counts.
 
 use std::path::PathBuf;
@@ -8,19 +8,10 @@ use std::process::Command;
 use harness::Sealer;
 use serde_json::{Value, json};
 
-/// The Python that has DuckDB: `AUDIT_DUCKDB_PYTHON` (set by `cargo xtask test`), else the
-/// one `cargo xtask test` installs.
+/// The Python with DuckDB: `AUDIT_DUCKDB_PYTHON` (set by `cargo xtask test`), else the one
+/// `cargo xtask test` installs.
 fn duckdb_python() -> PathBuf {
-    let installed = harness::workspace_root().join("target/tools/duckdb-venv/bin/python");
-    let from_env = std::env::var_os("AUDIT_DUCKDB_PYTHON").map(PathBuf::from);
-    match from_env.iter().chain([&installed]).find(|p| p.is_file()) {
-        Some(p) => p.clone(),
-        None => panic!(
-            "DuckDB's Python not found (AUDIT_DUCKDB_PYTHON={from_env:?}, {}): run `cargo xtask \
-             test` (it installs DuckDB)",
-            installed.display()
-        ),
-    }
+    harness::locate::duckdb_python().unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 fn event(seq: u64) -> String {

