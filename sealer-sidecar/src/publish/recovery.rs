@@ -327,18 +327,20 @@ mod tests {
         .await
     }
 
+    /// The offset just past the `n`th record (its newline) of a WAL's bytes.
+    fn end_of_record(wal: &[u8], n: usize) -> usize {
+        let newlines = wal.iter().enumerate().filter(|(_, b)| **b == b'\n');
+        newlines
+            .map(|(i, _)| i + 1)
+            .nth(n - 1)
+            .expect("the WAL has n records")
+    }
+
     #[tokio::test]
     async fn a_torn_tail_is_cut_and_reported() {
         let (dir, path, mac) = wal_with_three_records();
         let full = fs::read(&path).unwrap();
-        let second_end = full
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| **b == b'\n')
-            .nth(1)
-            .unwrap()
-            .0
-            + 1;
+        let second_end = end_of_record(&full, 2);
         fs::write(&path, &full[..second_end + 40]).unwrap();
         let r = recover_in(dir.path(), &mac).await.unwrap();
         assert_eq!(r.torn_bytes, 40);
@@ -354,14 +356,7 @@ mod tests {
     async fn a_wal_cut_at_every_offset_of_its_last_record_recovers_the_whole_records() {
         let (dir, path, mac) = wal_with_three_records();
         let full = fs::read(&path).unwrap();
-        let second_end = full
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| **b == b'\n')
-            .nth(1)
-            .unwrap()
-            .0
-            + 1;
+        let second_end = end_of_record(&full, 2);
         for cut in second_end..=full.len() {
             fs::write(&path, &full[..cut]).unwrap();
             let r = recover_in(dir.path(), &mac)
