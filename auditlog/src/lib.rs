@@ -31,6 +31,8 @@
 //! - [`layout`]: object names in a store.
 //! - [`verify`]: verification of a whole store, without I/O.
 //! - [`query`]: the fields a query filters entries on, and the filter.
+
+#![forbid(unsafe_code)]
 pub mod chain;
 pub mod checkpoint;
 pub mod entry;

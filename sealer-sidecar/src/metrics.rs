@@ -23,8 +23,6 @@ use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::seal::spool::Spool;
-
 /// A count that only goes up.
 pub type Count = Counter<u64, AtomicU64>;
 /// A value that goes up and down.
@@ -110,15 +108,29 @@ fn latency() -> Histogram {
     Histogram::new(exponential_buckets(0.0001, 2.0, 18))
 }
 
+/// A value another part keeps and the metrics only show, read at each scrape (the spool,
+/// which the writer and the uploader keep). Implemented where the value lives, so the metrics
+/// depend on no stage.
+pub trait Reading: std::fmt::Debug + Send + Sync + 'static {
+    fn read(&self) -> u64;
+}
+
+/// A constant reading.
+impl Reading for u64 {
+    fn read(&self) -> u64 {
+        *self
+    }
+}
+
 impl Default for Metrics {
     fn default() -> Self {
-        Metrics::new(Spool::default())
+        Metrics::new(0)
     }
 }
 
 impl Metrics {
-    /// Metrics that show `spool` (the writer and the uploader keep it).
-    pub fn new(spool: Spool) -> Self {
+    /// Metrics that show the bytes of `spool` (the writer and the uploader keep it).
+    pub fn new(spool: impl Reading) -> Self {
         let mut m = Metrics {
             registry: Registry::default(),
             health: Arc::new(Health::default()),
@@ -150,11 +162,11 @@ impl Metrics {
             segment_upload_seconds: latency(),
             webhook_seconds: latency(),
         };
-        m.register(spool);
+        m.register(Box::new(spool));
         m
     }
 
-    fn register(&mut self, spool: Spool) {
+    fn register(&mut self, spool: Box<dyn Reading>) {
         let r = &mut self.registry;
         // Counters are exposed with the `_total` suffix.
         let counters: [(&str, &str, &Count); 18] = [
@@ -349,7 +361,7 @@ impl Metrics {
 /// lag.
 #[derive(Debug)]
 struct Shown {
-    spool: Spool,
+    spool: Box<dyn Reading>,
     health: Arc<Health>,
     log_size: Level,
     checkpoint_size: Level,
@@ -361,7 +373,7 @@ impl Collector for Shown {
             (
                 "sealer_spool_bytes",
                 "Bytes of sealed entries kept locally until the store has them.",
-                self.spool.bytes(),
+                self.spool.read(),
             ),
             (
                 "sealer_upload_lag_entries",
@@ -389,6 +401,7 @@ impl Collector for Shown {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::seal::spool::Spool;
 
     #[test]
     fn renders_counters_gauges_histograms_and_what_others_keep() {

@@ -30,3 +30,10 @@ impl Spool {
         self.0.load(Relaxed)
     }
 }
+
+/// The metrics show the spool's bytes at each scrape.
+impl crate::metrics::Reading for Spool {
+    fn read(&self) -> u64 {
+        self.bytes()
+    }
+}
