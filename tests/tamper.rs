@@ -337,6 +337,29 @@ fn deleted_segment() {
         .expect_problem("missing_entries", &next.key);
 }
 
+#[test]
+fn max_age_fails_a_log_whose_newest_checkpoint_is_older() {
+    let s = sealed_log("e2e.test/max-age");
+    let fresh = s.verify(&["--json", "--max-age", "1h"]);
+    fresh.expect_code(0);
+    let report = fresh.json();
+    let newest = report["newest_checkpoint"]["key"]
+        .as_str()
+        .unwrap_or_else(|| fresh.fail("no newest checkpoint in the report"));
+    // Every checkpoint was signed before now: with no age allowed, the newest one is stale.
+    s.verify(&["--json", "--max-age", "0s"])
+        .expect_code(1)
+        .expect_problem("stale", newest);
+    let human = s.verify(&["--max-age", "0s"]);
+    human.expect_code(1);
+    if !human
+        .stdout()
+        .contains("the log stalled or was rolled back")
+    {
+        human.fail("expected the stale checkpoint named in the report");
+    }
+}
+
 /// `sealer verify --json` of `store` with `public_key` and no HMAC key.
 fn verify_without_hmac(s: &Sealer, store: &Path, public_key: &Path) -> harness::Run {
     s.run(&[

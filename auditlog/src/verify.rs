@@ -74,6 +74,9 @@ pub enum ProblemClass {
     ObjectDeleted,
     /// Storage evidence: an object not locked in COMPLIANCE mode for the required retention.
     NotLocked,
+    /// The newest checkpoint is older than the verifier allows (`sealer verify --max-age`): the
+    /// log stalled, or was rolled back to an older checkpoint.
+    Stale,
 }
 
 /// One finding, with where it is.
@@ -273,6 +276,46 @@ pub struct Report {
     pub problems: Vec<Problem>,
     /// Facts worth knowing that are not evidence of tampering.
     pub warnings: Vec<String>,
+}
+
+impl Report {
+    /// Require the newest checkpoint to be signed within `max_age` before `now`. A log that
+    /// stalled, or was rolled back behind its recent checkpoints, then fails without any state
+    /// kept by the verifier; a store without a checkpoint fails too.
+    pub fn require_fresh(&mut self, max_age: std::time::Duration, now: Timestamp) {
+        let allowed = i64::try_from(max_age.as_nanos()).unwrap_or(i64::MAX);
+        let (location, message) = match &self.newest_checkpoint {
+            Some(c) => {
+                let age = now.unix_nanos().saturating_sub(c.time.unix_nanos());
+                if age <= allowed {
+                    return;
+                }
+                (
+                    c.key.clone(),
+                    format!(
+                        "the newest checkpoint was signed at {}, {:.1} s ago, more than the {:?} \
+                         allowed (the log stalled or was rolled back)",
+                        c.time,
+                        age as f64 / 1e9,
+                        max_age
+                    ),
+                )
+            }
+            None => (
+                layout::CHECKPOINTS.to_owned(),
+                format!("no checkpoint in the store, so none was signed within {max_age:?}"),
+            ),
+        };
+        self.ok = false;
+        self.problem_count += 1;
+        if self.problems.len() < MAX_PROBLEMS {
+            self.problems.push(Problem {
+                class: ProblemClass::Stale,
+                location,
+                message,
+            });
+        }
+    }
 }
 
 struct PendingCheckpoint {
@@ -623,5 +666,61 @@ fn summary(key: &str, head: &LogHead) -> CheckpointSummary {
         size: head.size,
         root: hex::encode(head.root),
         time: head.time,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn report_with_checkpoint_at(time: Option<Timestamp>) -> Report {
+        Report {
+            ok: true,
+            origin: "example.com/log".into(),
+            entries: 3,
+            segments: 1,
+            entries_by_kind: BTreeMap::new(),
+            checkpoints: u64::from(time.is_some()),
+            newest_checkpoint: time.map(|time| CheckpointSummary {
+                key: "checkpoints/00000000000000000003-01.note".into(),
+                size: 3,
+                root: String::new(),
+                time,
+            }),
+            trusted_checkpoint: None,
+            mac_checked: false,
+            root: String::new(),
+            chain_head: String::new(),
+            problem_count: 0,
+            problems: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_checkpoint_older_than_the_max_age_is_stale() {
+        let signed = Timestamp::from_unix_nanos(1_800_000_000_000_000_000);
+        let minute_later = Timestamp::from_unix_nanos(signed.unix_nanos() + 60_000_000_000);
+
+        let mut fresh = report_with_checkpoint_at(Some(signed));
+        fresh.require_fresh(Duration::from_secs(60), minute_later);
+        assert!(fresh.ok && fresh.problems.is_empty());
+
+        let mut stale = report_with_checkpoint_at(Some(signed));
+        stale.require_fresh(Duration::from_secs(59), minute_later);
+        assert!(!stale.ok);
+        assert_eq!(stale.problem_count, 1);
+        assert_eq!(stale.problems[0].class, ProblemClass::Stale);
+        assert_eq!(
+            stale.problems[0].location,
+            "checkpoints/00000000000000000003-01.note"
+        );
+        assert!(stale.problems[0].message.contains("60.0 s ago"));
+
+        let mut none = report_with_checkpoint_at(None);
+        none.require_fresh(Duration::from_secs(3600), minute_later);
+        assert!(!none.ok);
+        assert_eq!(none.problems[0].class, ProblemClass::Stale);
     }
 }

@@ -33,6 +33,10 @@ pub struct VerifyArgs {
     /// was written (without it: locked, for any time).
     #[arg(long)]
     min_retention_days: Option<u32>,
+    /// Fail (`stale`) unless the newest checkpoint was signed within this time (`90s`, `15m`,
+    /// `2h`): a stalled or rolled-back log shows without a trusted checkpoint kept elsewhere.
+    #[arg(long, value_parser = crate::config::parse_duration)]
+    max_age: Option<std::time::Duration>,
 }
 
 /// How `verify` and `export` check.
@@ -138,7 +142,13 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<u8> {
         storage_checks: true,
         min_retention_days: args.min_retention_days,
     };
-    let checked = verify_logs(&args.source, args.checkpoint.as_deref(), &flags).await?;
+    let mut checked = verify_logs(&args.source, args.checkpoint.as_deref(), &flags).await?;
+    if let Some(max_age) = args.max_age {
+        let now = auditlog::timestamp::Timestamp::now();
+        for (_, report) in &mut checked {
+            report.require_fresh(max_age, now);
+        }
+    }
     let several = checked.len() > 1;
     if args.json {
         let stdout = std::io::stdout();
