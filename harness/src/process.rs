@@ -212,6 +212,26 @@ impl Drop for Process {
     }
 }
 
+/// For tests: `launch` a component in a new temporary directory named `prefix…`, returning it
+/// with the directory that the caller then owns; if it does not come up, panic with the
+/// error and keep the directory for inspection.
+pub fn launch_in_temp_dir<T>(
+    prefix: &str,
+    launch: impl FnOnce(&Path) -> anyhow::Result<T>,
+) -> (T, tempfile::TempDir) {
+    let dir = tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir()
+        .expect("temporary directory");
+    match launch(dir.path()) {
+        Ok(launched) => (launched, dir),
+        Err(e) => {
+            eprintln!("test failed: kept {} for inspection", dir.keep().display());
+            panic!("{e:#}")
+        }
+    }
+}
+
 /// `path` opened for appending, created if needed.
 pub fn append(path: &Path) -> anyhow::Result<File> {
     OpenOptions::new()

@@ -18,7 +18,7 @@ use anyhow::{Context, bail};
 use tempfile::TempDir;
 
 use crate::locate::weed_bin;
-use crate::process::Process;
+use crate::process::{Process, launch_in_temp_dir};
 use crate::wait;
 
 /// The credentials the server is started with and every client uses.
@@ -101,21 +101,11 @@ impl SeaweedFs {
 
     /// For tests: start a server in a temporary directory; panics with its log if it cannot.
     pub fn start() -> SeaweedFs {
-        let dir = tempfile::Builder::new()
-            .prefix("seaweedfs-e2e-")
-            .tempdir()
-            .expect("temporary directory");
         let bin = weed_bin().unwrap_or_else(|e| panic!("{e:#}"));
-        match SeaweedFs::launch(&bin, dir.path()) {
-            Ok(mut server) => {
-                server.temp = Some(dir);
-                server
-            }
-            Err(e) => {
-                eprintln!("test failed: kept {} for inspection", dir.keep().display());
-                panic!("{e:#}")
-            }
-        }
+        let (mut server, dir) =
+            launch_in_temp_dir("seaweedfs-e2e-", |dir| SeaweedFs::launch(&bin, dir));
+        server.temp = Some(dir);
+        server
     }
 
     /// The process id of `weed mini`, while it runs.

@@ -12,7 +12,7 @@ use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::locate::envoy_bin;
-use crate::process::{Process, Run};
+use crate::process::{Process, Run, launch_in_temp_dir};
 
 /// How long Envoy may take to come up (it compiles the filter in V8) or to stop.
 const PATIENCE: Duration = Duration::from_secs(30);
@@ -114,18 +114,12 @@ impl Envoy {
 
     /// [`Envoy::start`] with more command-line arguments (e.g. drain settings).
     pub fn start_with_args(config_yaml: &str, args: &[&str]) -> Envoy {
-        let dir = temp_dir();
         let bin = envoy_bin().unwrap_or_else(|e| panic!("{e:#}"));
-        match Envoy::launch(&bin, dir.path(), "envoy", config_yaml, args) {
-            Ok(mut envoy) => {
-                envoy.temp = Some(dir);
-                envoy
-            }
-            Err(e) => {
-                eprintln!("test failed: kept {} for inspection", dir.keep().display());
-                panic!("{e:#}")
-            }
-        }
+        let (mut envoy, dir) = launch_in_temp_dir("envoy-e2e-", |dir| {
+            Envoy::launch(&bin, dir, "envoy", config_yaml, args)
+        });
+        envoy.temp = Some(dir);
+        envoy
     }
 
     pub fn pid(&self) -> Option<u32> {
