@@ -14,6 +14,7 @@ use auditlog::layout;
 use auditlog::merkle::leaf_hash;
 use auditlog::note::{Note, NoteSigner};
 use auditlog::record::{parse_record, write_record};
+use auditlog::tiles::TileId;
 use harness::Sealer;
 use harness::files::make_writable;
 use harness::sealer::events;
@@ -749,6 +750,9 @@ fn json_report_lists_every_problem() {
 
 /// Roll `store` back by its last segment, removing every checkpoint that would tell: the
 /// store then verifies on its own. Returns the segment removed.
+/// Roll the store back by its newest segment, as someone with write access who knows the
+/// layout would: the checkpoints and tiles of the entries removed go too, so that what
+/// remains is a consistent, smaller log.
 fn roll_back_one_segment(store: &Path) -> Segment {
     let last = segments(store).pop().unwrap();
     fs::remove_file(&last.path).unwrap();
@@ -757,7 +761,41 @@ fn roll_back_one_segment(store: &Path) -> Segment {
             fs::remove_file(store.join(key)).unwrap();
         }
     }
+    for (key, id) in tiles(store) {
+        let hashes = last.first >> (8 * u32::from(id.level));
+        if id.first_hash() + u64::from(id.width) > hashes {
+            fs::remove_file(store.join(key)).unwrap();
+        }
+    }
     last
+}
+
+/// Every tile in a local store: `(key, id)`.
+fn tiles(store: &Path) -> Vec<(String, TileId)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![store.join("tile")];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for e in entries {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                let key = path
+                    .strip_prefix(store)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_owned();
+                let id = TileId::parse(&key).unwrap_or_else(|| panic!("{key} is not a tile"));
+                out.push((key, id));
+            }
+        }
+    }
+    out.sort();
+    out
 }
 
 #[test]
@@ -820,4 +858,148 @@ fn get_verify_catches_a_rollback_while_the_sealer_runs() {
         .filter_map(|p| p["class"].as_str())
         .collect();
     assert!(classes.contains(&"truncated"), "{report}");
+}
+
+/// A log of more than two full level-0 tiles: 600 events and the start entry.
+fn tiled_log(origin: &str) -> Sealer {
+    let mut s = Sealer::start(origin, &["--segment-max-age", "200ms"]);
+    for batch in 0..6 {
+        s.seal(&events(SOURCE, 1 + batch * 100, 100));
+    }
+    s.stop();
+    let run = s.verify(&["--json"]);
+    run.expect_code(0);
+    let report = run.json();
+    let keys: Vec<String> = tiles(&s.store()).into_iter().map(|(k, _)| k).collect();
+    for needed in [
+        "tile/0/000",
+        "tile/0/001",
+        "tile/0/002.p/89",
+        "tile/1/000.p/2",
+    ] {
+        if !keys.iter().any(|k| k == needed) {
+            run.fail(&format!("the store should hold {needed}; it has {keys:#?}"));
+        }
+    }
+    if report["entries"] != 601 || report["tiles_checked"].as_u64().unwrap_or(0) < 4 {
+        run.fail("601 entries and every tile checked");
+    }
+    s
+}
+
+/// The tiles of a log whose leaves are `leaves`: `(key, bytes)` of every full tile and the
+/// partial tiles of its size.
+fn tiles_of_leaves(leaves: &[auditlog::merkle::Hash]) -> Vec<(String, Vec<u8>)> {
+    let mut b = auditlog::tiles::TileBuilder::new();
+    let mut out = Vec::new();
+    for leaf in leaves {
+        b.push(*leaf, |id, bytes| out.push((id.key(), bytes)));
+    }
+    out.extend(
+        b.partial_tiles()
+            .into_iter()
+            .map(|(id, bytes)| (id.key(), bytes)),
+    );
+    out
+}
+
+#[test]
+fn edited_missing_and_extra_tiles_are_caught_and_named() {
+    let s = tiled_log("e2e.test/tiles");
+
+    let edited = s.copy_store("edited-tile");
+    let mut bytes = fs::read(edited.join("tile/0/001")).unwrap();
+    bytes[32 * 7] ^= 1;
+    fs::write(edited.join("tile/0/001"), &bytes).unwrap();
+    let run = s.verify_store(&edited, &["--json"]);
+    run.expect_code(1)
+        .expect_problem("tile_mismatch", "tile/0/001");
+    if !run.stdout().contains("hash 7 of the tile") {
+        run.fail("the problem should say which hash of the tile differs");
+    }
+
+    let short = s.copy_store("short-tile");
+    fs::write(short.join("tile/1/000.p/2"), [0u8; 32]).unwrap();
+    s.verify_store(&short, &["--json"])
+        .expect_code(1)
+        .expect_problem("tile_mismatch", "tile/1/000.p/2");
+
+    let missing = s.copy_store("missing-tile");
+    fs::remove_file(missing.join("tile/0/000")).unwrap();
+    fs::remove_file(missing.join("tile/0/002.p/89")).unwrap();
+    s.verify_store(&missing, &["--json"])
+        .expect_code(1)
+        .expect_problem("missing_tile", "tile/0/000")
+        .expect_problem("missing_tile", "tile/0/002.p/89");
+
+    let extra = s.copy_store("extra-tile");
+    fs::create_dir_all(extra.join("tile/0/002.p")).unwrap();
+    fs::write(extra.join("tile/0/002.p/200"), vec![7u8; 32 * 200]).unwrap();
+    fs::write(extra.join("tile/0/005"), vec![7u8; 32 * 256]).unwrap();
+    s.verify_store(&extra, &["--json"])
+        .expect_code(1)
+        .expect_problem("extra_tile", "tile/0/002.p/200")
+        .expect_problem("extra_tile", "tile/0/005");
+
+    let misnamed = s.copy_store("misnamed-tile");
+    fs::write(misnamed.join("tile/0/07"), [0u8; 32]).unwrap();
+    s.verify_store(&misnamed, &["--json"])
+        .expect_code(1)
+        .expect_problem("unknown_object", "tile/0/07");
+}
+
+/// Tiles rewritten consistently for entries that are not the log's (one entry changed,
+/// every tile recomputed from the changed leaves) disagree with the stored entries.
+#[test]
+fn tiles_recomputed_for_other_entries_disagree_with_the_log() {
+    let s = tiled_log("e2e.test/tiles-other");
+    let copy = s.copy_store("other-tiles");
+    let mut leaves = Vec::new();
+    for seg in segments(&copy) {
+        for line in read_lines(&seg.path) {
+            leaves.push(leaf_hash(parse_record(&line).unwrap().entry));
+        }
+    }
+    leaves[300] = leaf_hash(b"an entry that was never sealed");
+    for (key, bytes) in tiles_of_leaves(&leaves) {
+        let path = copy.join(&key);
+        if path.exists() {
+            fs::write(path, bytes).unwrap();
+        }
+    }
+    let run = s.verify_store(&copy, &["--json"]);
+    run.expect_code(1)
+        .expect_problem("tile_mismatch", "tile/0/001")
+        .expect_problem("tile_mismatch", "tile/1/000.p/2");
+}
+
+/// A store written before tiles verifies, with a warning; a sealer started on it writes
+/// every tile once and says so.
+#[test]
+fn a_store_without_tiles_verifies_and_the_sealer_writes_them_once() {
+    let mut s = tiled_log("e2e.test/tiles-backfill");
+    fs::remove_dir_all(s.store().join("tile")).unwrap();
+    let run = s.verify(&["--json"]);
+    run.expect_code(0);
+    let warnings = run.json()["warnings"].to_string();
+    if !warnings.contains("no tiles") {
+        run.fail("a warning should say the store has no tiles");
+    }
+    s.restart();
+    s.wait_until("the start entry is stored", || {
+        s.metric("sealer_tiles_stored_total") > 0
+    });
+    s.stop();
+    let log = fs::read_to_string(s.log_path()).unwrap();
+    if !log.contains("written before tiles")
+        || !log.contains("tiles written for entries stored without them")
+    {
+        s.fail("the sealer should say it wrote the missing tiles");
+    }
+    let run = s.verify(&["--json"]);
+    run.expect_code(0);
+    if run.json()["tiles_checked"].as_u64().unwrap_or(0) < 4 {
+        run.fail("the backfilled tiles are checked");
+    }
+    assert!(s.store().join("tile/0/000").exists() && s.store().join("tile/0/001").exists());
 }

@@ -9,7 +9,8 @@
 //! - entries are serialized with RFC 8785 JSON canonicalization ([`jcs`]);
 //! - every entry is a leaf of an RFC 6962 / RFC 9162 Merkle tree ([`merkle`]);
 //! - checkpoints are C2SP `tlog-checkpoint` bodies ([`checkpoint`]) inside C2SP `signed-note`
-//!   envelopes signed with Ed25519 ([`note`]).
+//!   envelopes signed with Ed25519 ([`note`]);
+//! - the tree's hashes are stored as C2SP `tlog-tiles` hash tiles ([`tiles`]).
 //!
 //! The byte-level format is documented in `docs/log-format.md`, with test vectors that the
 //! tests in this crate check.
@@ -19,6 +20,7 @@
 //! - [`jcs`]: RFC 8785 canonical JSON.
 //! - [`merkle`]: RFC 6962 tree hashing, incremental frontier, inclusion and consistency proofs.
 //! - [`subtrees`]: the same proofs from stored tree levels, in O(log² n) node reads.
+//! - [`tiles`]: the tree in the store as C2SP tlog-tiles hash tiles.
 //! - [`note`]: C2SP signed notes and Ed25519 note keys.
 //! - [`checkpoint`]: C2SP tlog-checkpoint bodies.
 //! - [`event`]: the ingest schema of access events, validated before sealing.
@@ -47,5 +49,6 @@ pub mod query;
 pub mod record;
 pub mod seal;
 pub mod subtrees;
+pub mod tiles;
 pub mod timestamp;
 pub mod verify;

@@ -26,6 +26,8 @@ pub struct LogSealer {
 pub struct Sealed {
     pub seq: u64,
     pub chain: Hash,
+    /// The entry's leaf hash, for the tree's tiles.
+    pub leaf: Hash,
 }
 
 impl LogSealer {
@@ -93,6 +95,7 @@ impl LogSealer {
         Sealed {
             seq,
             chain: self.head,
+            leaf,
         }
     }
 }

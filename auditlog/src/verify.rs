@@ -31,6 +31,7 @@ use crate::layout;
 use crate::merkle::{self, Frontier, Hash, leaf_hash};
 use crate::note::NoteVerifier;
 use crate::record::parse_record;
+use crate::tiles::{self, HASH_BYTES, HEIGHT, TileBuilder, TileId};
 use crate::timestamp::Timestamp;
 
 /// At most this many problems are kept in a report; the total is still counted.
@@ -74,6 +75,13 @@ pub enum ProblemClass {
     ObjectDeleted,
     /// Storage evidence: an object not locked in COMPLIANCE mode for the required retention.
     NotLocked,
+    /// A tile whose hashes differ from the ones the entries give (an edited tile, or entries
+    /// the tiles do not commit to), or whose length is wrong for its name.
+    TileMismatch,
+    /// A tile the tree needs up to the newest checkpoint is not in the store.
+    MissingTile,
+    /// A tile for hashes the log does not have (beyond its entries).
+    ExtraTile,
     /// The newest checkpoint is older than the verifier allows (`sealer verify --max-age`): the
     /// log stalled, or was rolled back to an older checkpoint.
     Stale,
@@ -268,6 +276,8 @@ pub struct Report {
     pub trusted_checkpoint: Option<CheckpointSummary>,
     /// Whether MACs were checked (the HMAC key was given).
     pub mac_checked: bool,
+    /// Tiles compared with the tree recomputed from the entries.
+    pub tiles_checked: u64,
     /// Merkle root and chain head recomputed from the store.
     pub root: String,
     pub chain_head: String,
@@ -344,6 +354,24 @@ pub struct StoreVerifier {
     problems: Vec<Problem>,
     problem_count: u64,
     warnings: Vec<String>,
+    /// Where verification starts: 0, or the size of the trusted checkpoint it resumes from.
+    start: u64,
+    /// The tree's tiles recomputed from the entries.
+    tiles: TileBuilder,
+    /// Tiles listed in the store and not yet compared: `(level, index)` → widths.
+    listed_tiles: BTreeMap<(u8, u64), Vec<u16>>,
+    any_tiles: bool,
+    tile_checks: Vec<TileCheck>,
+    tiles_checked: u64,
+}
+
+/// A stored tile to compare with the tree: fetch `id` and pass it to
+/// [`StoreVerifier::check_tile`].
+#[derive(Clone, Debug)]
+pub struct TileCheck {
+    pub id: TileId,
+    /// The bytes the entries give for it.
+    pub expected: Vec<u8>,
 }
 
 impl StoreVerifier {
@@ -367,7 +395,197 @@ impl StoreVerifier {
             problems: Vec::new(),
             problem_count: 0,
             warnings: Vec::new(),
+            start: 0,
+            tiles: TileBuilder::new(),
+            listed_tiles: BTreeMap::new(),
+            any_tiles: false,
+            tile_checks: Vec::new(),
+            tiles_checked: 0,
         }
+    }
+
+    /// Verify only what comes after `trusted`, a checkpoint checked before (its signature is
+    /// checked here). `tiles` is the tree's right edge at its size, read from the store's
+    /// tiles, whose root must be the checkpoint's. Segments and checkpoints before its size
+    /// are not looked at again: the caller passes only the segments from its size on.
+    ///
+    /// # Errors
+    /// The checkpoint is not valid for this log, or the tiles do not give its root.
+    pub fn resume(
+        verifier: NoteVerifier,
+        mac_checked: bool,
+        (name, signed): (&str, &str),
+        tiles: TileBuilder,
+        frontier: Frontier,
+    ) -> Result<Self, String> {
+        let head = LogHead::open(signed, &verifier)
+            .map_err(|e| format!("trusted checkpoint {name} is not valid for this log: {e}"))?;
+        if frontier.size() != head.size || frontier.root() != head.root {
+            return Err(format!(
+                "the store's tiles give the root {} for {} entries, the trusted checkpoint {name}                  signs {} (tiles edited, or the store forked)",
+                hex::encode(frontier.root()),
+                frontier.size(),
+                hex::encode(head.root)
+            ));
+        }
+        let mut v = StoreVerifier::new(verifier, mac_checked);
+        v.start = head.size;
+        v.next_seq = head.size;
+        v.head = head.chain;
+        v.frontier = frontier;
+        v.tiles = tiles;
+        v.trusted = Some(summary(name, &head));
+        Ok(v)
+    }
+
+    /// The number of entries before verification started (see [`StoreVerifier::resume`]).
+    pub fn start(&self) -> u64 {
+        self.start
+    }
+
+    /// Add a tile listed in the store (by its key). Must be called before any segment is
+    /// absorbed. Tiles wholly inside the tree verification resumed from are not compared.
+    pub fn add_tile(&mut self, key: &str) {
+        let Some(id) = TileId::parse(key) else {
+            self.add_problem(
+                ProblemClass::UnknownObject,
+                key.to_owned(),
+                "object under tile/ is not a tile name of c2sp.org/tlog-tiles".into(),
+            );
+            return;
+        };
+        self.any_tiles = true;
+        let resumed_hashes = self.start >> (HEIGHT * u32::from(id.level));
+        if id.first_hash() + u64::from(id.width) <= resumed_hashes {
+            return;
+        }
+        self.listed_tiles
+            .entry((id.level, id.index))
+            .or_default()
+            .push(id.width);
+    }
+
+    /// Stored tiles whose expected bytes are now known, to fetch and pass to
+    /// [`StoreVerifier::check_tile`].
+    pub fn take_tile_checks(&mut self) -> Vec<TileCheck> {
+        std::mem::take(&mut self.tile_checks)
+    }
+
+    /// Compare a stored tile (`None`: it was listed but is gone) with the tree.
+    pub fn check_tile(&mut self, check: &TileCheck, stored: Option<&[u8]>) {
+        self.tiles_checked += 1;
+        let key = check.id.key();
+        let Some(stored) = stored else {
+            self.add_problem(
+                ProblemClass::MissingTile,
+                key,
+                "tile was listed but could not be read (deleted while verifying?)".into(),
+            );
+            return;
+        };
+        if stored.len() != check.expected.len() {
+            self.add_problem(
+                ProblemClass::TileMismatch,
+                key,
+                format!(
+                    "tile is {} bytes; its name says {} hashes, {} bytes",
+                    stored.len(),
+                    check.id.width,
+                    check.expected.len()
+                ),
+            );
+            return;
+        }
+        let differs = stored
+            .chunks(HASH_BYTES)
+            .zip(check.expected.chunks(HASH_BYTES))
+            .position(|(a, b)| a != b);
+        if let Some(i) = differs {
+            let level = HEIGHT * u32::from(check.id.level);
+            self.add_problem(
+                ProblemClass::TileMismatch,
+                key,
+                format!(
+                    "hash {i} of the tile (tree level {level}, position {}) differs from the one                      the entries give (tile edited, or entries the tiles do not commit to)",
+                    check.id.first_hash() + i as u64
+                ),
+            );
+        }
+    }
+
+    /// A tile the entries completed: compare it and its partial versions, if stored; it is
+    /// required when the newest checkpoint covers it.
+    fn full_tile_done(&mut self, id: TileId, bytes: Vec<u8>) {
+        let widths = self
+            .listed_tiles
+            .remove(&(id.level, id.index))
+            .unwrap_or_default();
+        let newest = self.newest.as_ref().map_or(0, |n| n.size);
+        if self.any_tiles && !widths.contains(&id.width) && id.tree_size_covered() <= newest {
+            self.add_problem(
+                ProblemClass::MissingTile,
+                id.key(),
+                format!("the tree of the newest checkpoint ({newest} entries) needs this tile"),
+            );
+        }
+        for width in widths {
+            let tile = TileId { width, ..id };
+            self.tile_checks.push(TileCheck {
+                id: tile,
+                expected: bytes[..usize::from(width) * HASH_BYTES].to_vec(),
+            });
+        }
+    }
+
+    /// The tree has reached the newest checkpoint's size: its right-edge tiles must exist.
+    fn check_edge_of_newest(&mut self, size: u64) {
+        if !self.any_tiles {
+            return;
+        }
+        for id in tiles::right_edge(size) {
+            let listed = self.listed_tiles.get(&(id.level, id.index));
+            if !listed.is_some_and(|w| w.contains(&id.width) || w.contains(&(tiles::WIDTH as u16)))
+            {
+                self.add_problem(
+                    ProblemClass::MissingTile,
+                    id.key(),
+                    format!("the tree of the newest checkpoint ({size} entries) needs this tile"),
+                );
+            }
+        }
+    }
+
+    /// After the last segment: the stored tiles left to compare (partial tiles of the right
+    /// edge). Tiles beyond the log are reported.
+    pub fn finish_tiles(&mut self) -> Vec<TileCheck> {
+        let size = self.frontier.size();
+        for ((level, index), widths) in std::mem::take(&mut self.listed_tiles) {
+            let edge = self.tiles.edge(level).to_vec();
+            let edge_index = (size >> (HEIGHT * u32::from(level))) >> HEIGHT;
+            for width in widths {
+                let id = TileId {
+                    level,
+                    index,
+                    width,
+                };
+                if !self.tree_intact {
+                    continue;
+                }
+                if index == edge_index && usize::from(width) <= edge.len() {
+                    self.tile_checks.push(TileCheck {
+                        id,
+                        expected: edge[..usize::from(width)].concat(),
+                    });
+                } else {
+                    self.add_problem(
+                        ProblemClass::ExtraTile,
+                        id.key(),
+                        format!("tile holds hashes the log's {size} entries do not have"),
+                    );
+                }
+            }
+        }
+        self.take_tile_checks()
     }
 
     /// The log's origin (the verifier key's name).
@@ -421,7 +639,13 @@ impl StoreVerifier {
     /// Queue a checkpoint for comparison when the log reaches its size. Checkpoints of the
     /// empty log are compared at once.
     fn expect_checkpoint(&mut self, cp: PendingCheckpoint) {
-        if cp.head.size == 0 {
+        if cp.head.size < self.start {
+            return;
+        }
+        if cp.head.size == self.start && self.start > 0 {
+            let (root, head) = (self.frontier.root(), self.head);
+            self.compare_checkpoints(vec![cp], self.start, &root, Some(&head));
+        } else if cp.head.size == 0 {
             let genesis = chain::genesis(self.verifier.name());
             self.compare_checkpoints(vec![cp], 0, &merkle::empty_root(), Some(&genesis));
         } else {
@@ -434,7 +658,7 @@ impl StoreVerifier {
         self.add_problem(
             ProblemClass::UnknownObject,
             key.to_owned(),
-            "object is not part of the store layout (segments/, checkpoints/)".into(),
+            "object is not part of the store layout (segments/, checkpoints/, tile/)".into(),
         );
     }
 
@@ -515,9 +739,19 @@ impl StoreVerifier {
                     format!("entry {first} {what}"),
                 );
             }
+            let newest = self.newest.as_ref().map(|n| n.size);
+            let mut completed = Vec::new();
             for (leaf, stored_chain) in check.leaves.iter().zip(&check.chains) {
                 self.frontier.push(*leaf);
+                self.tiles
+                    .push(*leaf, |id, bytes| completed.push((id, bytes)));
+                for (id, bytes) in completed.drain(..) {
+                    self.full_tile_done(id, bytes);
+                }
                 let size = self.frontier.size();
+                if Some(size) == newest {
+                    self.check_edge_of_newest(size);
+                }
                 if self.pending.first_key_value().map(|(s, _)| *s) == Some(size) {
                     let (_, cps) = self.pending.pop_first().expect("checked above");
                     let root = self.frontier.root();
@@ -635,6 +869,13 @@ impl StoreVerifier {
             ),
             _ => {}
         }
+        if !self.any_tiles && size > 0 {
+            self.warnings.push(
+                "the store has no tiles (written before tiles): they were not checked; a sealer \
+                 started on the store writes them once"
+                    .into(),
+            );
+        }
         if !self.mac_checked {
             self.warnings.push(
                 "MACs not checked (no HMAC key given); chain and signed checkpoints were checked"
@@ -651,6 +892,7 @@ impl StoreVerifier {
             newest_checkpoint: self.newest,
             trusted_checkpoint: self.trusted,
             mac_checked: self.mac_checked,
+            tiles_checked: self.tiles_checked,
             root: hex::encode(self.frontier.root()),
             chain_head: hex::encode(self.head),
             problem_count: self.problem_count,
@@ -690,6 +932,7 @@ mod tests {
             }),
             trusted_checkpoint: None,
             mac_checked: false,
+            tiles_checked: 0,
             root: String::new(),
             chain_head: String::new(),
             problem_count: 0,

@@ -86,6 +86,7 @@ pub struct Metrics {
     pub wal_commits: Count,
     pub wal_failures: Count,
     pub segments_uploaded: Count,
+    pub tiles_stored: Count,
     pub upload_retries: Count,
     pub checkpoints_published: Count,
     pub integrity_alarms: Count,
@@ -148,6 +149,7 @@ impl Metrics {
             wal_commits: Count::default(),
             wal_failures: Count::default(),
             segments_uploaded: Count::default(),
+            tiles_stored: Count::default(),
             upload_retries: Count::default(),
             checkpoints_published: Count::default(),
             integrity_alarms: Count::default(),
@@ -169,7 +171,7 @@ impl Metrics {
     fn register(&mut self, spool: Box<dyn Reading>) {
         let r = &mut self.registry;
         // Counters are exposed with the `_total` suffix.
-        let counters: [(&str, &str, &Count); 18] = [
+        let counters: [(&str, &str, &Count); 19] = [
             (
                 "sealer_events_received",
                 "Events received in valid batches.",
@@ -229,6 +231,11 @@ impl Metrics {
                 "sealer_segments_uploaded",
                 "Segments written to the store.",
                 &self.segments_uploaded,
+            ),
+            (
+                "sealer_tiles_stored",
+                "Tiles of the Merkle tree (C2SP tlog-tiles) written to the store.",
+                &self.tiles_stored,
             ),
             (
                 "sealer_upload_retries",

@@ -224,6 +224,7 @@ pub async fn run(
         spool: spool.clone(),
         publish_lock: verify_lock.clone(),
         last_checkpoint_file: recovery::last_checkpoint_path(&config.data_dir),
+        tiles: recovered.tiles,
     });
     let uploader_task = tokio::spawn(uploader.run(seg_rx, stop_uploads_rx));
     let (stop_index_tx, stop_index_rx) = watch::channel(false);

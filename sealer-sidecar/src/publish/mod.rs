@@ -2,7 +2,9 @@
 //! at start, the state to resume from is recovered from the store and the WAL.
 //!
 //! - [`uploader`]: stores segments in order and publishes checkpoints.
+//! - [`tiles`]: the tree's tiles, stored before each checkpoint.
 //! - [`recovery`]: rebuilds the writer's and the uploader's state at start.
 
 pub mod recovery;
+pub mod tiles;
 pub mod uploader;

@@ -23,6 +23,7 @@ use auditlog::seal::LogSealer;
 use auditlog::verify::ProblemClass;
 use serde::Deserialize;
 
+use crate::publish::tiles::TileWriter;
 use crate::read::StoredLog;
 use crate::read::head::StoredHead;
 use crate::read::verify::{self, VerifyOptions};
@@ -41,6 +42,8 @@ pub struct Recovered {
     pub pending: Vec<ClosedSegment>,
     /// Bytes of torn tail cut from the last WAL file.
     pub torn_bytes: u64,
+    /// The tree's right edge, at what the store holds, for the tiles still to write.
+    pub tiles: TileWriter,
 }
 
 /// The parts of an entry recovery needs.
@@ -122,6 +125,17 @@ pub async fn recover<S: Store + Clone>(
             report.problem_count
         );
     }
+    let newest = match &report.newest_checkpoint {
+        Some(c) => {
+            let root = hex::decode(&c.root)
+                .ok()
+                .and_then(|r| Hash::try_from(r).ok())
+                .context("the newest checkpoint's root is not 32 bytes of hex")?;
+            (c.size, root)
+        }
+        None => (0, auditlog::merkle::empty_root()),
+    };
+    let tiles = TileWriter::open(store, newest, frontier.size()).await?;
     let stored = StoredHead {
         size: frontier.size(),
         root: frontier.root(),
@@ -148,6 +162,7 @@ pub async fn recover<S: Store + Clone>(
         frontier,
         head,
         mac_key,
+        leaves: Vec::new(),
     };
     let mut pending = Vec::new();
     let mut torn_bytes = 0;
@@ -167,6 +182,7 @@ pub async fn recover<S: Store + Clone>(
                 tail.frontier.size()
             );
         }
+        tail.leaves.clear();
         let good = tail.absorb(&bytes, &path, &mut sources)?;
         if good < bytes.len() {
             // Only a torn tail may be cut: the last group written, never acknowledged. A
@@ -212,6 +228,7 @@ pub async fn recover<S: Store + Clone>(
             last: tail.frontier.size() - 1,
             root: tail.frontier.root(),
             chain: tail.head,
+            leaves: std::mem::take(&mut tail.leaves),
         });
     }
     Ok(Recovered {
@@ -220,6 +237,7 @@ pub async fn recover<S: Store + Clone>(
         stored,
         pending,
         torn_bytes,
+        tiles,
     })
 }
 
@@ -252,6 +270,8 @@ struct Tail<'a> {
     frontier: Frontier,
     head: Hash,
     mac_key: &'a MacKey,
+    /// Leaf hashes of the records absorbed from the current file.
+    leaves: Vec<Hash>,
 }
 
 impl Tail<'_> {
@@ -276,6 +296,7 @@ impl Tail<'_> {
             restore_source(sources, record.entry)
                 .with_context(|| format!("in {}", path.display()))?;
             self.frontier.push(leaf);
+            self.leaves.push(leaf);
             self.head = chain;
             offset += len + 1;
         }

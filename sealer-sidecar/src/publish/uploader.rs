@@ -21,6 +21,7 @@ use bytes::Bytes;
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
+use crate::publish::tiles::{TileWriter, leaves_of};
 use crate::read::head::{HeadSender, StoredHead};
 use crate::seal::spool::Spool;
 use crate::seal::wal;
@@ -38,6 +39,8 @@ pub enum Stopped {
     ShuttingDown,
     #[error("cannot sign a checkpoint: {0}")]
     Signing(String),
+    #[error("cannot compute the tiles of a segment: {0}")]
+    Tiles(String),
 }
 
 /// What the uploader has stored so far (the next checkpoint signs it).
@@ -63,6 +66,8 @@ pub struct Uploader<S> {
     publish_lock: Arc<tokio::sync::Mutex<()>>,
     /// A local copy of the newest stored checkpoint, trusted by the next start's recovery.
     last_checkpoint_file: PathBuf,
+    /// The tree's right edge: the tiles each stored segment adds.
+    tiles: TileWriter,
 }
 
 /// What to store: bytes in memory, or a closed local file.
@@ -83,6 +88,8 @@ pub struct UploaderConfig<S> {
     pub spool: Spool,
     pub publish_lock: Arc<tokio::sync::Mutex<()>>,
     pub last_checkpoint_file: PathBuf,
+    /// At the head's size (see [`TileWriter::open`]).
+    pub tiles: TileWriter,
 }
 
 impl<S: Store> Uploader<S> {
@@ -103,6 +110,7 @@ impl<S: Store> Uploader<S> {
             },
             publish_lock: c.publish_lock,
             last_checkpoint_file: c.last_checkpoint_file,
+            tiles: c.tiles,
         }
     }
 
@@ -152,6 +160,7 @@ impl<S: Store> Uploader<S> {
         self.put_with_retry(&key, Payload::File(&seg.path), shutdown)
             .await?;
         Metrics::add(&self.metrics.segments_uploaded, 1);
+        self.store_tiles(seg, &key, shutdown).await?;
         self.stored = Stored {
             size: seg.last + 1,
             root: seg.root,
@@ -167,6 +176,33 @@ impl<S: Store> Uploader<S> {
             let _ = wal::sync_dir(dir);
         }
         tracing::info!(key, entries = seg.last - seg.first + 1, "segment stored");
+        Ok(())
+    }
+
+    /// Store the tiles the segment's entries add to the tree, before its checkpoint.
+    async fn store_tiles(
+        &mut self,
+        seg: &ClosedSegment,
+        key: &str,
+        shutdown: &mut watch::Receiver<bool>,
+    ) -> Result<(), Stopped> {
+        debug_assert_eq!(self.tiles.size(), seg.first, "segments come in order");
+        let count = seg.last - seg.first + 1;
+        let leaves = if seg.leaves.len() as u64 == count {
+            std::borrow::Cow::Borrowed(&seg.leaves)
+        } else {
+            // Not handed over by the writer: hash the stored file's entries.
+            let bytes = tokio::fs::read(&seg.path)
+                .await
+                .map_err(|e| Stopped::Tiles(format!("cannot read {}: {e}", seg.path.display())))?;
+            let leaves = leaves_of(key, &bytes).map_err(|e| Stopped::Tiles(format!("{e:#}")))?;
+            std::borrow::Cow::Owned(leaves)
+        };
+        for (id, bytes) in self.tiles.append(&leaves) {
+            self.put_with_retry(&id.key(), Payload::Bytes(bytes), shutdown)
+                .await?;
+            Metrics::add(&self.metrics.tiles_stored, 1);
+        }
         Ok(())
     }
 
@@ -302,15 +338,22 @@ mod tests {
             .map(|i| {
                 let first = sealer.size();
                 let mut out = Vec::new();
+                let mut leaves = Vec::new();
                 for k in 0..5 {
                     let e = event("gw/a", i * 5 + k + 1);
-                    sealer.seal(
+                    let sealed = sealer.seal(
                         &mut out,
                         EntryKind::Http,
                         at,
                         e.source.as_ref(),
                         &e.event_json,
                     );
+                    leaves.push(sealed.leaf);
+                }
+                // Odd segments come without their leaves, as after a restart: the uploader
+                // hashes the file.
+                if i % 2 == 1 {
+                    leaves.clear();
                 }
                 let path = dir.join(format!("{first:020}.wal"));
                 std::fs::write(&path, &out).unwrap();
@@ -320,6 +363,7 @@ mod tests {
                     last: sealer.size() - 1,
                     root: sealer.frontier().root(),
                     chain: sealer.head(),
+                    leaves,
                 }
             })
             .collect()
@@ -345,6 +389,7 @@ mod tests {
             spool: Spool::new(0),
             publish_lock: Arc::new(tokio::sync::Mutex::new(())),
             last_checkpoint_file: dir.join("last-checkpoint.note"),
+            tiles: TileWriter::empty(),
         });
         (up, watch)
     }

@@ -16,8 +16,11 @@ use auditlog::merkle::{Frontier, Hash};
 use auditlog::note::NoteVerifier;
 use auditlog::query::{Fields, Filter};
 use auditlog::record::parse_record;
+use auditlog::tiles::TILES;
 use auditlog::timestamp::Timestamp;
-use auditlog::verify::{ProblemClass, Report, SegmentCheck, StoreVerifier, check_segment};
+use auditlog::verify::{
+    ProblemClass, Report, SegmentCheck, StoreVerifier, TileCheck, check_segment,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::store::{ObjectInfo, Store, StoreError};
@@ -77,6 +80,8 @@ pub async fn verify_with_state<S: Store + Clone>(
             && layout::parse_segment_key(&obj.key).is_some()
         {
             segments.push(obj);
+        } else if obj.key.starts_with(TILES) {
+            v.add_tile(&obj.key);
         } else {
             v.unknown_object(&obj.key);
         }
@@ -106,10 +111,14 @@ pub async fn verify_with_state<S: Store + Clone>(
             p.inc(check.records);
         }
         v.absorb(check);
+        let checks = v.take_tile_checks();
+        compare_tiles(store, &mut v, checks).await?;
     }
     if let Some(p) = progress {
         p.finish_and_clear();
     }
+    let checks = v.finish_tiles();
+    compare_tiles(store, &mut v, checks).await?;
     if options.storage_checks {
         for (class, key, message) in store.storage_findings(options.min_retention_days).await? {
             v.add_problem(class, key, message);
@@ -118,6 +127,19 @@ pub async fn verify_with_state<S: Store + Clone>(
     let frontier = v.frontier().clone();
     let head = v.head();
     Ok((v.finish(), frontier, head))
+}
+
+/// Fetch each tile and compare it with what the entries give.
+async fn compare_tiles<S: Store>(
+    store: &S,
+    v: &mut StoreVerifier,
+    checks: Vec<TileCheck>,
+) -> Result<(), StoreError> {
+    for check in checks {
+        let stored = store.get(&check.id.key()).await?;
+        v.check_tile(&check, stored.as_deref());
+    }
+    Ok(())
 }
 
 fn progress_bar(enabled: bool, segments: &[ObjectInfo]) -> Option<ProgressBar> {

@@ -16,6 +16,7 @@
 //! write fails, puts the state back ([`SealState::snapshot`], [`SealState::restore`]).
 
 use auditlog::entry::{EntryKind, EntrySource, GapEvent, SourceEndEvent};
+use auditlog::merkle::Hash;
 use auditlog::seal::LogSealer;
 use auditlog::timestamp::Timestamp;
 use serde::Serialize;
@@ -47,6 +48,8 @@ pub struct SealState {
     pub sources: SourceTracker,
     /// How long a source must be silent to end uncleanly (for the `source_end` reason).
     pub silence_timeout_secs: u64,
+    /// The leaf hashes of the entries sealed since the last segment closed, for its tiles.
+    pub leaves: Vec<Hash>,
 }
 
 /// One batch of a group: its events and what its source reports.
@@ -74,6 +77,7 @@ pub struct GroupSealed {
 /// The state before a group, to put back if the group does not become durable.
 pub struct Snapshot {
     sealer: LogSealer,
+    leaves: usize,
     undo: Undo,
 }
 
@@ -82,6 +86,7 @@ impl SealState {
     pub fn snapshot(&self) -> Snapshot {
         Snapshot {
             sealer: self.sealer.clone(),
+            leaves: self.leaves.len(),
             undo: Undo::default(),
         }
     }
@@ -89,6 +94,7 @@ impl SealState {
     /// Put the state back to before the group of `snapshot`.
     pub fn restore(&mut self, mut snapshot: Snapshot) {
         self.sealer = snapshot.sealer;
+        self.leaves.truncate(snapshot.leaves);
         self.sources.rollback(&mut snapshot.undo);
     }
 
@@ -163,6 +169,7 @@ impl SealState {
         let s = self
             .sealer
             .seal(out, ev.kind, sealed_at, ev.source.as_ref(), &ev.event_json);
+        self.leaves.push(s.leaf);
         ack.first_seq.get_or_insert(s.seq);
         ack.last_seq = Some(s.seq);
         ack.sealed += 1;
@@ -184,6 +191,7 @@ impl SealState {
             seq: None,
         };
         let s = self.sealer.seal(out, kind, sealed_at, Some(&source), &json);
+        self.leaves.push(s.leaf);
         ack.first_seq.get_or_insert(s.seq);
         ack.last_seq = Some(s.seq);
         ack.sealed += 1;
@@ -319,6 +327,7 @@ mod tests {
             sealer: testing::new_sealer(),
             sources: SourceTracker::default(),
             silence_timeout_secs: 60,
+            leaves: Vec::new(),
         }
     }
 

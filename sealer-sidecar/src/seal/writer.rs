@@ -55,6 +55,8 @@ pub struct ClosedSegment {
     pub last: u64,
     pub root: Hash,
     pub chain: Hash,
+    /// The leaf hash of every entry in the segment, in order, for the tree's tiles.
+    pub leaves: Vec<Hash>,
 }
 
 /// When to close the open WAL file and start a new segment.
@@ -139,6 +141,7 @@ pub fn spawn(
             sealer: state.sealer,
             sources: state.sources,
             silence_timeout_secs,
+            leaves: Vec::new(),
         },
         liveness: state.liveness,
         wal_dir: state.wal_dir,
@@ -184,7 +187,7 @@ impl Writer {
         };
         let json = serde_json::to_vec(&event).expect("serializable");
         self.buf.clear();
-        self.state.sealer.seal(
+        let sealed = self.state.sealer.seal(
             &mut self.buf,
             EntryKind::Start,
             Timestamp::now(),
@@ -193,6 +196,7 @@ impl Writer {
         );
         let wal = self.wal.as_mut().expect("WAL open at start");
         wal.append(&self.buf, 1).map_err(std::io::Error::other)?;
+        self.state.leaves.push(sealed.leaf);
         self.metrics.log_size.set(self.state.sealer.size());
         Metrics::add(&self.metrics.entries_sealed, 1);
         tracing::info!(seq = self.state.sealer.size() - 1, incarnation = %event.incarnation, "sealed start entry");
@@ -413,7 +417,9 @@ impl Writer {
                     last: closed.last,
                     root: self.state.sealer.frontier().root(),
                     chain: self.state.sealer.head(),
+                    leaves: std::mem::take(&mut self.state.leaves),
                 };
+                debug_assert_eq!(seg.leaves.len() as u64, seg.last - seg.first + 1);
                 tracing::debug!(first = seg.first, last = seg.last, "segment closed");
                 let _ = self.segments.send(seg);
             }
