@@ -2,8 +2,10 @@
 //!
 //! The input is an inclusion bundle, as `GET /v1/proof/inclusion` answers it: the entry's
 //! canonical JSON, its position, the tree size, the audit path, and the signed checkpoint of
-//! that size. `--url` fetches it from a sealer (and `--save` keeps it); `--bundle` reads one
-//! handed over, for example by an operator to an auditor. Checks, in order: the checkpoint's
+//! that size. `--store` makes it from the store alone: the entry from its segment, the audit
+//! path from the tiles (c2sp.org/tlog-tiles), no sealer and no index. `--url` fetches it from
+//! a sealer. `--save` keeps the bundle either way; `--bundle` reads one handed over, for
+//! example by an operator to an auditor. Checks, in order: the checkpoint's
 //! signature with the public key, that it is of the bundle's tree size, that the entry
 //! says it is at the bundle's position, and the audit path from the entry's leaf hash to the
 //! checkpoint's root (RFC 9162 2.1.3.2). The format is in `docs/log-format.md`.
@@ -17,39 +19,48 @@ use auditlog::head::LogHead;
 use auditlog::merkle::{self, Hash};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use crate::commands::args::{S3Args, open_logs};
 use crate::commands::{EXIT_OK, EXIT_TAMPERED};
 use crate::keys;
+use crate::read::{StoredLog, proofs};
+use crate::store::Store;
 
 #[derive(clap::Args, Debug)]
 pub struct ProveArgs {
     /// An inclusion bundle (JSON, as `GET /v1/proof/inclusion` answers).
-    #[arg(long, conflicts_with_all = ["url", "seq", "size"])]
+    #[arg(long, conflicts_with_all = ["url", "store", "seq", "size"])]
     bundle: Option<PathBuf>,
+    /// Make the bundle from this store (a directory, file://PATH or s3://BUCKET/PREFIX/LOG):
+    /// the entry from its segment, the proof from the tiles.
+    #[arg(long, requires = "seq", conflicts_with = "url")]
+    store: Option<String>,
     /// Fetch the bundle from this sealer (http://HOST:PORT).
     #[arg(long, requires = "seq")]
     url: Option<String>,
-    /// With --url: the entry's position.
+    /// With --store or --url: the entry's position.
     #[arg(long)]
     seq: Option<u64>,
-    /// With --url: prove against the stored checkpoint of this many entries [default: the
-    /// newest].
-    #[arg(long, requires = "url", conflicts_with = "bundle")]
+    /// With --store or --url: prove against the stored checkpoint of this many entries
+    /// [default: the newest].
+    #[arg(long, conflicts_with = "bundle")]
     size: Option<u64>,
     /// With --url: file holding the sealer's read token.
     #[arg(long, requires = "url", conflicts_with = "bundle")]
     read_token_file: Option<PathBuf>,
-    /// With --url: also write the fetched bundle here.
-    #[arg(long, requires = "url", conflicts_with = "bundle")]
+    /// With --store or --url: also write the bundle here.
+    #[arg(long, conflicts_with = "bundle")]
     save: Option<PathBuf>,
+    #[command(flatten)]
+    s3: S3Args,
     /// The log's public key (signing.pub).
     #[arg(long)]
     public_key: PathBuf,
 }
 
 /// An inclusion proof bundle.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 pub struct Bundle {
     pub seq: u64,
     pub tree_size: u64,
@@ -119,11 +130,69 @@ pub fn check(
     Ok(head)
 }
 
+/// Make the inclusion bundle of entry `seq` from a store: against the newest checkpoint of
+/// `size` entries, or the newest checkpoint.
+pub async fn bundle_from_store<S: Store>(
+    store: &S,
+    seq: u64,
+    size: Option<u64>,
+) -> anyhow::Result<Bundle> {
+    let log = StoredLog::new(store);
+    let found = match size {
+        Some(size) => log.checkpoint_at_size(size).await?.with_context(|| {
+            format!(
+                "{} has no checkpoint of {size} entries; leave --size out for the newest",
+                store.describe()
+            )
+        })?,
+        None => log
+            .newest_checkpoint()
+            .await?
+            .with_context(|| format!("{} has no checkpoint", store.describe()))?,
+    };
+    if seq >= found.size {
+        bail!(
+            "entry {seq} is not covered by the checkpoint of {} entries ({})",
+            found.size,
+            found.key
+        );
+    }
+    let checkpoint = log.read_checkpoint(&found).await?;
+    let inclusion = proofs::inclusion(store, seq, found.size)
+        .await
+        .with_context(|| format!("cannot prove entry {seq} from {}", store.describe()))?;
+    Ok(Bundle {
+        seq,
+        tree_size: found.size,
+        entry: inclusion.entry,
+        proof: inclusion.proof.iter().map(|h| B64.encode(h)).collect(),
+        checkpoint,
+    })
+}
+
 pub async fn run(args: ProveArgs) -> anyhow::Result<u8> {
     let verifier = keys::load_public(&args.public_key)?;
     let text = match (&args.bundle, &args.url) {
         (Some(path), _) => std::fs::read_to_string(path)
             .with_context(|| format!("failed to read the bundle {}", path.display()))?,
+        (None, None) if args.store.is_some() => {
+            let location = args.store.as_deref().expect("checked");
+            let seq = args.seq.expect("clap requires --seq");
+            let stores = open_logs(location, &args.s3).await?;
+            let [store] = stores.as_slice() else {
+                bail!(
+                    "--store {location} holds {} logs: name one (s3://BUCKET/PREFIX/LOG_ID)",
+                    stores.len()
+                );
+            };
+            let bundle = bundle_from_store(store, seq, args.size).await?;
+            let text = serde_json::to_string_pretty(&bundle).expect("a bundle serializes");
+            if let Some(save) = &args.save {
+                std::fs::write(save, &text)
+                    .with_context(|| format!("failed to write {}", save.display()))?;
+            }
+            text
+        }
         (None, Some(url)) => {
             let mut path = format!(
                 "/v1/proof/inclusion?seq={}",
@@ -149,7 +218,7 @@ pub async fn run(args: ProveArgs) -> anyhow::Result<u8> {
             }
             body
         }
-        (None, None) => bail!("give --bundle FILE, or --url URL --seq N"),
+        (None, None) => bail!("give --bundle FILE, --store STORE --seq N, or --url URL --seq N"),
     };
     let bundle: Bundle = serde_json::from_str(&text).context("not an inclusion bundle")?;
     match check(&bundle, &verifier) {

@@ -4,12 +4,13 @@
 //! | method and path                 | what                                                   |
 //! |---------------------------------|--------------------------------------------------------|
 //! | `GET /v1/events`                | filtered, paginated entries from the index ([`crate::read::index`]) |
-//! | `GET /v1/proof/inclusion`       | one entry, its inclusion proof and the signed checkpoint |
-//! | `GET /v1/proof/consistency`     | a consistency proof between two signed checkpoints     |
+//! | `GET /v1/proof/inclusion`       | one entry, its inclusion proof and the signed checkpoint, from the store's tiles ([`crate::read::proofs`]) |
+//! | `GET /v1/proof/consistency`     | a consistency proof between two signed checkpoints, from the tiles |
 //! | `GET /v1/stream`                | Server-Sent Events: entries as they are sealed         |
 //! | `GET /v1/status`                | readiness, sizes, newest checkpoint, last verification |
 //!
-//! The index answers only for entries covered by a stored checkpoint; the stream shows
+//! Proofs need no index: gateway sealers, which run without one, answer them too. The index
+//! answers only for entries covered by a stored checkpoint; the stream shows
 //! entries the moment they are durable in the write-ahead log.
 
 // Helpers return the HTTP answer to send as their error, as the handlers do.
@@ -37,6 +38,7 @@ use crate::http::auth::Role;
 use crate::http::{AppState, HttpError};
 use crate::read::StoredLog;
 use crate::read::index::{Cursor, Order};
+use crate::read::proofs::{self, ProofsError};
 use crate::store::Store;
 
 /// Most entries in one page.
@@ -58,7 +60,7 @@ fn index_of<S>(state: &AppState<S>) -> Result<Arc<crate::read::index::IndexReade
         HttpError::unavailable(
             "index_disabled",
             "this sealer runs with --index false: query a store with `sealer export` or \
-             `sealer tail`, or prove with a sealer that keeps the index",
+             `sealer tail`; proofs (/v1/proof/*, `sealer prove --store`) need no index",
         )
     })
 }
@@ -248,17 +250,27 @@ fn newest_size<S>(state: &AppState<S>) -> Option<u64> {
     head.checkpoint.as_ref().map(|_| head.size)
 }
 
-/// What every proof request checks first: the read token, the parameters (only `known`
-/// ones), and that the index is on. The index, or the answer to send instead.
+/// What every proof request checks first: the read token and the parameters (only `known`
+/// ones). Proofs come from the store's tiles, so they need no index.
 fn proof_request<S>(
     state: &AppState<S>,
     headers: &HeaderMap,
     params: &HashMap<String, String>,
     known: &[&str],
-) -> Result<Arc<crate::read::index::IndexReader>, HttpError> {
+) -> Result<(), HttpError> {
     state.tokens.check(Role::Read, headers)?;
-    check_params(params, known)?;
-    index_of(state)
+    check_params(params, known)
+}
+
+/// The answer for a proof the store could not give.
+fn proof_failed(e: ProofsError) -> HttpError {
+    match e {
+        ProofsError::NoEntry { .. } => HttpError::not_found("no_entry", e.to_string()),
+        e => HttpError::unavailable(
+            "proof_unavailable",
+            format!("cannot compute the proof from the store: {e}"),
+        ),
+    }
 }
 
 /// `GET /v1/proof/inclusion?seq=N[&size=S]`: entry `N` with its inclusion proof in the tree
@@ -271,12 +283,14 @@ pub async fn get_inclusion<S: Store + Clone>(
 ) -> Result<Response, HttpError> {
     let state = &state;
     let params = &params;
-    let index = proof_request(state, &headers, params, &["seq", "size"])?;
+    proof_request(state, &headers, params, &["seq", "size"])?;
     let seq = number(params, "seq")?
         .ok_or_else(|| bad_request("seq", "required (the entry's position)".into()))?;
     let size = match number(params, "size")? {
         Some(s) => s,
-        None => newest_size(state).ok_or_else(|| unavailable("no checkpoint stored yet".into()))?,
+        None => newest_size(state).ok_or_else(|| {
+            HttpError::unavailable("no_checkpoint", "no checkpoint stored yet").retry_after(1)
+        })?,
     };
     if seq >= size {
         return Err(HttpError::not_found(
@@ -285,7 +299,9 @@ pub async fn get_inclusion<S: Store + Clone>(
         ));
     }
     let checkpoint = required_checkpoint(state, size, "; leave size out for the newest").await?;
-    let inclusion = on_index(move || index.inclusion(seq, size)).await?;
+    let inclusion = proofs::inclusion(&state.store, seq, size)
+        .await
+        .map_err(proof_failed)?;
     Ok(axum::Json(json!({
         "seq": seq,
         "tree_size": size,
@@ -306,7 +322,7 @@ pub async fn get_consistency<S: Store + Clone>(
 ) -> Result<Response, HttpError> {
     let state = &state;
     let params = &params;
-    let index = proof_request(state, &headers, params, &["from", "to"])?;
+    proof_request(state, &headers, params, &["from", "to"])?;
     let both = || bad_request("from", "from and to are both required (tree sizes)".into());
     let from = number(params, "from")?.ok_or_else(both)?;
     let to = number(params, "to")?.ok_or_else(both)?;
@@ -318,7 +334,9 @@ pub async fn get_consistency<S: Store + Clone>(
     }
     let from_checkpoint = required_checkpoint(state, from, "").await?;
     let to_checkpoint = required_checkpoint(state, to, "").await?;
-    let proof = on_index(move || index.consistency(from, to)).await?;
+    let proof = proofs::consistency(&state.store, from, to)
+        .await
+        .map_err(proof_failed)?;
     Ok(axum::Json(json!({
         "from": from,
         "to": to,
