@@ -268,6 +268,9 @@ pub struct Report {
     pub ok: bool,
     pub origin: String,
     pub entries: u64,
+    /// The first entry verified: 0, or the trusted checkpoint's size when verification
+    /// resumed from it (the entries before it were verified in an earlier run).
+    pub verified_from: u64,
     pub segments: u64,
     pub entries_by_kind: BTreeMap<&'static str, u64>,
     /// Valid checkpoints found in the store.
@@ -436,6 +439,21 @@ impl StoreVerifier {
         v.tiles = tiles;
         v.trusted = Some(summary(name, &head));
         Ok(v)
+    }
+
+    /// The trusted checkpoint, if one was given.
+    pub fn trusted_checkpoint(&self) -> Option<&CheckpointSummary> {
+        self.trusted.as_ref()
+    }
+
+    /// The newest valid checkpoint found so far.
+    pub fn newest_checkpoint(&self) -> Option<&CheckpointSummary> {
+        self.newest.as_ref()
+    }
+
+    /// Record a fact worth knowing that is not evidence of tampering.
+    pub fn add_warning(&mut self, warning: String) {
+        self.warnings.push(warning);
     }
 
     /// The number of entries before verification started (see [`StoreVerifier::resume`]).
@@ -886,6 +904,7 @@ impl StoreVerifier {
             ok: self.problem_count == 0,
             origin: self.verifier.name().to_owned(),
             entries: size,
+            verified_from: self.start,
             segments: self.segments,
             entries_by_kind: self.kinds,
             checkpoints: self.checkpoints,
@@ -921,6 +940,7 @@ mod tests {
             ok: true,
             origin: "example.com/log".into(),
             entries: 3,
+            verified_from: 0,
             segments: 1,
             entries_by_kind: BTreeMap::new(),
             checkpoints: u64::from(time.is_some()),

@@ -19,9 +19,14 @@ use crate::store::{AnyStore, Store};
 pub struct VerifyArgs {
     #[command(flatten)]
     source: StoreArgs,
-    /// A checkpoint trusted from an earlier run: the store must still contain it.
+    /// A checkpoint trusted from an earlier run (as --save-checkpoint wrote it): the store
+    /// must extend it. Only what comes after it is verified: the newest checkpoint's
+    /// consistency with it, from the tiles, then the entries and tiles after its size.
     #[arg(long)]
     checkpoint: Option<PathBuf>,
+    /// With --checkpoint: verify every entry again, not only those after it.
+    #[arg(long, requires = "checkpoint")]
+    full: bool,
     /// After a successful run, save the newest checkpoint here (to pass as --checkpoint next time).
     #[arg(long)]
     save_checkpoint: Option<PathBuf>,
@@ -47,6 +52,8 @@ pub struct VerifyFlags {
     pub saving: bool,
     pub storage_checks: bool,
     pub min_retention_days: Option<u32>,
+    /// With a trusted checkpoint: verify only what comes after it.
+    pub incremental: bool,
 }
 
 /// Verify every log at `args.store`, each with the public key named after its origin.
@@ -129,6 +136,7 @@ async fn verify_one(
         progress: flags.progress,
         storage_checks: flags.storage_checks,
         min_retention_days: flags.min_retention_days,
+        incremental: flags.incremental,
     };
     verify::verify(store, verifier, &options)
         .await
@@ -141,6 +149,7 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<u8> {
         saving: args.save_checkpoint.is_some(),
         storage_checks: true,
         min_retention_days: args.min_retention_days,
+        incremental: !args.full,
     };
     let mut checked = verify_logs(&args.source, args.checkpoint.as_deref(), &flags).await?;
     if let Some(max_age) = args.max_age {
@@ -203,17 +212,26 @@ pub fn print_report(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
     if r.ok {
         writeln!(
             out,
-            "OK: log {} verified: {} entries in {} segments, {} signed checkpoints{}",
+            "OK: log {} verified: {} entries in {} segments, {} signed checkpoints, {} tiles{}",
             r.origin,
-            r.entries,
+            r.entries - r.verified_from,
             r.segments,
             r.checkpoints,
+            r.tiles_checked,
             if r.mac_checked {
                 ", every MAC checked"
             } else {
                 ""
             }
         )?;
+        if r.verified_from > 0 {
+            writeln!(
+                out,
+                "  entries {}..{} after the trusted checkpoint; it and the newest checkpoint are \
+                 consistent (proof from the tiles); the log now holds {} entries",
+                r.verified_from, r.entries, r.entries
+            )?;
+        }
     } else {
         writeln!(
             out,

@@ -40,6 +40,7 @@ pub async fn get_verify<S: Store + Clone>(
         .ok()
         .map(|text| (state.last_checkpoint_file.display().to_string(), text));
     let options = VerifyOptions {
+        incremental: false,
         mac_key: Some(state.mac_key.clone()),
         trusted,
         progress: false,

@@ -101,6 +101,7 @@ pub async fn recover<S: Store + Clone>(
         Err(e) => return Err(e).context("failed to read the last published checkpoint"),
     };
     let options = VerifyOptions {
+        incremental: false,
         mac_key: Some(mac_key.clone()),
         trusted,
         progress: false,

@@ -11,18 +11,21 @@ use std::io::Write;
 
 use auditlog::chain::MacKey;
 use auditlog::entry::EntryKind;
+use auditlog::head::LogHead;
 use auditlog::layout;
+use auditlog::merkle;
 use auditlog::merkle::{Frontier, Hash};
 use auditlog::note::NoteVerifier;
 use auditlog::query::{Fields, Filter};
 use auditlog::record::parse_record;
-use auditlog::tiles::TILES;
+use auditlog::tiles::{TILES, TileBuilder, TileSet};
 use auditlog::timestamp::Timestamp;
 use auditlog::verify::{
     ProblemClass, Report, SegmentCheck, StoreVerifier, TileCheck, check_segment,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::read::tiles::{TilesError, with_tiles};
 use crate::store::{ObjectInfo, Store, StoreError};
 
 /// How to verify.
@@ -39,6 +42,9 @@ pub struct VerifyOptions {
     /// With `storage_checks`: the retention every object must have, in days after it was
     /// written.
     pub min_retention_days: Option<u32>,
+    /// With `trusted`: verify only what comes after it (its tree's right edge is read from
+    /// the tiles). Without: every entry, and the trusted checkpoint among them.
+    pub incremental: bool,
 }
 
 /// Segment fetches in flight at once.
@@ -59,16 +65,28 @@ pub async fn verify_with_state<S: Store + Clone>(
     verifier: &NoteVerifier,
     options: &VerifyOptions,
 ) -> Result<(Report, Frontier, Hash), StoreError> {
-    let mut v = StoreVerifier::new(verifier.clone(), options.mac_key.is_some());
-    if let Some((name, text)) = &options.trusted
-        && let Err(problem) = v.add_trusted_checkpoint(name, text)
-    {
-        v.add_problem(ProblemClass::BadCheckpoint, name.clone(), problem);
-    }
     let objects = store.list("").await?;
+    let mut v = match (&options.trusted, options.incremental) {
+        (Some(trusted), true) => match resume(store, verifier, options, trusted, &objects).await? {
+            Ok(v) => v,
+            Err((class, why)) => {
+                let mut v = full_verifier(verifier, options);
+                match class {
+                    Some(class) => v.add_problem(class, trusted.0.clone(), why),
+                    None => v.add_warning(format!("verified in full: {why}")),
+                }
+                v
+            }
+        },
+        _ => full_verifier(verifier, options),
+    };
+    let start = v.start();
     let mut segments = Vec::new();
     for obj in objects {
         if obj.key.starts_with(layout::CHECKPOINTS) {
+            if layout::parse_checkpoint_key(&obj.key).is_some_and(|(size, _)| size < start) {
+                continue;
+            }
             match store.get(&obj.key).await? {
                 Some(bytes) => match std::str::from_utf8(&bytes) {
                     Ok(text) => v.add_checkpoint(&obj.key, text),
@@ -76,10 +94,10 @@ pub async fn verify_with_state<S: Store + Clone>(
                 },
                 None => continue,
             }
-        } else if obj.key.starts_with(layout::SEGMENTS)
-            && layout::parse_segment_key(&obj.key).is_some()
-        {
-            segments.push(obj);
+        } else if let Some((_, last)) = layout::parse_segment_key(&obj.key) {
+            if last >= start {
+                segments.push(obj);
+            }
         } else if obj.key.starts_with(TILES) {
             v.add_tile(&obj.key);
         } else {
@@ -119,6 +137,9 @@ pub async fn verify_with_state<S: Store + Clone>(
     }
     let checks = v.finish_tiles();
     compare_tiles(store, &mut v, checks).await?;
+    if start > 0 {
+        check_consistency_from_tiles(store, &mut v).await?;
+    }
     if options.storage_checks {
         for (class, key, message) in store.storage_findings(options.min_retention_days).await? {
             v.add_problem(class, key, message);
@@ -127,6 +148,125 @@ pub async fn verify_with_state<S: Store + Clone>(
     let frontier = v.frontier().clone();
     let head = v.head();
     Ok((v.finish(), frontier, head))
+}
+
+/// A verifier for the whole log (and the trusted checkpoint, if any, among the rest).
+fn full_verifier(verifier: &NoteVerifier, options: &VerifyOptions) -> StoreVerifier {
+    let mut v = StoreVerifier::new(verifier.clone(), options.mac_key.is_some());
+    if let Some((name, text)) = &options.trusted
+        && let Err(problem) = v.add_trusted_checkpoint(name, text)
+    {
+        v.add_problem(ProblemClass::BadCheckpoint, name.clone(), problem);
+    }
+    v
+}
+
+/// Why verification cannot resume from the trusted checkpoint: a problem to report (then
+/// the log is verified in full), or `None` with a reason to verify in full anyway.
+type NoResume = (Option<ProblemClass>, String);
+
+/// A verifier resumed at the trusted checkpoint, from the tiles of its right edge.
+async fn resume<S: Store>(
+    store: &S,
+    verifier: &NoteVerifier,
+    options: &VerifyOptions,
+    (name, text): &(String, String),
+    objects: &[ObjectInfo],
+) -> Result<Result<StoreVerifier, NoResume>, StoreError> {
+    let head = match LogHead::open(text, verifier) {
+        Ok(h) => h,
+        Err(e) => {
+            return Ok(Err((
+                Some(ProblemClass::BadCheckpoint),
+                format!("trusted checkpoint {name} is not valid for this log: {e}"),
+            )));
+        }
+    };
+    if head.size == 0 {
+        return Ok(Err((
+            None,
+            "the trusted checkpoint is of the empty log".into(),
+        )));
+    }
+    // Only a checkpoint at a segment's end can be resumed from.
+    let at_boundary = objects
+        .iter()
+        .any(|o| layout::parse_segment_key(&o.key).is_some_and(|(_, last)| last + 1 == head.size));
+    if !at_boundary {
+        return Ok(Err((
+            None,
+            format!(
+                "no segment of the store ends at entry {} (the trusted checkpoint's size)",
+                head.size - 1
+            ),
+        )));
+    }
+    let mut set = TileSet::new(head.size);
+    let edge = with_tiles(store, &mut set, |t| {
+        Ok((TileBuilder::resume(t)?, t.frontier()?))
+    })
+    .await;
+    let (builder, frontier) = match edge {
+        Ok(edge) => edge,
+        Err(TilesError::Store(e)) => return Err(e),
+        Err(e) => {
+            return Ok(Err((
+                None,
+                format!("the tiles of the trusted checkpoint's tree are not usable: {e}"),
+            )));
+        }
+    };
+    Ok(StoreVerifier::resume(
+        verifier.clone(),
+        options.mac_key.is_some(),
+        (name, text),
+        builder,
+        frontier,
+    )
+    .map_err(|why| (Some(ProblemClass::TileMismatch), why)))
+}
+
+/// The consistency proof, from the tiles, from the trusted checkpoint to the newest one.
+async fn check_consistency_from_tiles<S: Store>(
+    store: &S,
+    v: &mut StoreVerifier,
+) -> Result<(), StoreError> {
+    let (Some(trusted), Some(newest)) = (v.trusted_checkpoint(), v.newest_checkpoint()) else {
+        return Ok(());
+    };
+    let (old, new) = (trusted.size, newest.size);
+    if new < old {
+        return Ok(()); // reported as truncated
+    }
+    let roots = (hex_hash(&trusted.root), hex_hash(&newest.root));
+    let (Some(old_root), Some(new_root)) = roots else {
+        return Ok(());
+    };
+    let key = newest.key.clone();
+    let mut set = TileSet::new(new);
+    let proof = with_tiles(store, &mut set, |t| {
+        auditlog::subtrees::consistency_proof(t, old, new)
+    })
+    .await;
+    let failure = match proof {
+        Ok(proof) => merkle::verify_consistency(old, new, &old_root, &new_root, &proof)
+            .err()
+            .map(|e| format!("the tiles' consistency proof does not verify: {e}")),
+        Err(TilesError::Store(e)) => return Err(e),
+        Err(e) => Some(format!("no consistency proof from the tiles: {e}")),
+    };
+    if let Some(why) = failure {
+        v.add_problem(
+            ProblemClass::CheckpointMismatch,
+            key,
+            format!("not consistent with the trusted checkpoint of {old} entries: {why}"),
+        );
+    }
+    Ok(())
+}
+
+fn hex_hash(s: &str) -> Option<Hash> {
+    hex::decode(s).ok()?.try_into().ok()
 }
 
 /// Fetch each tile and compare it with what the entries give.
