@@ -1,13 +1,18 @@
 //! Start-up recovery: rebuild the writer's state from the store and the write-ahead log.
 //!
-//! 1. The store is verified in full (chain, MACs, signed checkpoints). A sealer never
-//!    appends to a log that fails verification.
+//! 1. The store's state is read from its newest checkpoint and the right edge of its tree,
+//!    in the tiles: O(log n) reads, whatever the size of the log. The newest checkpoint must
+//!    extend the last one this sealer published (kept in its data directory), or the start
+//!    is refused: a store rolled back or forked behind the sealer's back. Entries stored after
+//!    the newest checkpoint are checked one by one. A store without tiles (written before
+//!    them) is verified in full instead, once; a sealer never appends to a log that fails.
 //! 2. WAL files left by the previous run are read in order. A file that the store already
 //!    holds byte for byte was uploaded just before a crash and is removed. The last file may
 //!    end in a torn record (the crash hit mid-write); that record was never acknowledged, so
 //!    it is cut off and reported. Any other damage stops the start.
-//! 3. The remaining WAL files become closed segments for the uploader, and the per-source
-//!    sequence watermarks are rebuilt from every entry so replays and gaps are recognised.
+//! 3. The remaining WAL files become closed segments for the uploader. The per-source
+//!    sequence watermarks come from the snapshot the writer saved when the last stored
+//!    segment closed, plus the entries after it, so replays and gaps are recognised.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -15,19 +20,22 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use auditlog::chain::{self, MacKey};
 use auditlog::entry::{EntryKind, EntrySource};
+use auditlog::head::LogHead;
 use auditlog::layout;
 use auditlog::merkle::{Frontier, Hash, leaf_hash};
 use auditlog::note::NoteVerifier;
 use auditlog::record::parse_record;
 use auditlog::seal::LogSealer;
+use auditlog::tiles::TileSet;
 use auditlog::verify::ProblemClass;
 use serde::Deserialize;
 
 use crate::publish::tiles::TileWriter;
 use crate::read::StoredLog;
 use crate::read::head::StoredHead;
+use crate::read::tiles::{TilesError, with_tiles};
 use crate::read::verify::{self, VerifyOptions};
-use crate::seal::sources::SourceTracker;
+use crate::seal::sources::{self, SourceTracker};
 use crate::seal::wal;
 use crate::seal::writer::ClosedSegment;
 use crate::store::Store;
@@ -93,49 +101,32 @@ pub async fn recover<S: Store + Clone>(
     verifier: &NoteVerifier,
     mac_key: &MacKey,
 ) -> anyhow::Result<Recovered> {
-    // 1. The store, against the last checkpoint this sealer published (kept in the data
-    //    directory), so a store rolled back behind the sealer's back is refused.
-    let trusted = match fs::read_to_string(last_checkpoint_path(data_dir)) {
+    // 1. The store, checked against the last checkpoint this sealer published (kept in the
+    //    data directory), so a store rolled back behind the sealer's back is refused.
+    let own = match fs::read_to_string(last_checkpoint_path(data_dir)) {
         Ok(text) => Some((last_checkpoint_path(data_dir).display().to_string(), text)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
         Err(e) => return Err(e).context("failed to read the last published checkpoint"),
     };
-    let options = VerifyOptions {
-        incremental: false,
-        mac_key: Some(mac_key.clone()),
-        trusted,
-        progress: false,
-        // Versions and locks are the verifier's business; recovery needs the log itself.
-        storage_checks: false,
-        min_retention_days: None,
-    };
-    let (report, frontier, head) = verify::verify_with_state(store, verifier, &options)
-        .await
-        .with_context(|| format!("failed to read the store {}", store.describe()))?;
-    // Entries after the newest checkpoint are normal after a crash between storing a segment
-    // and its checkpoint; the uploader signs them first thing.
-    let fatal = report
-        .problems
-        .iter()
-        .find(|p| p.class != ProblemClass::UnsignedTail);
-    if let Some(first) = fatal {
-        bail!(
-            "the store {} fails verification, so the sealer will not append to it: {first} \
-             ({} problem(s) in all; run `sealer verify` for the full report)",
-            store.describe(),
-            report.problem_count
-        );
-    }
-    let newest = match &report.newest_checkpoint {
-        Some(c) => {
-            let root = hex::decode(&c.root)
-                .ok()
-                .and_then(|r| Hash::try_from(r).ok())
-                .context("the newest checkpoint's root is not 32 bytes of hex")?;
-            (c.size, root)
+    let started = std::time::Instant::now();
+    let state = match resume_at_right_edge(store, verifier, mac_key, own.as_ref()).await? {
+        Ok(state) => state,
+        Err(why) => {
+            tracing::info!(reason = %why, "verifying the whole store before appending to it");
+            verify_whole_store(store, verifier, mac_key, own).await?
         }
-        None => (0, auditlog::merkle::empty_root()),
     };
+    tracing::info!(
+        entries = state.frontier.size(),
+        from_checkpoint = state.newest.0,
+        ms = started.elapsed().as_millis() as u64,
+        "store state recovered"
+    );
+    let StoreState {
+        frontier,
+        head,
+        newest,
+    } = state;
     let tiles = TileWriter::open(store, newest, frontier.size()).await?;
     let stored = StoredHead {
         size: frontier.size(),
@@ -143,16 +134,7 @@ pub async fn recover<S: Store + Clone>(
         chain: head,
         checkpoint: None,
     };
-    let mut sources = SourceTracker::default();
-    let log = StoredLog::new(store);
-    for segment in log.segments().await? {
-        let bytes = log.read(&segment.key).await?;
-        for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-            let record = parse_record(line).map_err(|e| anyhow::anyhow!("{}: {e}", segment.key))?;
-            restore_source(&mut sources, record.entry)
-                .with_context(|| format!("in {}", segment.key))?;
-        }
-    }
+    let mut sources = restore_sources(store, wal_dir, frontier.size()).await?;
 
     // 2. The write-ahead log.
     fs::create_dir_all(wal_dir)
@@ -240,6 +222,278 @@ pub async fn recover<S: Store + Clone>(
         torn_bytes,
         tiles,
     })
+}
+
+/// The store's log as the sealer resumes it.
+struct StoreState {
+    /// The tree of every stored entry.
+    frontier: Frontier,
+    /// The chain value of the last stored entry.
+    head: Hash,
+    /// The newest checkpoint's size and root.
+    newest: (u64, Hash),
+}
+
+/// Resume from the store's newest checkpoint and the right edge of its tree, read from the
+/// tiles: O(log n) reads whatever the size of the log. Entries stored after that checkpoint
+/// (a crash between a segment and its checkpoint) are checked one by one. `Ok(Err(why))`
+/// when this cannot be done (a store written before tiles, or without a checkpoint): then
+/// the whole store is verified instead. An `Err` is evidence against the store.
+async fn resume_at_right_edge<S: Store>(
+    store: &S,
+    verifier: &NoteVerifier,
+    mac_key: &MacKey,
+    own: Option<&(String, String)>,
+) -> anyhow::Result<Result<StoreState, String>> {
+    let log = StoredLog::new(store);
+    let Some(newest_ref) = log.newest_checkpoint().await? else {
+        return Ok(Err("the store has no checkpoint".into()));
+    };
+    let text = log.read_checkpoint(&newest_ref).await?;
+    let refuse = |why: String| {
+        anyhow::anyhow!(
+            "the store {} {why}, so the sealer will not append to it (run `sealer verify` for \
+             the full report)",
+            store.describe()
+        )
+    };
+    let newest = LogHead::open(&text, verifier).map_err(|e| {
+        refuse(format!(
+            "has a newest checkpoint {} that does not verify: {e}",
+            newest_ref.key
+        ))
+    })?;
+    if newest.key() != newest_ref.key {
+        return Err(refuse(format!(
+            "has a checkpoint stored under the wrong name {}",
+            newest_ref.key
+        )));
+    }
+    if let Some((name, own_text)) = own {
+        let own = LogHead::open(own_text, verifier).map_err(|e| {
+            refuse(format!(
+                "cannot be checked: the sealer's last checkpoint {name} does not verify: {e}"
+            ))
+        })?;
+        if own.size > newest.size {
+            return Err(refuse(format!(
+                "was truncated or rolled back: its newest checkpoint commits to {} entries, the \
+                 last one this sealer published ({name}, signed at {}) to {}",
+                newest.size, own.time, own.size
+            )));
+        }
+        let Some(consistent) = consistent(store, &own, &newest).await? else {
+            return Ok(Err("the tiles for a consistency proof are missing".into()));
+        };
+        if !consistent {
+            return Err(refuse(format!(
+                "forked: its newest checkpoint ({} entries) is not consistent with the last one \
+                 this sealer published ({name}, {} entries)",
+                newest.size, own.size
+            )));
+        }
+    }
+    let segments = log.segments().await?;
+    if newest.size > 0 && !segments.iter().any(|s| s.last + 1 == newest.size) {
+        return Ok(Err(format!(
+            "no segment ends at the newest checkpoint's size {}",
+            newest.size
+        )));
+    }
+    let mut set = TileSet::new(newest.size);
+    let mut frontier = match with_tiles(store, &mut set, |t| t.frontier()).await {
+        Ok(f) => f,
+        Err(TilesError::Missing(id)) => {
+            return Ok(Err(format!(
+                "the store has no tile {id} (written before tiles)"
+            )));
+        }
+        Err(e) => return Err(e).context("failed to read the tiles"),
+    };
+    if frontier.root() != newest.root {
+        return Err(refuse(format!(
+            "has tiles that give the root {} for {} entries, where its newest checkpoint signs {}",
+            hex::encode(frontier.root()),
+            newest.size,
+            hex::encode(newest.root)
+        )));
+    }
+    // Entries stored after the newest checkpoint.
+    let mut head = newest.chain;
+    for seg in segments.iter().filter(|s| s.last >= newest.size) {
+        if seg.first != frontier.size() {
+            return Err(refuse(format!(
+                "lacks entries {}..{} before {}",
+                frontier.size(),
+                seg.first,
+                seg.key
+            )));
+        }
+        let bytes = log.read(&seg.key).await?;
+        for (i, line) in bytes
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.is_empty())
+            .enumerate()
+        {
+            let bad = |what: &str| {
+                refuse(format!(
+                    "has a damaged entry at {}:{} ({what})",
+                    seg.key,
+                    i + 1
+                ))
+            };
+            let record = parse_record(line).map_err(|e| bad(&e.to_string()))?;
+            let leaf = leaf_hash(record.entry);
+            let chain = chain::next(&head, &leaf);
+            if chain != record.chain {
+                return Err(bad("the chain is broken"));
+            }
+            if !mac_key.verify(&chain, &record.mac) {
+                return Err(bad("the MAC does not verify"));
+            }
+            frontier.push(leaf);
+            head = chain;
+        }
+        if frontier.size() != seg.last + 1 {
+            return Err(refuse(format!(
+                "has a segment {} whose name disagrees with its content",
+                seg.key
+            )));
+        }
+    }
+    Ok(Ok(StoreState {
+        frontier,
+        head,
+        newest: (newest.size, newest.root),
+    }))
+}
+
+/// Whether the store's newest checkpoint extends `own` (the same tree, or a consistency
+/// proof from the tiles that verifies); `None` when the tiles to tell are missing.
+async fn consistent<S: Store>(
+    store: &S,
+    own: &LogHead,
+    newest: &LogHead,
+) -> anyhow::Result<Option<bool>> {
+    if own.size == newest.size {
+        return Ok(Some(own.root == newest.root));
+    }
+    if own.size == 0 {
+        return Ok(Some(true));
+    }
+    let mut set = TileSet::new(newest.size);
+    let (old, new) = (own.size, newest.size);
+    match with_tiles(store, &mut set, |t| {
+        auditlog::subtrees::consistency_proof(t, old, new)
+    })
+    .await
+    {
+        Ok(proof) => Ok(Some(
+            auditlog::merkle::verify_consistency(old, new, &own.root, &newest.root, &proof).is_ok(),
+        )),
+        Err(TilesError::Missing(_)) => Ok(None),
+        Err(e) => Err(e).context("failed to read the tiles"),
+    }
+}
+
+/// The whole store verified (chain, MACs, signed checkpoints), as a store without tiles
+/// needs. A sealer never appends to a log that fails verification.
+async fn verify_whole_store<S: Store + Clone>(
+    store: &S,
+    verifier: &NoteVerifier,
+    mac_key: &MacKey,
+    own: Option<(String, String)>,
+) -> anyhow::Result<StoreState> {
+    let options = VerifyOptions {
+        incremental: false,
+        mac_key: Some(mac_key.clone()),
+        trusted: own,
+        progress: false,
+        // Versions and locks are the verifier's business; recovery needs the log itself.
+        storage_checks: false,
+        min_retention_days: None,
+    };
+    let (report, frontier, head) = verify::verify_with_state(store, verifier, &options)
+        .await
+        .with_context(|| format!("failed to read the store {}", store.describe()))?;
+    // Entries after the newest checkpoint are normal after a crash between storing a segment
+    // and its checkpoint; the uploader signs them first thing. Tiles are written afterwards
+    // when the store has none.
+    let fatal = report
+        .problems
+        .iter()
+        .find(|p| p.class != ProblemClass::UnsignedTail && p.class != ProblemClass::MissingTile);
+    if let Some(first) = fatal {
+        bail!(
+            "the store {} fails verification, so the sealer will not append to it: {first} \
+             ({} problem(s) in all; run `sealer verify` for the full report)",
+            store.describe(),
+            report.problem_count
+        );
+    }
+    let newest = match &report.newest_checkpoint {
+        Some(c) => {
+            let root = hex::decode(&c.root)
+                .ok()
+                .and_then(|r| Hash::try_from(r).ok())
+                .context("the newest checkpoint's root is not 32 bytes of hex")?;
+            (c.size, root)
+        }
+        None => (0, auditlog::merkle::empty_root()),
+    };
+    Ok(StoreState {
+        frontier,
+        head,
+        newest,
+    })
+}
+
+/// The sources as of the store's `stored` entries: from the newest snapshot the writer saved
+/// at or before that size, then the stored entries after it. Without a snapshot (the first
+/// start of a sealer that did not save them), every entry is read once.
+async fn restore_sources<S: Store>(
+    store: &S,
+    wal_dir: &Path,
+    stored: u64,
+) -> anyhow::Result<SourceTracker> {
+    let snapshot = sources::snapshots(wal_dir)
+        .unwrap_or_default()
+        .into_iter()
+        .rev()
+        .filter(|(size, _)| *size <= stored)
+        .find_map(|(_, path)| {
+            let bytes = fs::read(&path).ok()?;
+            serde_json::from_slice::<sources::Snapshot>(&bytes).ok()
+        });
+    let (from, mut tracker) = match snapshot {
+        Some(s) => (s.size, SourceTracker::from_snapshot(s)),
+        None => {
+            if stored > 0 {
+                tracing::info!(
+                    entries = stored,
+                    "no sources snapshot: reading every stored entry once to rebuild them"
+                );
+            }
+            (0, SourceTracker::default())
+        }
+    };
+    let log = StoredLog::new(store);
+    if from < stored {
+        for segment in log.segments_in(from..=stored - 1).await? {
+            let bytes = log.read(&segment.key).await?;
+            let lines = bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty());
+            for (seq, line) in (segment.first..).zip(lines) {
+                if seq < from {
+                    continue;
+                }
+                let record =
+                    parse_record(line).map_err(|e| anyhow::anyhow!("{}: {e}", segment.key))?;
+                restore_source(&mut tracker, record.entry)
+                    .with_context(|| format!("in {}", segment.key))?;
+            }
+        }
+    }
+    Ok(tracker)
 }
 
 /// A WAL file whose entries the store already has: it must be the stored segment, byte for

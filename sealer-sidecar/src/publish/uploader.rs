@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, watch};
 use crate::metrics::Metrics;
 use crate::publish::tiles::{TileWriter, leaves_of};
 use crate::read::head::{HeadSender, StoredHead};
+use crate::seal::sources;
 use crate::seal::spool::Spool;
 use crate::seal::wal;
 use crate::seal::writer::ClosedSegment;
@@ -174,6 +175,7 @@ impl<S: Store> Uploader<S> {
             tracing::warn!(path = %seg.path.display(), error = %e, "stored segment's WAL file not removed");
         } else if let Some(dir) = seg.path.parent() {
             let _ = wal::sync_dir(dir);
+            forget_older_snapshots(dir, seg.last + 1);
         }
         tracing::info!(key, entries = seg.last - seg.first + 1, "segment stored");
         Ok(())
@@ -315,6 +317,19 @@ impl<S: Store> Uploader<S> {
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
+        }
+    }
+}
+
+/// Remove the sources snapshots of sizes before `stored`: a start resumes from the one of
+/// the stored size, or a later one.
+fn forget_older_snapshots(dir: &std::path::Path, stored: u64) {
+    let Ok(all) = sources::snapshots(dir) else {
+        return;
+    };
+    for (size, path) in all {
+        if size < stored {
+            let _ = std::fs::remove_file(path);
         }
     }
 }

@@ -19,6 +19,45 @@ use std::time::{Duration, Instant};
 /// changes to the selected resources, in about 100 MiB at most.
 pub const MAX_RECENT_KEYS: usize = 1_000_000;
 
+/// How many of the most recent event names a snapshot keeps: a redelivery comes within the
+/// API server's retry backoff, seconds to minutes after the first delivery.
+pub const SNAPSHOT_KEYS: usize = 100_000;
+
+/// What the tracker knows at one log size, saved beside the WAL when a segment closes so a
+/// restart resumes from it instead of reading every entry of the log.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub struct Snapshot {
+    /// The log size the snapshot is of: every entry before it is accounted for.
+    pub size: u64,
+    pub last: Vec<(String, u64)>,
+    pub ended: Vec<String>,
+    /// The most recent event names, oldest first.
+    pub keys: Vec<String>,
+}
+
+/// Where the snapshot of log size `size` is kept.
+pub fn snapshot_path(dir: &std::path::Path, size: u64) -> std::path::PathBuf {
+    dir.join(format!("{size:020}.sources"))
+}
+
+/// The snapshots in `dir`: `(size, path)`, smallest size first.
+pub fn snapshots(dir: &std::path::Path) -> std::io::Result<Vec<(u64, std::path::PathBuf)>> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        let size = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".sources"))
+            .and_then(|n| n.parse().ok());
+        if let Some(size) = size {
+            out.push((size, path));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// What to do with an incoming event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Observation {
@@ -203,6 +242,41 @@ impl SourceTracker {
     /// Number of event names remembered.
     pub fn recent_keys(&self) -> usize {
         self.keys.order.len()
+    }
+
+    /// What the tracker knows, for a log of `size` entries.
+    pub fn snapshot(&self, size: u64) -> Snapshot {
+        let skip = self.keys.order.len().saturating_sub(SNAPSHOT_KEYS);
+        Snapshot {
+            size,
+            last: self.last.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            ended: self.ended.iter().cloned().collect(),
+            keys: self.keys.order.iter().skip(skip).cloned().collect(),
+        }
+    }
+
+    /// The tracker a snapshot was taken of.
+    pub fn from_snapshot(snapshot: Snapshot) -> SourceTracker {
+        let mut t = SourceTracker {
+            last: snapshot.last.into_iter().collect(),
+            ended: snapshot.ended.into_iter().collect(),
+            keys: RecentKeys::default(),
+        };
+        for key in &snapshot.keys {
+            t.keys.insert(key);
+        }
+        t
+    }
+
+    /// Save a snapshot of the tracker at log size `size` in `dir` (written to a temporary
+    /// file, then renamed). A snapshot that is lost or damaged only makes the next start read
+    /// more of the log.
+    pub fn save_snapshot(&self, dir: &std::path::Path, size: u64) -> std::io::Result<()> {
+        let path = snapshot_path(dir, size);
+        let tmp = path.with_extension("sources.tmp");
+        let bytes = serde_json::to_vec(&self.snapshot(size)).map_err(std::io::Error::other)?;
+        std::fs::write(&tmp, bytes)?;
+        std::fs::rename(&tmp, &path)
     }
 }
 

@@ -420,6 +420,15 @@ impl Writer {
                     leaves: std::mem::take(&mut self.state.leaves),
                 };
                 debug_assert_eq!(seg.leaves.len() as u64, seg.last - seg.first + 1);
+                // The sources as of the segment's end, so the next start need not read the
+                // log to rebuild them.
+                if let Err(e) = self
+                    .state
+                    .sources
+                    .save_snapshot(&self.wal_dir, seg.last + 1)
+                {
+                    tracing::warn!(error = %e, "failed to save the sources snapshot; the next start reads more of the log");
+                }
                 tracing::debug!(first = seg.first, last = seg.last, "segment closed");
                 let _ = self.segments.send(seg);
             }
