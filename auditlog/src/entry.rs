@@ -35,6 +35,15 @@ pub enum EntryKind {
 }
 
 impl EntryKind {
+    /// Every kind, in declaration order (`kind as usize` indexes it).
+    pub const ALL: [EntryKind; 5] = [
+        EntryKind::Start,
+        EntryKind::Http,
+        EntryKind::Gap,
+        EntryKind::K8sAudit,
+        EntryKind::SourceEnd,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EntryKind::Start => "start",
@@ -129,11 +138,69 @@ pub fn write_entry(
 }
 
 /// The members of an entry that a verifier reads; the rest is only hashed.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, PartialEq, Eq)]
 pub struct EntryHead {
     pub kind: EntryKind,
     pub seq: u64,
     pub sealed_at: Timestamp,
+}
+
+impl EntryHead {
+    /// Read `kind`, `seq` and `sealed_at` from an entry, checking that the whole entry is one
+    /// JSON object ([`crate::json_scan`]). Accepts and rejects what deserializing it with
+    /// `serde_json` does, several times faster (the event is validated, not built), except
+    /// that invalid UTF-8 anywhere is refused (serde_json does not look inside what it skips).
+    ///
+    /// # Errors
+    /// A message saying what is wrong, as serde_json would.
+    pub fn parse(entry: &[u8]) -> Result<EntryHead, String> {
+        let (mut kind, mut seq, mut sealed_at) = (None, None, None);
+        let mut duplicate = None;
+        let mut bad = None;
+        crate::json_scan::object_members(entry, |key, value| {
+            let decoded;
+            let key = if key.contains(&b'\\') {
+                let quoted = [b"\"", key, b"\""].concat();
+                decoded = serde_json::from_slice::<String>(&quoted).unwrap_or_default();
+                decoded.as_bytes()
+            } else {
+                key
+            };
+            let field = match key {
+                b"kind" => "kind",
+                b"seq" => "seq",
+                b"sealed_at" => "sealed_at",
+                _ => return Ok(()),
+            };
+            let result = match field {
+                "kind" if kind.is_none() => serde_json::from_slice(value).map(|k| kind = Some(k)),
+                "seq" if seq.is_none() => serde_json::from_slice(value).map(|n| seq = Some(n)),
+                "sealed_at" if sealed_at.is_none() => {
+                    serde_json::from_slice(value).map(|t| sealed_at = Some(t))
+                }
+                _ => {
+                    duplicate.get_or_insert(field);
+                    Ok(())
+                }
+            };
+            if let Err(e) = result {
+                bad.get_or_insert(format!("{field}: {e}"));
+            }
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+        if let Some(field) = duplicate {
+            return Err(format!("duplicate field `{field}`"));
+        }
+        if let Some(message) = bad {
+            return Err(message);
+        }
+        Ok(EntryHead {
+            kind: kind.ok_or("missing field `kind`")?,
+            seq: seq.ok_or("missing field `seq`")?,
+            sealed_at: sealed_at.ok_or("missing field `sealed_at`")?,
+        })
+    }
 }
 
 /// A fully parsed entry, for readers that want the content.
@@ -146,4 +213,85 @@ pub struct Entry {
     pub seq: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source: Option<EntrySource>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const ENTRY: &str = r#"{"event":{"client":{"address":"198.51.100.7"},"http":{"request":{"headers":{"x":["a\"b\\c\u00e9"]},"method":"GET"},"response":{"status_code":200}},"n":[1,-2.5e3,0.0,true,false,null,{}],"url":{"path":"/a"}},"kind":"http","sealed_at":"2026-12-04T22:51:31.690563000Z","seq":601,"source":{"id":"gw/a","seq":9}}"#;
+
+    /// Bytes that change JSON structure, to mutate an entry with.
+    const SIGNIFICANT: &[u8] = b"{}[]\",:\\0123456789-+.eEtrufalsn \t\x01u\xc3\xa9";
+
+    /// Invalid UTF-8 is refused (serde_json lets it pass inside values it skips); on UTF-8,
+    /// the answer is serde_json's.
+    fn same_as_serde(bytes: &[u8]) -> Result<(), TestCaseError> {
+        let fast = EntryHead::parse(bytes);
+        if std::str::from_utf8(bytes).is_err() {
+            prop_assert!(fast.is_err());
+            return Ok(());
+        }
+        let slow = serde_json::from_slice::<EntryHead>(bytes);
+        match (&fast, &slow) {
+            (Ok(a), Ok(b)) => prop_assert_eq!(a, b),
+            (Err(_), Err(_)) => {}
+            _ => prop_assert!(
+                false,
+                "{:?}: fast {:?}, serde {:?}",
+                String::from_utf8_lossy(bytes),
+                fast,
+                slow.map_err(|e| e.to_string())
+            ),
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn reads_the_head_of_a_real_entry() {
+        let head = EntryHead::parse(ENTRY.as_bytes()).unwrap();
+        assert_eq!((head.kind, head.seq), (EntryKind::Http, 601));
+        for bad in [
+            &br#"{"kind":"http","seq":1,"sealed_at":"2026-12-04T22:51:31Z","seq":2}"#[..],
+            br#"{"kind":"http","seq":1}"#,
+            br#"{"kind":"http","seq":1.0,"sealed_at":"2026-12-04T22:51:31Z"}"#,
+            br#"{"kind":"http","seq":1,"sealed_at":"2026-12-04T22:51:31Z"} x"#,
+            br#"{"kind":"http","seq":01,"sealed_at":"2026-12-04T22:51:31Z"}"#,
+        ] {
+            assert!(
+                EntryHead::parse(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+            assert!(serde_json::from_slice::<EntryHead>(bad).is_err());
+        }
+        let escaped = br#"{"k\u0069nd":"http","seq":1,"sealed_at":"2026-12-04T22:51:31Z"}"#;
+        assert_eq!(EntryHead::parse(escaped).unwrap().kind, EntryKind::Http);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+        /// The fast reader accepts exactly what serde_json accepts, with the same values:
+        /// on an entry with bytes replaced, inserted or removed, and cut short.
+        #[test]
+        fn accepts_what_serde_accepts(
+            edits in proptest::collection::vec((0usize..400, 0usize..SIGNIFICANT.len(), 0u8..3), 0..4),
+            cut in 0usize..420,
+        ) {
+            let mut bytes = ENTRY.as_bytes().to_vec();
+            for (at, c, op) in edits {
+                let at = at % (bytes.len() + 1);
+                let c = SIGNIFICANT[c];
+                match op {
+                    0 if at < bytes.len() => bytes[at] = c,
+                    1 => bytes.insert(at, c),
+                    _ if at < bytes.len() => { bytes.remove(at); }
+                    _ => {}
+                }
+            }
+            same_as_serde(&bytes)?;
+            same_as_serde(&bytes[..cut.min(bytes.len())])?;
+        }
+    }
 }

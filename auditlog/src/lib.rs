@@ -18,6 +18,7 @@
 //! # Layout
 //! - [`timestamp`]: RFC 3339 UTC timestamps with nanoseconds.
 //! - [`jcs`]: RFC 8785 canonical JSON.
+//! - [`json_scan`]: a validating scan of a JSON object's top-level members.
 //! - [`merkle`]: RFC 6962 tree hashing, incremental frontier, inclusion and consistency proofs.
 //! - [`subtrees`]: the same proofs from stored tree levels, in O(log² n) node reads.
 //! - [`tiles`]: the tree in the store as C2SP tlog-tiles hash tiles.
@@ -41,6 +42,7 @@ pub mod entry;
 pub mod event;
 pub mod head;
 pub mod jcs;
+pub mod json_scan;
 pub mod k8s;
 pub mod layout;
 pub mod merkle;

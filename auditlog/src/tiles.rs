@@ -461,6 +461,26 @@ impl TileBuilder {
             .collect()
     }
 
+    /// The tree's frontier (its perfect subtrees' roots, largest first), from the edge: at
+    /// most 255 node hashes per tile level, so it is cheap once per checkpoint, and the
+    /// verifier need not keep a [`Frontier`] beside the tiles.
+    #[must_use]
+    pub fn frontier(&self) -> Frontier {
+        let mut hashes = Vec::new();
+        for level in (0..self.edge.len()).rev() {
+            let edge = &self.edge[level];
+            let mut start = 0;
+            for bit in (0..HEIGHT).rev() {
+                let len = 1usize << bit;
+                if edge.len() & len != 0 {
+                    hashes.push(perfect_root(&edge[start..start + len]));
+                    start += len;
+                }
+            }
+        }
+        Frontier::from_parts(self.size, hashes).expect("one subtree per set bit of the size")
+    }
+
     /// The hashes of level `level`'s incomplete tile (empty when it has none).
     #[must_use]
     pub fn edge(&self, level: u8) -> &[Hash] {
@@ -573,7 +593,8 @@ mod tests {
             for l in &all {
                 frontier.push(*l);
             }
-            prop_assert_eq!(set.frontier().unwrap(), frontier);
+            prop_assert_eq!(set.frontier().unwrap(), frontier.clone());
+            prop_assert_eq!(builder.frontier(), frontier);
             let index = a % n;
             prop_assert_eq!(
                 crate::subtrees::inclusion_proof(&set, index, n).unwrap(),

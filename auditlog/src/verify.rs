@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::chain::{self, MacKey};
-use crate::entry::EntryHead;
+use crate::entry::{EntryHead, EntryKind};
 use crate::head::LogHead;
 use crate::layout;
 use crate::merkle::{self, Frontier, Hash, leaf_hash};
@@ -165,7 +165,16 @@ pub fn check_segment(key: &str, bytes: &[u8], mac_key: Option<&MacKey>) -> Segme
         );
         return check;
     }
-    for (i, line) in body.split(|&b| b == b'\n').enumerate() {
+    // Counted per kind in an array, turned into the map once at the end.
+    let mut kinds = [0u64; EntryKind::ALL.len()];
+    let lines = memchr::memchr_iter(b'\n', body)
+        .chain(std::iter::once(body.len()))
+        .scan(0, |start, end| {
+            let line = &body[*start..end];
+            *start = end + 1;
+            Some(line)
+        });
+    for (i, line) in lines.enumerate() {
         let line_no = i + 1;
         let expected = first_seq + i as u64;
         check.records += 1;
@@ -178,7 +187,7 @@ pub fn check_segment(key: &str, bytes: &[u8], mac_key: Option<&MacKey>) -> Segme
                 continue;
             }
         };
-        let head: EntryHead = match serde_json::from_slice(record.entry) {
+        let head = match EntryHead::parse(record.entry) {
             Ok(h) => h,
             Err(e) => {
                 check.problem(
@@ -190,7 +199,7 @@ pub fn check_segment(key: &str, bytes: &[u8], mac_key: Option<&MacKey>) -> Segme
                 continue;
             }
         };
-        *check.kinds.entry(head.kind.as_str()).or_default() += 1;
+        kinds[head.kind as usize] += 1;
         if head.seq != expected {
             check.problem(
                 ProblemClass::SequenceMismatch,
@@ -224,6 +233,11 @@ pub fn check_segment(key: &str, bytes: &[u8], mac_key: Option<&MacKey>) -> Segme
         }
         previous = Some(record.chain);
         check.last_chain = Some(record.chain);
+    }
+    for (kind, n) in EntryKind::ALL.iter().zip(kinds) {
+        if n > 0 {
+            check.kinds.insert(kind.as_str(), n);
+        }
     }
     let expected_count = last_seq - first_seq + 1;
     if check.records != expected_count {
@@ -346,7 +360,6 @@ pub struct StoreVerifier {
     /// False once a hole is found: the tree cannot be recomputed past it.
     tree_intact: bool,
     head: Hash,
-    frontier: Frontier,
     /// Checkpoints still to be compared, by tree size.
     pending: BTreeMap<u64, Vec<PendingCheckpoint>>,
     checkpoints: u64,
@@ -388,7 +401,6 @@ impl StoreVerifier {
             next_seq: 0,
             tree_intact: true,
             head,
-            frontier: Frontier::new(),
             pending: BTreeMap::new(),
             checkpoints: 0,
             newest: None,
@@ -435,7 +447,9 @@ impl StoreVerifier {
         v.start = head.size;
         v.next_seq = head.size;
         v.head = head.chain;
-        v.frontier = frontier;
+        if tiles.size() != frontier.size() {
+            return Err("the tiles' right edge is not of the trusted checkpoint's size".into());
+        }
         v.tiles = tiles;
         v.trusted = Some(summary(name, &head));
         Ok(v)
@@ -576,7 +590,7 @@ impl StoreVerifier {
     /// After the last segment: the stored tiles left to compare (partial tiles of the right
     /// edge). Tiles beyond the log are reported.
     pub fn finish_tiles(&mut self) -> Vec<TileCheck> {
-        let size = self.frontier.size();
+        let size = self.tiles.size();
         for ((level, index), widths) in std::mem::take(&mut self.listed_tiles) {
             let edge = self.tiles.edge(level).to_vec();
             let edge_index = (size >> (HEIGHT * u32::from(level))) >> HEIGHT;
@@ -661,7 +675,7 @@ impl StoreVerifier {
             return;
         }
         if cp.head.size == self.start && self.start > 0 {
-            let (root, head) = (self.frontier.root(), self.head);
+            let (root, head) = (self.tiles.frontier().root(), self.head);
             self.compare_checkpoints(vec![cp], self.start, &root, Some(&head));
         } else if cp.head.size == 0 {
             let genesis = chain::genesis(self.verifier.name());
@@ -681,8 +695,8 @@ impl StoreVerifier {
     }
 
     /// The Merkle tree recomputed so far.
-    pub fn frontier(&self) -> &Frontier {
-        &self.frontier
+    pub fn frontier(&self) -> Frontier {
+        self.tiles.frontier()
     }
 
     /// The last stored chain value linked so far (the genesis value for an empty log).
@@ -760,19 +774,18 @@ impl StoreVerifier {
             let newest = self.newest.as_ref().map(|n| n.size);
             let mut completed = Vec::new();
             for (leaf, stored_chain) in check.leaves.iter().zip(&check.chains) {
-                self.frontier.push(*leaf);
                 self.tiles
                     .push(*leaf, |id, bytes| completed.push((id, bytes)));
                 for (id, bytes) in completed.drain(..) {
                     self.full_tile_done(id, bytes);
                 }
-                let size = self.frontier.size();
+                let size = self.tiles.size();
                 if Some(size) == newest {
                     self.check_edge_of_newest(size);
                 }
                 if self.pending.first_key_value().map(|(s, _)| *s) == Some(size) {
                     let (_, cps) = self.pending.pop_first().expect("checked above");
-                    let root = self.frontier.root();
+                    let root = self.tiles.frontier().root();
                     self.compare_checkpoints(cps, size, &root, Some(stored_chain));
                 }
             }
@@ -834,7 +847,7 @@ impl StoreVerifier {
 
     /// Finish: compare what is left and produce the report.
     pub fn finish(mut self) -> Report {
-        let size = self.frontier.size();
+        let size = self.tiles.size();
         let leftover: Vec<_> = std::mem::take(&mut self.pending)
             .into_values()
             .flatten()
@@ -912,7 +925,7 @@ impl StoreVerifier {
             trusted_checkpoint: self.trusted,
             mac_checked: self.mac_checked,
             tiles_checked: self.tiles_checked,
-            root: hex::encode(self.frontier.root()),
+            root: hex::encode(self.tiles.frontier().root()),
             chain_head: hex::encode(self.head),
             problem_count: self.problem_count,
             problems: self.problems,

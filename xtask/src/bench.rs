@@ -144,6 +144,7 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
         Some("hostcalls") => return crate::proxy_bench::run_host_calls(&args[1..]),
         Some("s3") => return crate::s3_bench::run(&args[1..]),
         Some("query") => return crate::query_bench::run(&args[1..]),
+        Some("log") => return crate::log_bench::run(&args[1..]),
         _ => {}
     }
     let o = parse(args)?;

@@ -10,6 +10,7 @@
 mod bench;
 mod demo;
 mod fuzz;
+mod log_bench;
 mod null_sink;
 mod process;
 mod proxy_bench;

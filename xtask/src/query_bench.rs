@@ -28,9 +28,9 @@ use harness::sealer::Serve;
 use crate::tasks;
 
 const DAY_START: i64 = 1_764_288_000; // 2025-11-28T00:00:00Z
-const BATCH: u64 = 5_000;
+pub(crate) const BATCH: u64 = 5_000;
 
-fn event(i: u64, n: u64) -> String {
+pub(crate) fn event(i: u64, n: u64) -> String {
     let t = DAY_START + (i as i64 * 86_400) / n as i64;
     let statuses = [
         200, 200, 200, 201, 204, 301, 304, 400, 401, 403, 404, 500, 503,
