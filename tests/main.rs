@@ -18,6 +18,7 @@ mod k8s_webhook;
 mod query;
 mod s3;
 mod tamper;
+mod tiles_interop;
 
 use harness::envoy::config::{self, Ports};
 

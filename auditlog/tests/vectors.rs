@@ -12,8 +12,10 @@ use auditlog::merkle::{self, leaf_hash};
 use auditlog::note::NoteSigner;
 use auditlog::record::parse_record;
 use auditlog::seal::LogSealer;
+use auditlog::tiles::{TileBuilder, TileId};
 use auditlog::timestamp::Timestamp;
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 
 const ORIGIN: &str = "example.com/ingress-audit";
 
@@ -121,6 +123,7 @@ fn compute() -> Value {
             "consistency_proof_2_to_4": merkle::consistency_proof(&leaves, 2).unwrap().iter().map(hex::encode).collect::<Vec<_>>(),
             "root_size_2": hex::encode(merkle::root_of(&leaves[..2])),
         },
+        "tiles": tile_vectors(&leaves),
         "checkpoint_key": head.key(),
         "checkpoint": head.sign(&signer).unwrap(),
         // What `GET /v1/proof/inclusion?seq=2` answers for this log, and `sealer prove`
@@ -133,6 +136,51 @@ fn compute() -> Value {
             "proof": merkle::inclusion_proof(&leaves, 2).unwrap().iter().map(|h| B64.encode(h)).collect::<Vec<_>>(),
             "checkpoint": head.sign(&signer).unwrap(),
         },
+    })
+}
+
+/// The tiles (c2sp.org/tlog-tiles) of the four-entry log, in hex, and of a synthetic tree of
+/// 600 leaves whose leaf `i` is `SHA-256(0x00 || decimal i)`: each tile's key, its SHA-256 and
+/// (for the level-1 tile) its hashes, and the tree's root.
+fn tile_vectors(leaves: &[merkle::Hash]) -> Value {
+    let tiles = |leaves: &[merkle::Hash]| {
+        let mut b = TileBuilder::new();
+        let mut out = Vec::new();
+        for leaf in leaves {
+            b.push(*leaf, |id, bytes| out.push((id, bytes)));
+        }
+        out.extend(b.partial_tiles());
+        out
+    };
+    let log: serde_json::Map<String, Value> = tiles(leaves)
+        .into_iter()
+        .map(|(id, bytes)| (id.key(), json!(hex::encode(bytes))))
+        .collect();
+    let synthetic: Vec<merkle::Hash> = (0..600u32)
+        .map(|i| leaf_hash(i.to_string().as_bytes()))
+        .collect();
+    let synthetic_tiles: Vec<Value> = tiles(&synthetic)
+        .into_iter()
+        .map(|(id, bytes)| {
+            let mut v = json!({
+                "key": id.key(),
+                "hashes": id.width,
+                "sha256": hex::encode(Sha256::digest(&bytes)),
+            });
+            if id.level == 1 {
+                v["hex"] = json!(hex::encode(&bytes));
+            }
+            v
+        })
+        .collect();
+    json!({
+        "log": log,
+        "synthetic_600": {
+            "leaf": "SHA-256(0x00 || the decimal digits of i), i = 0..599",
+            "root": hex::encode(merkle::root_of(&synthetic)),
+            "tiles": synthetic_tiles,
+        },
+        "index_path_1234067": TileId::full(1, 1_234_067).key(),
     })
 }
 
@@ -162,7 +210,17 @@ fn log_format_document_quotes_the_vectors() {
         v["entries"][0]["mac"].as_str().unwrap(),
         v["merkle"]["root"].as_str().unwrap(),
         v["inputs"]["verifier_key"].as_str().unwrap(),
+        v["tiles"]["log"]["tile/0/000.p/4"].as_str().unwrap(),
+        v["tiles"]["synthetic_600"]["root"].as_str().unwrap(),
+        v["tiles"]["synthetic_600"]["tiles"][3]["hex"]
+            .as_str()
+            .unwrap(),
     ];
+    for t in v["tiles"]["synthetic_600"]["tiles"].as_array().unwrap() {
+        for q in [t["key"].as_str().unwrap(), t["sha256"].as_str().unwrap()] {
+            assert!(doc.contains(q), "docs/log-format.md does not quote {q}");
+        }
+    }
     for q in quoted {
         assert!(doc.contains(q), "docs/log-format.md does not quote {q}");
     }

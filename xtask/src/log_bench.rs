@@ -83,10 +83,21 @@ impl Bench {
                     let body: String = (first..(first + BATCH).min(to))
                         .map(|i| event(i, total) + "\n")
                         .collect();
-                    agent
+                    // A full spool answers 503 (and may close the connection before the
+                    // body is read): wait and send again; the sealer drops what it already
+                    // sealed (same source and numbers).
+                    let mut tries = 0;
+                    while let Err(e) = agent
                         .post(&url)
                         .set("Content-Type", "application/x-ndjson")
-                        .send_string(&body)?;
+                        .send_string(&body)
+                    {
+                        tries += 1;
+                        if tries > 600 {
+                            return Err(e.into());
+                        }
+                        std::thread::sleep(Duration::from_millis(100));
+                    }
                 }
             }));
         }

@@ -146,8 +146,16 @@ impl TileWriter {
     /// Append a segment's leaves: every tile to store before the checkpoint of the new size
     /// (the full tiles completed, then the partial tiles of the new size).
     pub fn append(&mut self, leaves: &[Hash]) -> Vec<(TileId, Bytes)> {
+        let old = self.builder.size();
         let mut tiles = self.full_tiles(leaves);
-        tiles.extend(self.partial_tiles());
+        // Only the partial tiles that changed: a level whose width did not move keeps its
+        // partial tile, already stored.
+        let added = auditlog::tiles::tiles_added(old, self.builder.size());
+        tiles.extend(
+            self.partial_tiles()
+                .into_iter()
+                .filter(|(id, _)| added.contains(id)),
+        );
         tiles
     }
 }

@@ -18,6 +18,7 @@ use auditlog::merkle::Hash;
 use auditlog::note::NoteSigner;
 use auditlog::timestamp::Timestamp;
 use bytes::Bytes;
+use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
@@ -78,6 +79,9 @@ enum Payload<'a> {
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+/// Tile writes in flight at once.
+const TILE_PUTS_IN_FLIGHT: usize = 16;
 
 /// What an uploader is given.
 pub struct UploaderConfig<S> {
@@ -200,9 +204,23 @@ impl<S: Store> Uploader<S> {
             let leaves = leaves_of(key, &bytes).map_err(|e| Stopped::Tiles(format!("{e:#}")))?;
             std::borrow::Cow::Owned(leaves)
         };
-        for (id, bytes) in self.tiles.append(&leaves) {
-            self.put_with_retry(&id.key(), Payload::Bytes(bytes), shutdown)
-                .await?;
+        // Several at once: each is a small object, so round trips (S3) and fsyncs (local)
+        // dominate, and they overlap.
+        let tiles = self.tiles.append(&leaves);
+        let this = &*self;
+        let results: Vec<Result<(), Stopped>> = futures_util::stream::iter(tiles)
+            .map(|(id, bytes)| {
+                let mut shutdown = shutdown.clone();
+                async move {
+                    this.put_with_retry(&id.key(), Payload::Bytes(bytes), &mut shutdown)
+                        .await
+                }
+            })
+            .buffer_unordered(TILE_PUTS_IN_FLIGHT)
+            .collect()
+            .await;
+        for result in results {
+            result?;
             Metrics::add(&self.metrics.tiles_stored, 1);
         }
         Ok(())
