@@ -10,6 +10,7 @@
 //!   the 9N/10-entry log: entries per second;
 //! - **incremental verification** (`sealer verify --checkpoint` the checkpoint saved at
 //!   9N/10) of the last N/10 entries, against the full verification of the fresh N/10 log;
+//!   every verification starts with the store's pages dropped from the page cache;
 //! - **store overhead**: bytes per entry of segments, tiles and checkpoints.
 
 use std::path::{Path, PathBuf};
@@ -145,9 +146,12 @@ impl Bench {
         Ok(best)
     }
 
-    /// `sealer verify` with `extra`; the entries verified and the seconds taken.
+    /// `sealer verify` with `extra`, on a cold page cache (the store's files dropped from it
+    /// first, as the sealer itself drops its WAL pages): the entries verified and the seconds
+    /// taken.
     fn verify(&self, extra: &[&str]) -> anyhow::Result<(u64, f64)> {
         let keys = self.dir.join("keys");
+        drop_cached(&self.dir.join("data/store"));
         let began = Instant::now();
         let out = Command::new(&self.sealer)
             .arg("verify")
@@ -177,6 +181,29 @@ fn json(url: &str) -> anyhow::Result<serde_json::Value> {
         .call()
         .with_context(|| format!("GET {url}"))?;
     Ok(serde_json::from_str(&r.into_string()?)?)
+}
+
+/// Ask the kernel to drop the cached pages of every file under `dir`, so each verification
+/// reads the store from disk alike.
+fn drop_cached(dir: &Path) {
+    use std::os::fd::AsRawFd;
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(d) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if let Ok(f) = std::fs::File::open(&path) {
+                // SAFETY: a valid open file descriptor; the advice has no memory effects.
+                unsafe {
+                    libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+                }
+            }
+        }
+    }
 }
 
 /// Total bytes of the files under `dir`.

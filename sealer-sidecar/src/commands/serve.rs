@@ -104,9 +104,8 @@ fn open_index(
     let (mut writer, reader) = index::open(dir)
         .with_context(|| format!("failed to open the index in {}", dir.display()))?;
     let ahead = writer.size() > stored.size;
-    let differs = writer.size() == stored.size
-        && writer.size() > 0
-        && writer.root(stored.size)? != stored.root;
+    let differs =
+        writer.size() == stored.size && writer.size() > 0 && writer.chain() != Some(stored.chain);
     if ahead || differs {
         tracing::warn!(
             indexed = writer.size(),

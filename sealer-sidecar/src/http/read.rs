@@ -71,17 +71,6 @@ fn filter_of(pairs: &[(String, String)]) -> Result<Filter, HttpError> {
         .map_err(|e| bad_request(e.param, e.message))
 }
 
-/// Run index work (SQLite, level files) off the async threads; its error as a 503.
-async fn on_index<T: Send + 'static>(
-    work: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
-) -> Result<T, HttpError> {
-    match tokio::task::spawn_blocking(work).await {
-        Ok(Ok(t)) => Ok(t),
-        Ok(Err(e)) => Err(unavailable(format!("{e:#}"))),
-        Err(e) => Err(unavailable(e.to_string())),
-    }
-}
-
 /// The stored checkpoint of `size` entries, or the 404 naming it (with `hint` appended).
 async fn required_checkpoint<S: Store + Clone>(
     state: &AppState<S>,
@@ -184,14 +173,10 @@ pub async fn get_events<S: Store + Clone>(
         }
     };
     let index = index_of(&state)?;
-    let page = on_index(move || {
-        let size = index.size();
-        index
-            .query(&filter, order, cursor, limit)
-            .map(|p| (p, size))
-    })
-    .await?;
-    let (page, indexed_size) = page;
+    let indexed_size = index.size();
+    let page = crate::read::index::query(&index, &state.store, &filter, order, cursor, limit)
+        .await
+        .map_err(|e| unavailable(format!("{e:#}")))?;
     let next = page.next.map(Cursor::encode);
     if ndjson {
         let mut body = String::with_capacity(page.entries.iter().map(|e| e.len() + 1).sum());
@@ -230,17 +215,18 @@ async fn checkpoint_of_size<S: Store + Clone>(
         return Ok(Some(text.to_string()));
     }
     let log = StoredLog::new(&state.store);
-    let Some(found) = log
-        .checkpoint_at_size(size)
-        .await
-        .map_err(|e| unavailable(format!("cannot list checkpoints: {e}")))?
+    let Some(found) = log.checkpoint_at_size(size).await.map_err(|e| {
+        HttpError::unavailable("proof_unavailable", format!("cannot list checkpoints: {e}"))
+    })?
     else {
         return Ok(None);
     };
-    let text = log
-        .read_checkpoint(&found)
-        .await
-        .map_err(|e| unavailable(format!("cannot read {}: {e}", found.key)))?;
+    let text = log.read_checkpoint(&found).await.map_err(|e| {
+        HttpError::unavailable(
+            "proof_unavailable",
+            format!("cannot read {}: {e}", found.key),
+        )
+    })?;
     Ok(Some(text))
 }
 

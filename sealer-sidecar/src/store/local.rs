@@ -149,7 +149,19 @@ impl LocalStore {
 
     fn list_blocking(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         let mut out = Vec::new();
-        walk(&self.root, &self.root, &mut out).map_err(|e| StoreError::Io {
+        // Only the directory the prefix names is walked: listing `segments/` must not visit
+        // every tile.
+        if prefix.starts_with('/') || prefix.split('/').any(|p| p == ".." || p == ".") {
+            return Err(StoreError::BadKey {
+                key: prefix.to_owned(),
+                reason: "a prefix must stay inside the store",
+            });
+        }
+        let dir = match prefix.rfind('/') {
+            Some(i) => self.root.join(&prefix[..i]),
+            None => self.root.clone(),
+        };
+        walk(&self.root, &dir, &mut out).map_err(|e| StoreError::Io {
             key: prefix.to_owned(),
             source: e,
         })?;
@@ -217,6 +229,36 @@ impl Store for LocalStore {
                 source: e,
             }),
         }
+    }
+
+    async fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Bytes>, StoreError> {
+        check_key(key)?;
+        let path = self.root.join(key);
+        let key = key.to_owned();
+        tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let io = |e: std::io::Error| StoreError::Io {
+                key: key.clone(),
+                source: e,
+            };
+            let file = match std::fs::File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io(e)),
+            };
+            let size = file.metadata().map_err(io)?.len();
+            let len = len.min(size.saturating_sub(offset));
+            let mut buf = vec![0u8; len as usize];
+            file.read_exact_at(&mut buf, offset).map_err(io)?;
+            Ok(Some(Bytes::from(buf)))
+        })
+        .await
+        .expect("store task does not panic")
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {

@@ -76,6 +76,23 @@ pub trait Store: Send + Sync + 'static {
 
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<Bytes>, StoreError>> + Send;
 
+    /// `len` bytes of an object from byte `offset` (fewer at its end). The default reads
+    /// the whole object; the local store reads only those bytes, S3 sends a range request.
+    fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> impl Future<Output = Result<Option<Bytes>, StoreError>> + Send {
+        async move {
+            Ok(self.get(key).await?.map(|b| {
+                let start = (offset as usize).min(b.len());
+                let end = (offset.saturating_add(len) as usize).min(b.len());
+                b.slice(start..end)
+            }))
+        }
+    }
+
     fn list(
         &self,
         prefix: &str,
@@ -154,6 +171,19 @@ impl Store for AnyStore {
             AnyStore::Local(s) => s.get(key).await,
             #[cfg(feature = "s3")]
             AnyStore::S3(s) => s.get(key).await,
+        }
+    }
+
+    async fn get_range(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+    ) -> Result<Option<Bytes>, StoreError> {
+        match self {
+            AnyStore::Local(s) => s.get_range(key, offset, len).await,
+            #[cfg(feature = "s3")]
+            AnyStore::S3(s) => s.get_range(key, offset, len).await,
         }
     }
 

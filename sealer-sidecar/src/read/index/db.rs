@@ -1,6 +1,8 @@
-//! The entries table: one row per entry, with the [`Fields`] a query filters on and the
-//! entry's canonical JSON, in an SQLite file. Queries are the [`Filter`] in SQL; the tests
-//! check that both select the same entries.
+//! The entries table: one row per entry, with the [`Fields`] a query filters on and where
+//! the entry is in the store (its segment and byte range), in an SQLite file. The entries
+//! themselves stay in the store: a query reads them from there. Queries are the [`Filter`]
+//! in SQL, all but free text (`q`), which is matched on the entries read; the tests check
+//! that both select the same entries.
 
 use std::path::Path;
 
@@ -11,7 +13,7 @@ use rusqlite::types::Value as Sql;
 use rusqlite::{Connection, OpenFlags, params, params_from_iter};
 
 /// Bump when the schema or the extracted fields change: the index is then rebuilt.
-const SCHEMA_VERSION: &str = "1";
+const SCHEMA_VERSION: &str = "2";
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -27,7 +29,10 @@ CREATE TABLE IF NOT EXISTS entries (
     status INTEGER,
     identity TEXT,
     client TEXT,
-    entry TEXT NOT NULL
+    seg_first INTEGER NOT NULL,
+    seg_last INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    len INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS entries_time ON entries (time, seq);
 CREATE INDEX IF NOT EXISTS entries_identity ON entries (identity, time);
@@ -68,6 +73,23 @@ pub struct Page {
     pub next: Option<Cursor>,
 }
 
+/// Where an entry is in the store: the segment holding entries `segment.0..=segment.1`, and
+/// the entry's bytes at `offset..offset + len` in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Location {
+    pub segment: (u64, u64),
+    pub offset: u64,
+    pub len: u64,
+}
+
+/// A row a query selected: the entry's time and position, and where it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Located {
+    pub time: i64,
+    pub seq: u64,
+    pub at: Location,
+}
+
 fn kind_str(kind: Option<EntryKind>) -> &'static str {
     kind.map_or("unknown", EntryKind::as_str)
 }
@@ -89,7 +111,8 @@ pub fn open_writer(path: &Path) -> anyhow::Result<Connection> {
     match version.as_deref() {
         Some(SCHEMA_VERSION) => {}
         Some(_) | None => {
-            conn.execute_batch("DELETE FROM entries;")?;
+            conn.execute_batch("DROP TABLE entries; DELETE FROM meta;")?;
+            conn.execute_batch(SCHEMA)?;
             conn.execute(
                 "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', ?1)",
                 params![SCHEMA_VERSION],
@@ -122,18 +145,20 @@ pub fn truncate(conn: &Connection, size: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Insert entries (canonical JSON) in one transaction.
+/// Insert entries in one transaction, and record the chain value of the last one.
 pub fn insert<'a>(
     conn: &mut Connection,
-    entries: impl IntoIterator<Item = (&'a Fields, &'a str)>,
+    entries: impl IntoIterator<Item = (&'a Fields, Location)>,
+    last_chain: &str,
 ) -> anyhow::Result<()> {
     let tx = conn.transaction()?;
     {
         let mut stmt = tx.prepare_cached(
             "INSERT INTO entries (seq, kind, time, sealed_at, gateway, method, host, path, \
-             status, identity, client, entry) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+             status, identity, client, seg_first, seg_last, offset, len) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         )?;
-        for (f, json) in entries {
+        for (f, at) in entries {
             stmt.execute(params![
                 f.seq as i64,
                 kind_str(f.kind),
@@ -146,34 +171,43 @@ pub fn insert<'a>(
                 f.status,
                 f.identity,
                 f.client,
-                json,
+                at.segment.0 as i64,
+                at.segment.1 as i64,
+                at.offset as i64,
+                at.len as i64,
             ])?;
         }
     }
+    tx.execute(
+        "INSERT OR REPLACE INTO meta (key, value) VALUES ('chain', ?1)",
+        params![last_chain],
+    )?;
     tx.commit()?;
     Ok(())
 }
 
-/// The canonical JSON of entry `seq`.
-pub fn entry(conn: &Connection, seq: u64) -> anyhow::Result<Option<String>> {
-    let mut stmt = conn.prepare_cached("SELECT entry FROM entries WHERE seq = ?1")?;
-    let mut rows = stmt.query(params![seq as i64])?;
-    Ok(match rows.next()? {
-        Some(row) => Some(row.get(0)?),
-        None => None,
-    })
+/// The chain value (hex) of the last entry inserted, if any.
+pub fn last_chain(conn: &Connection) -> anyhow::Result<Option<String>> {
+    Ok(conn
+        .query_row("SELECT value FROM meta WHERE key = 'chain'", [], |r| {
+            r.get(0)
+        })
+        .ok())
 }
 
-/// The entries matching `filter`, `limit` at most, after `cursor`, below position `size`.
-pub fn query(
+/// The entries matching `filter` except its free text, `limit` at most, after `cursor`, below
+/// position `size`, in order.
+pub fn locate(
     conn: &Connection,
     filter: &Filter,
     order: Order,
     cursor: Option<Cursor>,
     limit: usize,
     size: u64,
-) -> anyhow::Result<Page> {
-    let mut sql = String::from("SELECT time, seq, entry FROM entries WHERE seq < ?");
+) -> anyhow::Result<Vec<Located>> {
+    let mut sql = String::from(
+        "SELECT time, seq, seg_first, seg_last, offset, len FROM entries WHERE seq < ?",
+    );
     let mut args: Vec<Sql> = vec![Sql::Integer(size as i64)];
     let mut cond = |clause: &str, values: Vec<Sql>| {
         sql.push_str(" AND ");
@@ -228,10 +262,6 @@ pub fn query(
     if let Some(c) = &filter.client {
         cond("client = ?", vec![text(c)]);
     }
-    if let Some(q) = &filter.text {
-        // lower() folds ASCII only, as the filter does.
-        cond("instr(lower(entry), ?) > 0", vec![text(q)]);
-    }
     let (cmp, dir) = match order {
         Order::NewestFirst => ("<", "DESC"),
         Order::OldestFirst => (">", "ASC"),
@@ -247,26 +277,21 @@ pub fn query(
         );
     }
     sql.push_str(&format!(" ORDER BY time {dir}, seq {dir} LIMIT ?"));
-    args.push(Sql::Integer(limit as i64 + 1));
+    args.push(Sql::Integer(limit as i64));
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(params_from_iter(args))?;
-    let mut page = Page {
-        entries: Vec::new(),
-        next: None,
-    };
-    let mut last = None;
+    let mut out = Vec::new();
     while let Some(row) = rows.next()? {
-        if page.entries.len() == limit {
-            page.next = last;
-            break;
-        }
-        let time: i64 = row.get(0)?;
-        let seq: i64 = row.get(1)?;
-        page.entries.push(row.get(2)?);
-        last = Some(Cursor {
-            time,
-            seq: seq as u64,
+        let int = |i: usize| row.get::<_, i64>(i);
+        out.push(Located {
+            time: int(0)?,
+            seq: int(1)? as u64,
+            at: Location {
+                segment: (int(2)? as u64, int(3)? as u64),
+                offset: int(4)? as u64,
+                len: int(5)? as u64,
+            },
         });
     }
-    Ok(page)
+    Ok(out)
 }

@@ -1,18 +1,16 @@
-//! The query index: what `GET /v1/events` searches and `GET /v1/proof/*` proves from.
+//! The query index: what `GET /v1/events` searches.
 //!
-//! It is derived data, never the source of truth. It lives in `DATA_DIR/index/` (an SQLite
-//! file of the entries and their query fields, [`db`], and the Merkle tree's levels,
-//! [`levels`]) and follows the store: every entry covered by a stored checkpoint is indexed
-//! (so anything a proof is asked for is in a checkpoint a verifier can check). Delete the
-//! directory and it is rebuilt from the store at the next start. If its tree ever disagrees
-//! with a checkpoint's root, it is thrown away and rebuilt.
+//! It is derived data, never the source of truth. It lives in `DATA_DIR/index/`, an SQLite
+//! file with one row per entry: the query fields and where the entry is in the store
+//! ([`db`]). The entries themselves are read from the store when a query returns them, so
+//! the index costs the query fields, not the entries. It follows the store: every entry
+//! covered by a stored checkpoint is indexed. It keeps the chain value of the last entry it
+//! indexed; if that ever disagrees with the store, it is thrown away and rebuilt. Delete the
+//! directory and it is rebuilt from the store at the next start.
 //!
-//! Proofs come from the levels in O(log² n) reads ([`auditlog::subtrees`]); a client checks
-//! them against the signed checkpoint, so a damaged index yields proofs that fail, not false
-//! ones.
+//! Proofs do not come from here: they come from the store's tiles ([`crate::read::proofs`]).
 
 pub mod db;
-pub mod levels;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -20,10 +18,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use auditlog::merkle::{self, Hash};
+use auditlog::layout;
+use auditlog::merkle::Hash;
 use auditlog::query::{Fields, Filter};
 use auditlog::record::parse_record;
-use auditlog::subtrees;
 use rusqlite::Connection;
 use tokio::sync::watch;
 
@@ -31,102 +29,102 @@ use crate::read::StoredLog;
 use crate::read::head::{HeadWatch, StoredHead};
 use crate::store::Store;
 
-pub use db::{Cursor, Order, Page};
+pub use db::{Cursor, Located, Location, Order, Page};
 
 const DB_FILE: &str = "entries.sqlite";
-const LEVELS_DIR: &str = "levels";
+
+/// Entries written to the index in one transaction.
+const ROWS_PER_COMMIT: usize = 10_000;
+
+/// One entry to index: its position, canonical bytes and where they are in the store.
+pub struct Row<'a> {
+    pub seq: u64,
+    pub entry: &'a [u8],
+    pub at: Location,
+    /// The entry's chain value.
+    pub chain: Hash,
+}
 
 /// The indexer's side: appends entries.
 pub struct IndexWriter {
     dir: PathBuf,
     conn: Connection,
-    levels: levels::LevelWriter,
+    size: u64,
+    chain: Option<Hash>,
 }
 
 impl IndexWriter {
-    /// Open the index in `dir`, cut back to the size the table and the levels agree on.
+    /// Open the index in `dir`.
     pub fn open(dir: &Path) -> anyhow::Result<IndexWriter> {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("failed to create {}", dir.display()))?;
         let conn = db::open_writer(&dir.join(DB_FILE))?;
-        let levels = levels::LevelWriter::open(&dir.join(LEVELS_DIR))?;
-        // A crash or a full disk may leave one part ahead of the other: cut both to the
-        // entries they both hold.
-        let rows = db::size(&conn)?;
-        let size = rows.min(levels.size());
-        if rows > size {
-            db::truncate(&conn, size)?;
-        }
-        let levels = if levels.size() > size {
-            drop(levels);
-            levels::LevelWriter::open_at_most(&dir.join(LEVELS_DIR), size)?
-        } else {
-            levels
-        };
+        let size = db::size(&conn)?;
+        let chain = db::last_chain(&conn)?
+            .and_then(|h| hex::decode(h).ok())
+            .and_then(|b| Hash::try_from(b).ok());
         Ok(IndexWriter {
             dir: dir.to_owned(),
             conn,
-            levels,
+            size,
+            chain,
         })
     }
 
     pub fn size(&self) -> u64 {
-        self.levels.size()
+        self.size
     }
 
-    /// Append entries `size..`: `(seq, canonical entry bytes)`, in order.
-    pub fn append(&mut self, entries: &[(u64, Vec<u8>)]) -> anyhow::Result<()> {
-        let mut rows = Vec::with_capacity(entries.len());
-        for (i, (seq, bytes)) in entries.iter().enumerate() {
-            let expected = self.size() + i as u64;
-            if *seq != expected {
-                bail!("index: expected entry {expected}, got {seq}");
+    /// The chain value of the last entry indexed (`None` when empty).
+    pub fn chain(&self) -> Option<Hash> {
+        self.chain
+    }
+
+    /// Append entries `size..`, in order.
+    pub fn append(&mut self, rows: &[Row<'_>]) -> anyhow::Result<()> {
+        let Some(last) = rows.last() else {
+            return Ok(());
+        };
+        let mut fields = Vec::with_capacity(rows.len());
+        for (i, row) in rows.iter().enumerate() {
+            let expected = self.size + i as u64;
+            if row.seq != expected {
+                bail!("index: expected entry {expected}, got {}", row.seq);
             }
-            let text = std::str::from_utf8(bytes).context("an entry is not UTF-8")?;
             let value: serde_json::Value =
-                serde_json::from_str(text).context("an entry is not JSON")?;
-            rows.push((Fields::of(&value), text));
+                serde_json::from_slice(row.entry).context("an entry is not JSON")?;
+            fields.push(Fields::of(&value));
         }
-        db::insert(&mut self.conn, rows.iter().map(|(f, t)| (f, *t)))?;
-        for (_, bytes) in entries {
-            self.levels.push(merkle::leaf_hash(bytes))?;
-        }
-        self.levels.flush()?;
+        db::insert(
+            &mut self.conn,
+            fields.iter().zip(rows.iter().map(|r| r.at)),
+            &hex::encode(last.chain),
+        )?;
+        self.size = last.seq + 1;
+        self.chain = Some(last.chain);
         Ok(())
-    }
-
-    /// The root of the first `size` entries, from the levels.
-    pub fn root(&self, size: u64) -> anyhow::Result<Hash> {
-        subtrees::root(&levels::LevelReader::new(&self.dir.join(LEVELS_DIR)), size)
     }
 
     /// Throw everything away.
     pub fn clear(&mut self) -> anyhow::Result<()> {
-        self.levels.clear()?;
-        db::truncate(&self.conn, 0)
+        db::truncate(&self.conn, 0)?;
+        self.size = 0;
+        self.chain = None;
+        Ok(())
     }
 }
 
-/// The readers' side: queries and proofs over the entries indexed so far.
+/// The readers' side: queries over the entries indexed so far.
 pub struct IndexReader {
     conn: Mutex<Connection>,
-    levels: levels::LevelReader,
-    /// Entries indexed and flushed: everything below is readable.
+    /// Entries indexed and committed: everything below is readable.
     size: Arc<AtomicU64>,
-}
-
-/// An inclusion proof of one entry.
-#[derive(Debug, Clone)]
-pub struct Inclusion {
-    pub entry: String,
-    pub proof: Vec<Hash>,
 }
 
 impl IndexReader {
     pub fn open(dir: &Path, size: Arc<AtomicU64>) -> anyhow::Result<IndexReader> {
         Ok(IndexReader {
             conn: Mutex::new(db::open_reader(&dir.join(DB_FILE))?),
-            levels: levels::LevelReader::new(&dir.join(LEVELS_DIR)),
             size,
         })
     }
@@ -141,39 +139,124 @@ impl IndexReader {
         self.size.clone()
     }
 
-    pub fn query(
+    /// The rows matching `filter` except its free text: `limit` at most, after `cursor`.
+    pub fn locate(
         &self,
         filter: &Filter,
         order: Order,
         cursor: Option<Cursor>,
         limit: usize,
-    ) -> anyhow::Result<Page> {
+    ) -> anyhow::Result<Vec<Located>> {
         let conn = self.conn.lock().expect("not poisoned");
-        db::query(&conn, filter, order, cursor, limit, self.size())
+        db::locate(&conn, filter, order, cursor, limit, self.size())
     }
+}
 
-    /// Entry `seq` and its inclusion proof in the tree of `size` entries.
-    pub fn inclusion(&self, seq: u64, size: u64) -> anyhow::Result<Inclusion> {
-        self.check_size(size)?;
-        let proof = subtrees::inclusion_proof(&self.levels, seq, size)?;
-        let conn = self.conn.lock().expect("not poisoned");
-        let entry = db::entry(&conn, seq)?.with_context(|| format!("entry {seq} not indexed"))?;
-        Ok(Inclusion { entry, proof })
-    }
-
-    /// The consistency proof from the tree of `old` entries to that of `new`.
-    pub fn consistency(&self, old: u64, new: u64) -> anyhow::Result<Vec<Hash>> {
-        self.check_size(new)?;
-        subtrees::consistency_proof(&self.levels, old, new)
-    }
-
-    fn check_size(&self, size: u64) -> anyhow::Result<()> {
-        let have = self.size();
-        if size > have {
-            bail!("the index holds {have} entries, fewer than the tree size {size}");
+/// One page of the entries matching `filter`: rows from the index, entries from the store,
+/// free text (`q`) matched on the entries read.
+pub async fn query<S: Store>(
+    index: &Arc<IndexReader>,
+    store: &S,
+    filter: &Filter,
+    order: Order,
+    cursor: Option<Cursor>,
+    limit: usize,
+) -> anyhow::Result<Page> {
+    let mut page = Page {
+        entries: Vec::new(),
+        next: None,
+    };
+    // Without free text every row is a match: one more than the page tells whether there is a
+    // next page. With it, rows are read in batches until the page is full.
+    let batch = if filter.text.is_some() {
+        (limit + 1).max(1000)
+    } else {
+        limit + 1
+    };
+    let mut after = cursor;
+    let mut last_returned = None;
+    loop {
+        let rows = {
+            let (index, filter) = (index.clone(), filter.clone());
+            tokio::task::spawn_blocking(move || index.locate(&filter, order, after, batch))
+                .await
+                .expect("the index query does not panic")?
+        };
+        let exhausted = rows.len() < batch;
+        let entries = read_entries(store, &rows).await?;
+        for (row, entry) in rows.iter().zip(entries) {
+            after = Some(Cursor {
+                time: row.time,
+                seq: row.seq,
+            });
+            if let Some(q) = &filter.text
+                && !entry.to_ascii_lowercase().contains(q.as_str())
+            {
+                continue;
+            }
+            if page.entries.len() == limit {
+                page.next = last_returned;
+                return Ok(page);
+            }
+            page.entries.push(entry);
+            last_returned = after;
         }
-        Ok(())
+        if exhausted {
+            return Ok(page);
+        }
     }
+}
+
+/// Gaps between rows of one segment up to this size are read through rather than asked for
+/// separately.
+const READ_THROUGH: u64 = 64 << 10;
+
+/// The entries at `rows`' locations, in the rows' order. Rows of one segment close together
+/// are read with one range request. Each entry must say it is at its row's position.
+async fn read_entries<S: Store>(store: &S, rows: &[Located]) -> anyhow::Result<Vec<String>> {
+    let mut order: Vec<usize> = (0..rows.len()).collect();
+    order.sort_by_key(|&i| (rows[i].at.segment, rows[i].at.offset));
+    let mut out = vec![String::new(); rows.len()];
+    let mut i = 0;
+    while i < order.len() {
+        let first = rows[order[i]].at;
+        let mut end = first.offset + first.len;
+        let mut j = i + 1;
+        while j < order.len() {
+            let next = rows[order[j]].at;
+            if next.segment != first.segment || next.offset > end + READ_THROUGH {
+                break;
+            }
+            end = end.max(next.offset + next.len);
+            j += 1;
+        }
+        let key = layout::segment_key(first.segment.0, first.segment.1);
+        let bytes = store
+            .get_range(&key, first.offset, end - first.offset)
+            .await?
+            .with_context(|| format!("{key} is in the index but not in the store"))?;
+        for &k in &order[i..j] {
+            let at = rows[k].at;
+            let start = (at.offset - first.offset) as usize;
+            let entry = bytes
+                .get(start..start + at.len as usize)
+                .with_context(|| format!("{key} is shorter than the index says"))?;
+            let text = std::str::from_utf8(entry).context("an entry is not UTF-8")?;
+            let head = auditlog::entry::EntryHead::parse(entry)
+                .map_err(|e| anyhow::anyhow!("{key}: not an entry where the index points: {e}"))?;
+            if head.seq != rows[k].seq {
+                bail!(
+                    "the index points to entry {} in {key} for entry {}: it does not match the \
+                     store (delete the index directory to rebuild it)",
+                    head.seq,
+                    rows[k].seq
+                );
+            }
+            out[k] = text.to_owned();
+        }
+        i = j;
+    }
+    Ok(out)
 }
 
 /// Open the index in `dir` for the indexer and for readers.
@@ -182,39 +265,6 @@ pub fn open(dir: &Path) -> anyhow::Result<(IndexWriter, IndexReader)> {
     let size = Arc::new(AtomicU64::new(writer.size()));
     let reader = IndexReader::open(dir, size)?;
     Ok((writer, reader))
-}
-
-/// Entries `from..until` of the stored segments, in order.
-async fn read_stored<S: Store>(
-    store: &S,
-    from: u64,
-    until: u64,
-) -> anyhow::Result<Vec<(u64, Vec<u8>)>> {
-    let mut out = Vec::new();
-    if from >= until {
-        return Ok(out);
-    }
-    let log = StoredLog::new(store);
-    for segment in log.segments_in(from..=until - 1).await? {
-        let first = segment.first;
-        let bytes = log.read(&segment.key).await?;
-        for (i, line) in bytes
-            .split(|&b| b == b'\n')
-            .filter(|l| !l.is_empty())
-            .enumerate()
-        {
-            let seq = first + i as u64;
-            if seq < from || seq >= until {
-                continue;
-            }
-            let record = parse_record(line).map_err(|e| anyhow::anyhow!("{}: {e}", segment.key))?;
-            out.push((seq, record.entry.to_vec()));
-        }
-        if out.len() as u64 >= until - from {
-            break;
-        }
-    }
-    Ok(out)
 }
 
 /// Keep the index up with the stored head until `stop`: every time a newer checkpoint is
@@ -291,20 +341,19 @@ fn low_on_space(dir: &Path) -> Option<u64> {
 /// Why catching up failed.
 #[derive(Debug, thiserror::Error)]
 enum CatchUpError {
-    /// The index's tree disagrees with a stored checkpoint: its content is wrong, not late.
-    #[error("the index's tree of {size} entries does not have the checkpoint's root")]
-    RootMismatch { size: u64 },
+    /// The index disagrees with the store: its content is wrong, not late.
+    #[error("the index's last entry (of {size}) has another chain value than the store's")]
+    ChainMismatch { size: u64 },
     /// Reading the store or writing the index failed; the next round tries again.
     #[error(transparent)]
     Failed(#[from] anyhow::Error),
 }
 
-/// After a failed round: reopen the index (which cuts it back to what both parts hold), and
-/// throw it away when its content is wrong. `None` if it cannot even be reopened (the next
-/// round tries again).
+/// After a failed round: reopen the index, and throw it away when its content is wrong.
+/// `None` if it cannot even be reopened (the next round tries again).
 fn recover(w: IndexWriter, error: &CatchUpError) -> Option<IndexWriter> {
     let dir = w.dir.clone();
-    let wrong = matches!(error, CatchUpError::RootMismatch { .. });
+    let wrong = matches!(error, CatchUpError::ChainMismatch { .. });
     drop(w);
     tracing::error!(
         error = format!("{error:#}"),
@@ -330,7 +379,8 @@ fn recover(w: IndexWriter, error: &CatchUpError) -> Option<IndexWriter> {
     }
 }
 
-/// Index the entries up to the stored head, in chunks, then compare the tree's root with the
+/// Index the entries up to the stored head, one segment at a time (at most one segment and
+/// [`ROWS_PER_COMMIT`] rows in memory), then compare the last entry's chain value with the
 /// head's. The writer comes back whatever happened.
 async fn catch_up<S: Store>(
     store: &S,
@@ -338,26 +388,26 @@ async fn catch_up<S: Store>(
     head: &StoredHead,
 ) -> (IndexWriter, Result<(), CatchUpError>) {
     let target = head.size;
-    const CHUNK: u64 = 100_000;
-    while w.size() < target {
-        let from = w.size();
-        let until = target.min(from + CHUNK);
-        let entries = match read_stored(store, from, until).await {
-            Ok(e) if e.len() as u64 == until - from => e,
-            Ok(e) => {
-                let held = e.len();
-                return (
-                    w,
-                    Err(anyhow::anyhow!(
-                        "the store holds {held} of the entries {from}..{until} a checkpoint covers"
-                    )
-                    .into()),
-                );
-            }
-            Err(e) => return (w, Err(e.into())),
+    let log = StoredLog::new(store);
+    let segments = match log.segments_in(w.size()..=target.saturating_sub(1)).await {
+        Ok(s) => s,
+        Err(e) => return (w, Err(anyhow::Error::from(e).into())),
+    };
+    for seg in segments {
+        if w.size() >= target {
+            break;
+        }
+        if seg.first > w.size() {
+            let e = anyhow::anyhow!("entries {}..{} are not in the store", w.size(), seg.first);
+            return (w, Err(e.into()));
+        }
+        let bytes = match log.read(&seg.key).await {
+            Ok(b) => b,
+            Err(e) => return (w, Err(anyhow::Error::from(e).into())),
         };
-        let (back, result) = match tokio::task::spawn_blocking(move || {
-            let r = w.append(&entries);
+        let result;
+        (w, result) = match tokio::task::spawn_blocking(move || {
+            let r = index_segment(&mut w, &seg, &bytes, target);
             (w, r)
         })
         .await
@@ -365,24 +415,64 @@ async fn catch_up<S: Store>(
             Ok(done) => done,
             Err(e) => panic!("the index writer panicked: {e}"),
         };
-        w = back;
         if let Err(e) = result {
             return (w, Err(e.into()));
         }
     }
-    let check = || -> Result<(), CatchUpError> {
-        if head.size == w.size() && w.root(head.size)? != head.root {
-            return Err(CatchUpError::RootMismatch { size: head.size });
+    if w.size() < target {
+        let e = anyhow::anyhow!(
+            "the store holds {} of the {target} entries a checkpoint covers",
+            w.size()
+        );
+        return (w, Err(e.into()));
+    }
+    if head.size == w.size() && head.size > 0 && w.chain() != Some(head.chain) {
+        return (w, Err(CatchUpError::ChainMismatch { size: head.size }));
+    }
+    (w, Ok(()))
+}
+
+/// Index the entries of one segment from the writer's size up to `until`.
+fn index_segment(
+    w: &mut IndexWriter,
+    seg: &crate::read::stored_log::SegmentRef,
+    bytes: &[u8],
+    until: u64,
+) -> anyhow::Result<()> {
+    let mut rows = Vec::with_capacity(ROWS_PER_COMMIT);
+    let mut start = 0usize;
+    let mut seq = seg.first;
+    while start < bytes.len() && seq < until {
+        let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |i| start + i);
+        let line = &bytes[start..end];
+        if seq >= w.size() {
+            let record = parse_record(line).map_err(|e| anyhow::anyhow!("{}: {e}", seg.key))?;
+            let offset = record.entry.as_ptr() as usize - bytes.as_ptr() as usize;
+            rows.push(Row {
+                seq,
+                entry: record.entry,
+                at: Location {
+                    segment: (seg.first, seg.last),
+                    offset: offset as u64,
+                    len: record.entry.len() as u64,
+                },
+                chain: record.chain,
+            });
+            if rows.len() == ROWS_PER_COMMIT {
+                w.append(&rows)?;
+                rows.clear();
+            }
         }
-        Ok(())
-    };
-    let result = check();
-    (w, result)
+        start = end + 1;
+        seq += 1;
+    }
+    w.append(&rows)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::MemoryStore;
     use proptest::prelude::*;
     use serde_json::{Value, json};
 
@@ -444,34 +534,90 @@ mod tests {
         proptest::sample::subsequence(choices, 0..4)
     }
 
-    fn index_of(entries: &[Value]) -> (tempfile::TempDir, IndexWriter, IndexReader) {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut w, r) = open(dir.path()).unwrap();
-        let rows: Vec<(u64, Vec<u8>)> = entries
-            .iter()
-            .map(|e| {
-                (
-                    e["seq"].as_u64().unwrap(),
-                    auditlog::jcs::canonicalize(e).unwrap(),
-                )
-            })
-            .collect();
-        w.append(&rows).unwrap();
-        r.size.store(w.size(), Relaxed);
-        (dir, w, r)
+    /// Store `entries` as one segment (with made-up chain values and MACs: the index does not
+    /// check them) in `store`, and index it.
+    fn add_segment(store: &MemoryStore, w: &mut IndexWriter, entries: &[Value]) {
+        let first = entries[0]["seq"].as_u64().unwrap();
+        let last = first + entries.len() as u64 - 1;
+        let mut bytes = Vec::new();
+        for e in entries {
+            let seq = e["seq"].as_u64().unwrap();
+            let json = auditlog::jcs::canonicalize(e).unwrap();
+            auditlog::record::write_record(&mut bytes, &json, &[seq as u8; 32], &[7; 32]);
+        }
+        let seg = crate::read::stored_log::SegmentRef {
+            key: layout::segment_key(first, last),
+            first,
+            last,
+            bytes: bytes.len() as u64,
+        };
+        index_segment(w, &seg, &bytes, last + 1).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(store.put_if_absent(&seg.key, bytes.into()))
+            .unwrap();
     }
 
-    /// Every page, following the cursor.
-    fn all_pages(r: &IndexReader, f: &Filter, order: Order, limit: usize) -> Vec<u64> {
-        let mut out = Vec::new();
-        let mut cursor = None;
-        loop {
-            let page = r.query(f, order, cursor, limit).unwrap();
-            out.extend(page.entries.iter().map(|e| {
+    fn index_of(
+        entries: &[Value],
+    ) -> (
+        tempfile::TempDir,
+        IndexWriter,
+        Arc<IndexReader>,
+        MemoryStore,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut w, r) = open(dir.path()).unwrap();
+        let store = MemoryStore::default();
+        // Two segments, to read across a segment boundary.
+        let half = entries.len().div_ceil(2);
+        add_segment(&store, &mut w, &entries[..half]);
+        if half < entries.len() {
+            add_segment(&store, &mut w, &entries[half..]);
+        }
+        r.size.store(w.size(), Relaxed);
+        (dir, w, Arc::new(r), store)
+    }
+
+    fn page(
+        r: &Arc<IndexReader>,
+        store: &MemoryStore,
+        f: &Filter,
+        order: Order,
+        cursor: Option<Cursor>,
+        limit: usize,
+    ) -> anyhow::Result<Page> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        rt.block_on(query(r, store, f, order, cursor, limit))
+    }
+
+    fn seqs(page: &Page) -> Vec<u64> {
+        page.entries
+            .iter()
+            .map(|e| {
                 serde_json::from_str::<Value>(e).unwrap()["seq"]
                     .as_u64()
                     .unwrap()
-            }));
+            })
+            .collect()
+    }
+
+    /// Every page, following the cursor.
+    fn all_pages(
+        r: &Arc<IndexReader>,
+        store: &MemoryStore,
+        f: &Filter,
+        order: Order,
+        limit: usize,
+    ) -> Vec<u64> {
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let page = page(r, store, f, order, cursor, limit).unwrap();
+            out.extend(seqs(&page));
             match page.next {
                 Some(c) => cursor = Some(c),
                 None => return out,
@@ -488,7 +634,7 @@ mod tests {
             limit in 1usize..7,
         ) {
             let entries: Vec<Value> = picks.iter().enumerate().map(|(i, p)| entry(i as u64, *p)).collect();
-            let (_dir, _w, r) = index_of(&entries);
+            let (_dir, _w, r, store) = index_of(&entries);
             let filter = Filter::from_pairs(params.iter().copied()).unwrap();
             let mut expected: Vec<(i64, u64)> = entries
                 .iter()
@@ -500,9 +646,9 @@ mod tests {
                 .collect();
             expected.sort();
             let oldest: Vec<u64> = expected.iter().map(|(_, s)| *s).collect();
-            prop_assert_eq!(all_pages(&r, &filter, Order::OldestFirst, limit), oldest.clone());
+            prop_assert_eq!(all_pages(&r, &store, &filter, Order::OldestFirst, limit), oldest.clone());
             let newest: Vec<u64> = oldest.into_iter().rev().collect();
-            prop_assert_eq!(all_pages(&r, &filter, Order::NewestFirst, limit), newest);
+            prop_assert_eq!(all_pages(&r, &store, &filter, Order::NewestFirst, limit), newest);
         }
     }
 
@@ -511,26 +657,19 @@ mod tests {
         let first: Vec<Value> = (0..30)
             .map(|i| entry(i, [i as u8, 2, 0, 0, 1, 0]))
             .collect();
-        let (_dir, mut w, r) = index_of(&first);
+        let (_dir, mut w, r, store) = index_of(&first);
         let filter = Filter::default();
         let mut seen = Vec::new();
         let mut cursor = None;
         let mut next_seq = 30u64;
         loop {
-            let page = r.query(&filter, Order::NewestFirst, cursor, 4).unwrap();
-            seen.extend(page.entries.iter().map(|e| {
-                serde_json::from_str::<Value>(e).unwrap()["seq"]
-                    .as_u64()
-                    .unwrap()
-            }));
+            let page = page(&r, &store, &filter, Order::NewestFirst, cursor, 4).unwrap();
+            seen.extend(seqs(&page));
             // New entries arrive between pages, at every point in time.
-            let more: Vec<(u64, Vec<u8>)> = (0..3)
-                .map(|k| {
-                    let e = entry(next_seq + k, [(next_seq + k * 7) as u8, 2, 1, 1, 1, 1]);
-                    (next_seq + k, auditlog::jcs::canonicalize(&e).unwrap())
-                })
+            let more: Vec<Value> = (0..3)
+                .map(|k| entry(next_seq + k, [(next_seq + k * 7) as u8, 2, 1, 1, 1, 1]))
                 .collect();
-            w.append(&more).unwrap();
+            add_segment(&store, &mut w, &more);
             next_seq += 3;
             r.size.store(w.size(), Relaxed);
             match page.next {
@@ -550,60 +689,46 @@ mod tests {
         }
     }
 
+    /// The index keeps no entries: a row that points at another entry of the store (the
+    /// store was replaced under the index) is an error, never a wrong answer.
     #[test]
-    fn a_half_written_round_is_cut_back_and_indexing_goes_on() {
+    fn an_index_that_does_not_match_the_store_is_an_error() {
         let entries: Vec<Value> = (0..10).map(|i| entry(i, [i as u8; 6])).collect();
-        let (dir, w, _r) = index_of(&entries);
-        drop(w);
-        // As if the disk filled after the rows were committed, before the levels were.
-        let level0 = dir.path().join(LEVELS_DIR).join("level-00");
-        std::fs::OpenOptions::new()
-            .write(true)
-            .open(&level0)
-            .unwrap()
-            .set_len(6 * 32)
-            .unwrap();
-        let mut w = IndexWriter::open(dir.path()).unwrap();
-        assert_eq!(w.size(), 6);
-        assert_eq!(db::size(&w.conn).unwrap(), 6, "rows cut back to the levels");
-        let rest: Vec<(u64, Vec<u8>)> = entries[6..]
+        let (_dir, w, r, _store) = index_of(&entries);
+        assert_eq!(w.size(), 10);
+        assert_eq!(
+            w.chain(),
+            Some([9u8; 32]),
+            "the last entry's chain value is kept"
+        );
+        // Another store whose segments hold the entries one position later.
+        let shifted = MemoryStore::default();
+        let (_dir2, mut w2, _r2, _s2) = index_of(&entries[..1]);
+        let moved: Vec<Value> = entries
             .iter()
             .map(|e| {
-                (
-                    e["seq"].as_u64().unwrap(),
-                    auditlog::jcs::canonicalize(e).unwrap(),
-                )
+                let mut e = e.clone();
+                e["seq"] = json!(e["seq"].as_u64().unwrap() + 1);
+                e
             })
             .collect();
-        w.append(&rest).unwrap();
-        let leaves: Vec<Hash> = entries
-            .iter()
-            .map(|e| merkle::leaf_hash(&auditlog::jcs::canonicalize(e).unwrap()))
-            .collect();
-        assert_eq!(w.root(10).unwrap(), merkle::root_of(&leaves));
-    }
-
-    #[test]
-    fn proofs_from_the_index_verify() {
-        let entries: Vec<Value> = (0..13).map(|i| entry(i, [i as u8; 6])).collect();
-        let (_dir, w, r) = index_of(&entries);
-        let leaves: Vec<Hash> = entries
-            .iter()
-            .map(|e| merkle::leaf_hash(&auditlog::jcs::canonicalize(e).unwrap()))
-            .collect();
-        let root = merkle::root_of(&leaves[..11]);
-        assert_eq!(w.root(11).unwrap(), root);
-        let inc = r.inclusion(7, 11).unwrap();
-        merkle::verify_inclusion(
-            &merkle::leaf_hash(inc.entry.as_bytes()),
-            7,
-            11,
-            &inc.proof,
-            &root,
-        )
-        .unwrap();
-        let cons = r.consistency(5, 11).unwrap();
-        merkle::verify_consistency(5, 11, &merkle::root_of(&leaves[..5]), &root, &cons).unwrap();
-        assert!(r.inclusion(3, 14).is_err(), "beyond the index");
+        add_segment(&shifted, &mut w2, &moved[..5]);
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let copy = |from: (u64, u64), to: (u64, u64)| {
+            let bytes = rt
+                .block_on(shifted.get(&layout::segment_key(from.0, from.1)))
+                .unwrap()
+                .unwrap();
+            rt.block_on(_s2.put_if_absent(&layout::segment_key(to.0, to.1), bytes))
+                .unwrap();
+        };
+        copy((1, 5), (0, 4));
+        let err = page(&r, &_s2, &Filter::default(), Order::OldestFirst, None, 3).unwrap_err();
+        assert!(
+            err.to_string().contains("does not match the store"),
+            "{err:#}"
+        );
     }
 }

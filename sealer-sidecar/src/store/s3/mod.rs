@@ -222,6 +222,40 @@ mod enabled {
             Ok(Some(body.into_bytes()))
         }
 
+        async fn get_range(
+            &self,
+            key: &str,
+            offset: u64,
+            len: u64,
+        ) -> Result<Option<Bytes>, StoreError> {
+            check_key(key)?;
+            if len == 0 {
+                return Ok(Some(Bytes::new()));
+            }
+            let range = format!("bytes={offset}-{}", offset + len - 1);
+            let out = match self
+                .client
+                .get_object()
+                .bucket(&self.location.bucket)
+                .key(self.full_key(key))
+                .range(range)
+                .send()
+                .await
+            {
+                Ok(out) => out,
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(remote(key, sdk_error(&e))),
+            };
+            let body = out
+                .body
+                .collect()
+                .await
+                .map_err(|e| remote(key, format!("reading the object failed: {e}")))?;
+            Ok(Some(body.into_bytes()))
+        }
+
         async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
             let full = self.full_key(prefix);
             let mut pages = self
