@@ -246,8 +246,16 @@ async fn resume_at_right_edge<S: Store>(
     own: Option<&(String, String)>,
 ) -> anyhow::Result<Result<StoreState, String>> {
     let log = StoredLog::new(store);
-    let Some(newest_ref) = log.newest_checkpoint().await? else {
-        return Ok(Err("the store has no checkpoint".into()));
+    // The sealer's own last checkpoint bounds the listing from below.
+    let own_size = own
+        .and_then(|(_, text)| LogHead::open(text, verifier).ok())
+        .map_or(0, |h| h.size);
+    let newest_ref = match log.newest_checkpoint_from(own_size).await? {
+        Some(c) => c,
+        None => match log.newest_checkpoint().await? {
+            Some(c) => c,
+            None => return Ok(Err("the store has no checkpoint".into())),
+        },
     };
     let text = log.read_checkpoint(&newest_ref).await?;
     let refuse = |why: String| {

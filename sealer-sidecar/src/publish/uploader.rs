@@ -18,7 +18,6 @@ use auditlog::merkle::Hash;
 use auditlog::note::NoteSigner;
 use auditlog::timestamp::Timestamp;
 use bytes::Bytes;
-use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
 use crate::metrics::Metrics;
@@ -76,12 +75,11 @@ pub struct Uploader<S> {
 enum Payload<'a> {
     Bytes(Bytes),
     File(&'a std::path::Path),
+    /// Several small objects, made durable together ([`Store::put_many_if_absent`]).
+    Many(Vec<(String, Bytes)>),
 }
 
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
-
-/// Tile writes in flight at once.
-const TILE_PUTS_IN_FLIGHT: usize = 16;
 
 /// What an uploader is given.
 pub struct UploaderConfig<S> {
@@ -204,24 +202,19 @@ impl<S: Store> Uploader<S> {
             let leaves = leaves_of(key, &bytes).map_err(|e| Stopped::Tiles(format!("{e:#}")))?;
             std::borrow::Cow::Owned(leaves)
         };
-        // Several at once: each is a small object, so round trips (S3) and fsyncs (local)
-        // dominate, and they overlap.
-        let tiles = self.tiles.append(&leaves);
-        let this = &*self;
-        let results: Vec<Result<(), Stopped>> = futures_util::stream::iter(tiles)
-            .map(|(id, bytes)| {
-                let mut shutdown = shutdown.clone();
-                async move {
-                    this.put_with_retry(&id.key(), Payload::Bytes(bytes), &mut shutdown)
-                        .await
-                }
-            })
-            .buffer_unordered(TILE_PUTS_IN_FLIGHT)
-            .collect()
-            .await;
-        for result in results {
-            result?;
-            Metrics::add(&self.metrics.tiles_stored, 1);
+        // Together: a local store flushes them once, S3 sends them several at a time.
+        let tiles: Vec<(String, Bytes)> = self
+            .tiles
+            .append(&leaves)
+            .into_iter()
+            .map(|(id, bytes)| (id.key(), bytes))
+            .collect();
+        let count = tiles.len() as u64;
+        if count > 0 {
+            let what = format!("{count} tiles for entries up to {}", seg.last);
+            self.put_with_retry(&what, Payload::Many(tiles), shutdown)
+                .await?;
+            Metrics::add(&self.metrics.tiles_stored, count);
         }
         Ok(())
     }
@@ -300,6 +293,11 @@ impl<S: Store> Uploader<S> {
             let result = match &payload {
                 Payload::Bytes(b) => self.store.put_if_absent(key, b.clone()).await,
                 Payload::File(p) => self.store.put_file_if_absent(key, p).await,
+                Payload::Many(items) => self
+                    .store
+                    .put_many_if_absent(items.clone())
+                    .await
+                    .map(|()| PutOutcome::Created),
             };
             if result.is_ok() {
                 self.metrics.health.store_healthy.store(true, Relaxed);

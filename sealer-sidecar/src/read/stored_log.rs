@@ -76,6 +76,30 @@ impl<'a, S: Store> StoredLog<'a, S> {
         Ok(self.checkpoints().await?.pop())
     }
 
+    /// The newest checkpoint, listing only the checkpoints of at least `min_size` entries
+    /// (a sealer knows the size of the last one it stored): the listing does not grow with
+    /// the log's history.
+    pub async fn newest_checkpoint_from(
+        &self,
+        min_size: u64,
+    ) -> Result<Option<CheckpointRef>, StoreError> {
+        let after = format!("{}{min_size:020}", layout::CHECKPOINTS);
+        Ok(self
+            .store
+            .list_after(layout::CHECKPOINTS, &after)
+            .await?
+            .into_iter()
+            .filter_map(|o| {
+                let (size, unix_nanos) = layout::parse_checkpoint_key(&o.key)?;
+                Some(CheckpointRef {
+                    key: o.key,
+                    size,
+                    unix_nanos,
+                })
+            })
+            .next_back())
+    }
+
     /// The newest checkpoint of exactly `size` entries.
     pub async fn checkpoint_at_size(&self, size: u64) -> Result<Option<CheckpointRef>, StoreError> {
         Ok(self

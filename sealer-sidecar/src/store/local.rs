@@ -95,6 +95,68 @@ impl LocalStore {
         outcome
     }
 
+    /// Write every object to a temporary file, flush the filesystem once (`syncfs`), then
+    /// link each into place and sync each directory once.
+    fn put_many_blocking(&self, items: &[(String, Bytes)]) -> Result<(), StoreError> {
+        let tmp_dir = self.root.join(TMP_DIR);
+        let io_at = |key: &str| {
+            let key = key.to_owned();
+            move |e: std::io::Error| StoreError::Io { key, source: e }
+        };
+        fs::create_dir_all(&tmp_dir).map_err(io_at(TMP_DIR))?;
+        let mut staged = Vec::new();
+        let result = (|| {
+            for (key, bytes) in items {
+                check_key(key)?;
+                let target = self.root.join(key);
+                if target.exists() {
+                    self.compare_existing(key, &target, bytes)?;
+                    continue;
+                }
+                let tmp = tmp_dir.join(random_name());
+                let write = || -> std::io::Result<()> {
+                    let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+                    f.write_all(bytes)?;
+                    f.set_permissions(Permissions::from_mode(0o444))
+                };
+                staged.push((key.as_str(), bytes, target, tmp.clone()));
+                write().map_err(io_at(key))?;
+            }
+            if staged.is_empty() {
+                return Ok(());
+            }
+            // One flush for all of them: their data is on disk before any is linked.
+            let dir = File::open(&tmp_dir).map_err(io_at(TMP_DIR))?;
+            // SAFETY: syncfs takes a valid open file descriptor and has no memory effects.
+            if unsafe { libc::syncfs(std::os::fd::AsRawFd::as_raw_fd(&dir)) } != 0 {
+                return Err(io_at(TMP_DIR)(std::io::Error::last_os_error()));
+            }
+            let mut dirs = std::collections::BTreeSet::new();
+            for (key, bytes, target, tmp) in &staged {
+                let parent = target.parent().expect("keys are checked to name a file");
+                fs::create_dir_all(parent).map_err(io_at(key))?;
+                match fs::hard_link(tmp, target) {
+                    Ok(()) => {
+                        dirs.insert(parent.to_owned());
+                    }
+                    Err(e) if e.kind() == ErrorKind::AlreadyExists => {
+                        self.compare_existing(key, target, bytes)?;
+                    }
+                    Err(e) => return Err(io_at(key)(e)),
+                }
+            }
+            for dir in dirs {
+                sync_dir(&dir).map_err(io_at(&dir.display().to_string()))?;
+            }
+            Ok(())
+        })();
+        // The temporary names are ours alone; removing them never touches a stored object.
+        for (_, _, _, tmp) in &staged {
+            let _ = fs::remove_file(tmp);
+        }
+        result
+    }
+
     fn put_file_blocking(&self, key: &str, source: &Path) -> Result<PutOutcome, StoreError> {
         let io = |e: std::io::Error| StoreError::Io {
             key: key.to_owned(),
@@ -161,7 +223,7 @@ impl LocalStore {
             Some(i) => self.root.join(&prefix[..i]),
             None => self.root.clone(),
         };
-        walk(&self.root, &dir, &mut out).map_err(|e| StoreError::Io {
+        walk(&self.root, &dir, prefix, &mut out).map_err(|e| StoreError::Io {
             key: prefix.to_owned(),
             source: e,
         })?;
@@ -171,7 +233,9 @@ impl LocalStore {
     }
 }
 
-fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectInfo>) -> std::io::Result<()> {
+/// Every file under `dir` whose key starts with `prefix` (directories that cannot hold one
+/// are skipped, and files are only looked at once their name matches).
+fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<ObjectInfo>) -> std::io::Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
@@ -184,15 +248,21 @@ fn walk(root: &Path, dir: &Path, out: &mut Vec<ObjectInfo>) -> std::io::Result<(
             continue;
         }
         let path = entry.path();
-        let meta = entry.metadata()?;
-        if meta.is_dir() {
-            walk(root, &path, out)?;
-        } else {
-            let rel = path.strip_prefix(root).expect("walk stays under root");
-            out.push(ObjectInfo {
-                key: rel.to_string_lossy().into_owned(),
-                size: meta.len(),
-            });
+        let key = path
+            .strip_prefix(root)
+            .expect("walk stays under root")
+            .to_string_lossy()
+            .into_owned();
+        // A key under this entry can match the prefix only if one starts with the other.
+        if !(key.starts_with(prefix) || prefix.starts_with(&key)) {
+            continue;
+        }
+        let file_type = entry.file_type()?;
+        if file_type.is_dir() {
+            walk(root, &path, prefix, out)?;
+        } else if key.starts_with(prefix) {
+            let size = entry.metadata()?.len();
+            out.push(ObjectInfo { key, size });
         }
     }
     Ok(())
@@ -229,6 +299,13 @@ impl Store for LocalStore {
                 source: e,
             }),
         }
+    }
+
+    async fn put_many_if_absent(&self, items: Vec<(String, Bytes)>) -> Result<(), StoreError> {
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.put_many_blocking(&items))
+            .await
+            .expect("store task does not panic")
     }
 
     async fn get_range(

@@ -76,6 +76,22 @@ pub trait Store: Send + Sync + 'static {
 
     fn get(&self, key: &str) -> impl Future<Output = Result<Option<Bytes>, StoreError>> + Send;
 
+    /// Create several small objects, as [`Store::put_if_absent`] does each, but made durable
+    /// together: the local store writes them all, then flushes once, where one at a time would
+    /// cost two `fsync`s each (the tiles of a segment are hundreds of 8 KiB objects). An
+    /// error leaves some created and some not; calling again with the same objects is safe.
+    fn put_many_if_absent(
+        &self,
+        items: Vec<(String, Bytes)>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        async move {
+            for (key, bytes) in items {
+                self.put_if_absent(&key, bytes).await?;
+            }
+            Ok(())
+        }
+    }
+
     /// `len` bytes of an object from byte `offset` (fewer at its end). The default reads
     /// the whole object; the local store reads only those bytes, S3 sends a range request.
     fn get_range(
@@ -97,6 +113,22 @@ pub trait Store: Send + Sync + 'static {
         &self,
         prefix: &str,
     ) -> impl Future<Output = Result<Vec<ObjectInfo>, StoreError>> + Send;
+
+    /// The objects under `prefix` whose keys sort after `start_after`, in key order: what a
+    /// reader that knows where it stands needs (the checkpoints after its own, the segments
+    /// after a size), without listing the whole history. The default lists and filters; S3
+    /// starts the listing there.
+    fn list_after(
+        &self,
+        prefix: &str,
+        start_after: &str,
+    ) -> impl Future<Output = Result<Vec<ObjectInfo>, StoreError>> + Send {
+        async move {
+            let mut all = self.list(prefix).await?;
+            all.retain(|o| o.key.as_str() > start_after);
+            Ok(all)
+        }
+    }
 
     /// Store the content of a closed, never-again-written local file. The default reads it
     /// and calls [`Store::put_if_absent`]; the local store links the file instead of copying.
@@ -174,6 +206,14 @@ impl Store for AnyStore {
         }
     }
 
+    async fn put_many_if_absent(&self, items: Vec<(String, Bytes)>) -> Result<(), StoreError> {
+        match self {
+            AnyStore::Local(s) => s.put_many_if_absent(items).await,
+            #[cfg(feature = "s3")]
+            AnyStore::S3(s) => s.put_many_if_absent(items).await,
+        }
+    }
+
     async fn get_range(
         &self,
         key: &str,
@@ -192,6 +232,18 @@ impl Store for AnyStore {
             AnyStore::Local(s) => s.list(prefix).await,
             #[cfg(feature = "s3")]
             AnyStore::S3(s) => s.list(prefix).await,
+        }
+    }
+
+    async fn list_after(
+        &self,
+        prefix: &str,
+        start_after: &str,
+    ) -> Result<Vec<ObjectInfo>, StoreError> {
+        match self {
+            AnyStore::Local(s) => s.list_after(prefix, start_after).await,
+            #[cfg(feature = "s3")]
+            AnyStore::S3(s) => s.list_after(prefix, start_after).await,
         }
     }
 

@@ -257,14 +257,35 @@ mod enabled {
         }
 
         async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+            self.list_after(prefix, "").await
+        }
+
+        async fn put_many_if_absent(&self, items: Vec<(String, Bytes)>) -> Result<(), StoreError> {
+            use futures_util::StreamExt;
+            // Small objects: the round trips dominate, so several go at once.
+            let results: Vec<Result<PutOutcome, StoreError>> = futures_util::stream::iter(items)
+                .map(|(key, bytes)| async move { self.put_if_absent(&key, bytes).await })
+                .buffer_unordered(16)
+                .collect()
+                .await;
+            results.into_iter().try_for_each(|r| r.map(|_| ()))
+        }
+
+        async fn list_after(
+            &self,
+            prefix: &str,
+            start_after: &str,
+        ) -> Result<Vec<ObjectInfo>, StoreError> {
             let full = self.full_key(prefix);
-            let mut pages = self
+            let mut request = self
                 .client
                 .list_objects_v2()
                 .bucket(&self.location.bucket)
-                .prefix(&full)
-                .into_paginator()
-                .send();
+                .prefix(&full);
+            if !start_after.is_empty() {
+                request = request.start_after(self.full_key(start_after));
+            }
+            let mut pages = request.into_paginator().send();
             let mut out = Vec::new();
             while let Some(page) = pages.next().await {
                 let page = page.map_err(|e| remote(prefix, sdk_error(&e)))?;
