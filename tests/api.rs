@@ -537,6 +537,56 @@ fn restart_after_sigkill_keeps_sources_and_positions() {
     }
 }
 
+/// The sources come back at start from the snapshot saved beside the WAL when a segment
+/// closed, plus the stored entries after it: replays of events sealed before and after the
+/// snapshot are both recognised, without the sealer reading the whole log.
+#[test]
+fn sources_come_back_from_the_snapshot_and_the_entries_after_it() {
+    let mut s = Sealer::start("e2e.test/api-snapshot", &["--segment-max-age", "200ms"]);
+    let before = events(SOURCE, 1, 5);
+    s.seal(&before);
+    s.wait_stored();
+    let snapshots = |s: &Sealer| -> Vec<String> {
+        std::fs::read_dir(s.data_dir().join("wal"))
+            .unwrap()
+            .filter_map(|e| e.unwrap().file_name().into_string().ok())
+            .filter(|n| n.ends_with(".sources"))
+            .collect()
+    };
+    let first = snapshots(&s);
+    check(
+        &s,
+        first.len() == 1,
+        format!("one snapshot after the first segment: {first:?}"),
+    );
+    // A second segment, fewer than 100,000 entries later: no new snapshot, its entries are
+    // read back from the store at start.
+    let after = events("gw-b/0123456789abcdef", 1, 4);
+    s.seal(&after);
+    s.wait_stored();
+    check(
+        &s,
+        snapshots(&s) == first,
+        format!("still one snapshot: {:?}", snapshots(&s)),
+    );
+    s.stop();
+    s.restart();
+    for (batch, n) in [(&before, 5), (&after, 4)] {
+        expect_answer(
+            &s,
+            s.post_ndjson(batch),
+            200,
+            json!({"accepted": n, "sealed": 0, "duplicates": n, "gaps": 0}),
+        );
+    }
+    expect_answer(
+        &s,
+        s.post_ndjson(&(event("gw-b/0123456789abcdef", 5, 200) + "\n")),
+        200,
+        json!({"accepted": 1, "sealed": 1, "duplicates": 0, "gaps": 0}),
+    );
+}
+
 #[test]
 fn tokens_guard_each_role_and_neither_token_acts_as_the_other() {
     let s = Sealer::start_with_tokens("e2e.test/api-tokens", &[]);

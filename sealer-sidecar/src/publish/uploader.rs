@@ -337,14 +337,22 @@ impl<S: Store> Uploader<S> {
     }
 }
 
-/// Remove the sources snapshots of sizes before `stored`: a start resumes from the one of
-/// the stored size, or a later one.
+/// Remove the sources snapshots a start no longer needs: those older than the newest one at
+/// or below `stored` (a start resumes from that one, or a later one).
 fn forget_older_snapshots(dir: &std::path::Path, stored: u64) {
     let Ok(all) = sources::snapshots(dir) else {
         return;
     };
+    let Some(keep) = all
+        .iter()
+        .map(|(size, _)| *size)
+        .filter(|s| *s <= stored)
+        .max()
+    else {
+        return;
+    };
     for (size, path) in all {
-        if size < stored {
+        if size < keep {
             let _ = std::fs::remove_file(path);
         }
     }

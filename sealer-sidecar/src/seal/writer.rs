@@ -152,6 +152,7 @@ pub fn spawn(
         metrics,
         buf: Vec::with_capacity(1 << 20),
         failed: None,
+        snapshot_at: 0,
     };
     writer.seal_start()?;
     let join = std::thread::Builder::new()
@@ -174,7 +175,14 @@ struct Writer {
     buf: Vec<u8>,
     /// Set when the WAL can no longer be trusted; every batch is refused from then on.
     failed: Option<String>,
+    /// The log size of the last sources snapshot saved.
+    snapshot_at: u64,
 }
+
+/// A sources snapshot is saved when a segment closes at least this many entries after the
+/// previous one: a restart then reads at most this many entries of the store to rebuild the
+/// sources, and a busy writer does not serialize them at every segment.
+const SNAPSHOT_EVERY_ENTRIES: u64 = 100_000;
 
 impl Writer {
     /// The first entry of every run: records the restart itself.
@@ -406,6 +414,20 @@ impl Writer {
         ));
     }
 
+    /// Save the sources as of log size `size` beside the WAL, if the last snapshot is far
+    /// enough behind (or there is none), so the next start need not read the log for them.
+    fn snapshot_sources(&mut self, size: u64) {
+        if self.snapshot_at != 0 && size < self.snapshot_at + SNAPSHOT_EVERY_ENTRIES {
+            return;
+        }
+        match self.state.sources.save_snapshot(&self.wal_dir, size) {
+            Ok(()) => self.snapshot_at = size,
+            Err(e) => {
+                tracing::warn!(error = %e, "failed to save the sources snapshot; the next start reads more of the log")
+            }
+        }
+    }
+
     /// Close the open WAL file as a segment; open a new one if `reopen`.
     fn roll(&mut self, reopen: bool) {
         let Some(wal) = self.wal.take() else { return };
@@ -420,15 +442,7 @@ impl Writer {
                     leaves: std::mem::take(&mut self.state.leaves),
                 };
                 debug_assert_eq!(seg.leaves.len() as u64, seg.last - seg.first + 1);
-                // The sources as of the segment's end, so the next start need not read the
-                // log to rebuild them.
-                if let Err(e) = self
-                    .state
-                    .sources
-                    .save_snapshot(&self.wal_dir, seg.last + 1)
-                {
-                    tracing::warn!(error = %e, "failed to save the sources snapshot; the next start reads more of the log");
-                }
+                self.snapshot_sources(seg.last + 1);
                 tracing::debug!(first = seg.first, last = seg.last, "segment closed");
                 let _ = self.segments.send(seg);
             }
