@@ -1,20 +1,21 @@
 //! `sealer`: see the crate documentation of the `sealer` library.
 
 fn main() -> std::process::ExitCode {
-    limit_malloc_arenas();
+    map_large_buffers_on_their_own();
     sealer::commands::main()
 }
 
-/// glibc gives each thread that allocates its own arena (up to 8 per core) and raises its
-/// mmap threshold after large buffers are freed, so the segment-sized buffers that the store,
-/// the indexer and verification read on blocking threads stay mapped in every arena: the
-/// sealer's RSS grew to several times what it uses. Two arenas, and large buffers always
-/// mapped on their own (so that freeing one returns it), keep RSS to what is in use.
-fn limit_malloc_arenas() {
+/// glibc raises its mmap threshold each time a large mapped buffer is freed, so after a while
+/// the segment-sized buffers that the store, the indexer and verification read on blocking
+/// threads come from the threads' heap arenas, which keep them after they are freed: the
+/// sealer's RSS grew to several times what it uses (232 MiB under `cargo xtask bench` with the
+/// index on). A fixed threshold keeps every buffer of 1 MiB or more mapped on its own, so
+/// freeing it returns it. (Limiting the arenas as well saved a little more memory but cost
+/// ingest throughput, the threads then contending for two arenas.)
+fn map_large_buffers_on_their_own() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; called first thing, before any thread.
+    // SAFETY: mallopt only sets an allocator parameter; called first thing, before any thread.
     unsafe {
-        libc::mallopt(libc::M_ARENA_MAX, 2);
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
     }
 }
