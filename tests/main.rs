@@ -19,6 +19,7 @@ mod query;
 mod s3;
 mod tamper;
 mod tiles_interop;
+mod witness;
 
 use harness::envoy::config::{self, Ports};
 

@@ -24,6 +24,7 @@
 //! - [`tiles`]: the tree in the store as C2SP tlog-tiles hash tiles.
 //! - [`note`]: C2SP signed notes and Ed25519 note keys.
 //! - [`checkpoint`]: C2SP tlog-checkpoint bodies.
+//! - [`cosignature`]: witness cosignatures, C2SP tlog-cosignature (Ed25519 `cosignature/v1`).
 //! - [`event`]: the ingest schema of access events, validated before sealing.
 //! - [`k8s`]: Kubernetes audit events (`audit.k8s.io/v1`): which are sealed, what is kept.
 //! - [`entry`]: entry kinds and their canonical bytes.
@@ -34,10 +35,12 @@
 //! - [`layout`]: object names in a store.
 //! - [`verify`]: verification of a whole store, without I/O.
 //! - [`query`]: the fields a query filters entries on, and the filter.
+//! - [`witness`]: a witness's decisions on submitted checkpoints (C2SP tlog-witness).
 
 #![forbid(unsafe_code)]
 pub mod chain;
 pub mod checkpoint;
+pub mod cosignature;
 pub mod entry;
 pub mod event;
 pub mod head;
@@ -54,3 +57,4 @@ pub mod subtrees;
 pub mod tiles;
 pub mod timestamp;
 pub mod verify;
+pub mod witness;

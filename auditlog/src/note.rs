@@ -57,10 +57,10 @@ pub const ALG_ED25519: u8 = 0x01;
 pub const MAX_SIGNATURES: usize = 100;
 
 /// The prefix of a signature line: em dash (U+2014) and a space.
-const SIG_PREFIX: &str = "\u{2014} ";
+pub(crate) const SIG_PREFIX: &str = "\u{2014} ";
 
 /// The prefix of an encoded signer key.
-const SKEY_PREFIX: &str = "PRIVATE+KEY+";
+pub(crate) const SKEY_PREFIX: &str = "PRIVATE+KEY+";
 
 /// Errors from parsing keys, signing and parsing or verifying notes.
 #[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
@@ -132,7 +132,7 @@ pub enum NoteError {
 
 /// Reports whether `name` is a valid key name: non-empty, with no Unicode white space, no `+`
 /// and no control character.
-fn is_valid_name(name: &str) -> bool {
+pub(crate) fn is_valid_name(name: &str) -> bool {
     !name.is_empty()
         && !name
             .chars()
@@ -142,17 +142,22 @@ fn is_valid_name(name: &str) -> bool {
 /// The C2SP Ed25519 key ID: the first 4 bytes, big-endian, of
 /// `SHA-256(name || 0x0A || 0x01 || public key)`.
 fn ed25519_key_id(name: &str, public_key: &[u8; 32]) -> u32 {
+    key_id_for(ALG_ED25519, name, public_key)
+}
+
+/// A C2SP key ID: the first 4 bytes, big-endian, of `SHA-256(name || 0x0A || alg || key)`.
+pub(crate) fn key_id_for(alg: u8, name: &str, public_key: &[u8; 32]) -> u32 {
     let mut h = Sha256::new();
     h.update(name.as_bytes());
     h.update(b"\n");
-    h.update([ALG_ED25519]);
+    h.update([alg]);
     h.update(public_key);
     let sum = h.finalize();
     u32::from_be_bytes([sum[0], sum[1], sum[2], sum[3]])
 }
 
 /// Parses exactly 8 lowercase hex digits.
-fn parse_key_id(s: &str) -> Option<u32> {
+pub(crate) fn parse_key_id(s: &str) -> Option<u32> {
     if s.len() != 8
         || !s
             .bytes()
@@ -164,7 +169,7 @@ fn parse_key_id(s: &str) -> Option<u32> {
 }
 
 /// Splits `<name>+<hex id>+<base64>` into its parts; the base64 part may itself contain `+`.
-fn split_key(s: &str) -> Option<(&str, &str, &str)> {
+pub(crate) fn split_key(s: &str) -> Option<(&str, &str, &str)> {
     let (name, rest) = s.split_once('+')?;
     let (id, key) = rest.split_once('+')?;
     Some((name, id, key))
@@ -172,17 +177,26 @@ fn split_key(s: &str) -> Option<(&str, &str, &str)> {
 
 /// Decodes `base64(0x01 || 32 bytes)` into the 32 bytes.
 fn decode_ed25519_key(b64: &str, malformed: NoteError) -> Result<[u8; 32], NoteError> {
+    decode_key_for(ALG_ED25519, b64, malformed)
+}
+
+/// Decodes `base64(alg || 32 bytes)` into the 32 bytes.
+pub(crate) fn decode_key_for(
+    expected: u8,
+    b64: &str,
+    malformed: NoteError,
+) -> Result<[u8; 32], NoteError> {
     let raw = STANDARD.decode(b64).map_err(|_| malformed.clone())?;
     match raw.split_first() {
         None => Err(malformed),
-        Some((&alg, _)) if alg != ALG_ED25519 => Err(NoteError::UnknownAlgorithm(alg)),
+        Some((&alg, _)) if alg != expected => Err(NoteError::UnknownAlgorithm(alg)),
         Some((_, key)) => key.try_into().map_err(|_| malformed),
     }
 }
 
 /// Checks that a note text is non-empty, ends in a newline and has no control character other
 /// than newline.
-fn check_text(text: &str) -> Result<(), NoteError> {
+pub(crate) fn check_text(text: &str) -> Result<(), NoteError> {
     if text.is_empty() {
         return Err(NoteError::EmptyText);
     }

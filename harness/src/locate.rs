@@ -101,6 +101,16 @@ pub fn duckdb_python() -> anyhow::Result<PathBuf> {
     tool("AUDIT_DUCKDB_PYTHON", "duckdb-venv/bin/python", "DuckDB")
 }
 
+/// The Python of the venv with `cryptography` (the independent check of witness
+/// cosignatures).
+pub fn cryptography_python() -> anyhow::Result<PathBuf> {
+    tool(
+        "AUDIT_CRYPTOGRAPHY_PYTHON",
+        "cryptography-venv/bin/python",
+        "Python cryptography",
+    )
+}
+
 /// The Python of the venv with Wasmtime (the plain-ABI host that runs the filter outside
 /// Envoy).
 pub fn wasmtime_python() -> anyhow::Result<PathBuf> {

@@ -62,6 +62,16 @@ impl Serve {
         }
     }
 
+    /// `sealer witness --listen 127.0.0.1:PORT ...` instead, waited for the same way.
+    pub fn witness(bin: &Path, port: u16) -> Serve {
+        let listen = format!("127.0.0.1:{port}");
+        Serve {
+            cmd: command(bin, &["witness", "--listen", &listen]),
+            port,
+            patience: PATIENCE,
+        }
+    }
+
     pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Serve {
         self.cmd.arg(arg);
         self

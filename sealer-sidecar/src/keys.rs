@@ -16,11 +16,16 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use auditlog::chain::{MAC_KEY_LEN, MacKey};
+use auditlog::cosignature::Cosigner;
 use auditlog::note::{NoteSigner, NoteVerifier};
 
 pub const SIGNING_KEY_FILE: &str = "signing.key";
 pub const PUBLIC_KEY_FILE: &str = "signing.pub";
 pub const HMAC_KEY_FILE: &str = "hmac.key";
+/// A witness's secret cosigning key (`sealer keygen --witness`).
+pub const WITNESS_KEY_FILE: &str = "witness.key";
+/// A witness's public key, for the logs and verifiers that trust it.
+pub const WITNESS_PUBLIC_KEY_FILE: &str = "witness.pub";
 
 /// The secrets a sealer needs.
 pub struct SealerKeys {
@@ -80,6 +85,44 @@ pub fn generate(dir: &Path, origin: &str) -> anyhow::Result<Vec<PathBuf>> {
     )?;
     write_new(&paths[2], &(hex::encode(mac) + "\n"), 0o600)?;
     Ok(paths)
+}
+
+/// Create `witness.key` and `witness.pub` (a C2SP cosignature/v1 key named `name`) in `dir`.
+/// Existing keys are never replaced.
+pub fn generate_witness(dir: &Path, name: &str) -> anyhow::Result<Vec<PathBuf>> {
+    check_origin(name)?;
+    fs::create_dir_all(dir)
+        .with_context(|| format!("failed to create key directory {}", dir.display()))?;
+    let paths: Vec<PathBuf> = [WITNESS_KEY_FILE, WITNESS_PUBLIC_KEY_FILE]
+        .iter()
+        .map(|f| dir.join(f))
+        .collect();
+    if let Some(p) = paths.iter().find(|p| p.exists()) {
+        bail!(
+            "{} already exists; keys are never overwritten (remove it yourself, or use another --out)",
+            p.display()
+        );
+    }
+    let (seed, _) = random_secrets()?;
+    let cosigner = Cosigner::from_seed(name, seed).context("failed to create the witness key")?;
+    write_new(&paths[0], &(cosigner.to_skey_string() + "\n"), 0o600)?;
+    write_new(
+        &paths[1],
+        &(cosigner.verifier().to_vkey_string() + "\n"),
+        0o644,
+    )?;
+    Ok(paths)
+}
+
+/// The witness's secret key.
+pub fn load_witness(path: &Path) -> anyhow::Result<Cosigner> {
+    let text = read_secret(path, Secret::Key)?;
+    Cosigner::parse(&text).with_context(|| {
+        format!(
+            "{} is not a witness key (expected PRIVATE+KEY+<name>+<id>+<base64>, as `sealer keygen --witness` writes)",
+            path.display()
+        )
+    })
 }
 
 /// Ephemeral keys for development (`serve --dev-keys`).

@@ -3,7 +3,7 @@
 //! Installed first (see `tools.rs`): rustfmt, clippy, the `wasm32-wasip1` target, Envoy
 //! 1.40, SeaweedFS 4.48 and DuckDB 2.0.0 in the tools directory outside the clone
 //! (`~/.cache/ingress-audit/tools`), Chromium from Debian, whose
-//! paths the tests get in `AUDIT_ENVOY_BIN`, `AUDIT_WEED_BIN`, `AUDIT_DUCKDB_PYTHON` and
+//! paths the tests get in `AUDIT_ENVOY_BIN`, `AUDIT_WEED_BIN`, `AUDIT_DUCKDB_PYTHON`, `AUDIT_CRYPTOGRAPHY_PYTHON` and
 //! `AUDIT_CHROMIUM_BIN`, and Wasmtime (PyPI), which runs the filter's unit tests compiled to
 //! wasm.
 //!
@@ -55,6 +55,7 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
     let wasmtime_python = tools::wasmtime_python()?;
     let chromium = tools::chromium()?;
     let duckdb = tools::duckdb()?;
+    let cryptography = tools::cryptography()?;
     tasks::run(cargo().args(["fmt", "--all", "--check"]))?;
     tasks::run(cargo().args([
         "clippy",
@@ -130,6 +131,7 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
                 .env("AUDIT_WEED_BIN", &weed)
                 .env("AUDIT_CHROMIUM_BIN", &chromium)
                 .env("AUDIT_DUCKDB_PYTHON", &duckdb)
+                .env("AUDIT_CRYPTOGRAPHY_PYTHON", &cryptography)
                 .env("AUDIT_WASMTIME_PYTHON", &wasmtime_python),
         )?;
     } else {
@@ -147,6 +149,7 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
                 .env("AUDIT_WEED_BIN", &weed)
                 .env("AUDIT_CHROMIUM_BIN", &chromium)
                 .env("AUDIT_DUCKDB_PYTHON", &duckdb)
+                .env("AUDIT_CRYPTOGRAPHY_PYTHON", &cryptography)
                 .env("AUDIT_WASMTIME_PYTHON", &wasmtime_python),
         )?;
     }

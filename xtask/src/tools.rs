@@ -26,6 +26,8 @@ pub const WASMTIME_VERSION: &str = "50.0.1";
 
 /// DuckDB's Python package: the ecosystem check reads exports and segments with it.
 pub const DUCKDB_VERSION: &str = "2.0.0";
+/// PyPI `cryptography`, for the witness cosignature check written in Python from the spec.
+pub const CRYPTOGRAPHY_VERSION: &str = "48.0.0";
 
 /// cargo-fuzz, the libFuzzer driver for Rust.
 pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
@@ -205,6 +207,24 @@ pub fn duckdb() -> anyhow::Result<PathBuf> {
             stdout(Command::new(&python).args(["-c", "import duckdb; print(duckdb.__version__)"]))?;
         if version.trim() != DUCKDB_VERSION {
             bail!("{} has duckdb {version:?}", python.display());
+        }
+        Ok(())
+    })?;
+    Ok(venv.join("bin/python"))
+}
+
+/// Python `cryptography` in a virtualenv `cryptography-venv` of the tools directory (an
+/// independent Ed25519 for `tests/fixtures/verify_cosignature.py`); returns its Python.
+pub fn cryptography() -> anyhow::Result<PathBuf> {
+    let package = format!("cryptography=={CRYPTOGRAPHY_VERSION}");
+    let venv = pip_tool("cryptography-venv", &package, |v| {
+        let python = v.join("bin/python");
+        let version = stdout(
+            Command::new(&python)
+                .args(["-c", "import cryptography; print(cryptography.__version__)"]),
+        )?;
+        if version.trim() != CRYPTOGRAPHY_VERSION {
+            bail!("{} has cryptography {version:?}", python.display());
         }
         Ok(())
     })?;

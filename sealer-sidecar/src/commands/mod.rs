@@ -7,6 +7,7 @@ pub mod prove;
 pub mod serve;
 pub mod tail;
 pub mod verify;
+pub mod witness;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,15 +51,24 @@ enum Command {
     },
     /// Verify a store offline. Exit 0 verified, 1 tampering found, 2 could not run.
     Verify(VerifyArgs),
-    /// Create signing.key, signing.pub and hmac.key in a directory.
+    /// Create signing.key, signing.pub and hmac.key in a directory (with --witness:
+    /// witness.key and witness.pub, a witness's cosigning key).
     Keygen {
         /// Directory for the key files (created if needed; existing keys are never replaced).
         #[arg(long)]
         out: PathBuf,
-        /// The log's origin, which names the key [default: ingress-audit/HOSTNAME].
+        /// The log's origin, which names the key [default: ingress-audit/HOSTNAME]; with
+        /// --witness, the witness's name [default: witness/HOSTNAME].
         #[arg(long)]
         origin: Option<String>,
+        /// Create a witness key (C2SP tlog-cosignature, Ed25519 cosignature/v1) instead.
+        #[arg(long)]
+        witness: bool,
     },
+    /// Run a witness (C2SP tlog-witness): cosign each submitted checkpoint of the logs it
+    /// follows that is consistent with the last one it cosigned, and refuse forks and
+    /// rollbacks, keeping them as evidence.
+    Witness(crate::commands::witness::WitnessArgs),
     /// Verify a store, then print its entries (those the filters select) on stdout.
     Export {
         #[command(flatten)]
@@ -102,7 +112,10 @@ enum Command {
 /// Parse the command line and run it.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(matches!(cli.command, Command::Serve { .. }));
+    init_tracing(matches!(
+        cli.command,
+        Command::Serve { .. } | Command::Witness(_)
+    ));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -154,7 +167,20 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Verify(args) => verify::run(args).await,
         Command::Prove(args) => crate::commands::prove::run(args).await,
         Command::Tail(args) => crate::commands::tail::run(args).await,
-        Command::Keygen { out, origin } => {
+        Command::Keygen {
+            out,
+            origin,
+            witness: true,
+        } => {
+            let name = origin.unwrap_or_else(|| format!("witness/{}", keys::hostname()));
+            for p in keys::generate_witness(&out, &name)? {
+                println!("wrote {}", p.display());
+            }
+            println!("witness: {name}");
+            Ok(EXIT_OK)
+        }
+        Command::Witness(args) => crate::commands::witness::run(args).await,
+        Command::Keygen { out, origin, .. } => {
             let origin = origin.unwrap_or_else(|| format!("ingress-audit/{}", keys::hostname()));
             let written = keys::generate(&out, &origin)?;
             for p in written {

@@ -1,0 +1,250 @@
+//! `sealer witness`, the C2SP tlog-witness, against checkpoints of a real sealed log: it
+//! cosigns a log that grows, refuses a rollback and a fork signed with the log's real key
+//! (keeping the fork as evidence), keeps its state across SIGKILL, and its cosignatures are
+//! checked by a verifier written in Python from the spec (`tests/fixtures/verify_cosignature.py`).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use auditlog::cosignature::CosignatureVerifier;
+use auditlog::head::LogHead;
+use auditlog::merkle::{self, Hash, leaf_hash};
+use auditlog::note::{Note, NoteSigner};
+use auditlog::record::parse_record;
+use auditlog::witness::request_body;
+use harness::Sealer;
+use harness::sealer::{Serve, events, sealer_bin, sealer_cmd};
+
+/// The store's checkpoints, `(size, signed note)`, smallest first (the newest of a size).
+fn checkpoints(store: &Path) -> Vec<(u64, String)> {
+    let mut names: Vec<String> = fs::read_dir(store.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    let mut out: Vec<(u64, String)> = Vec::new();
+    for n in names {
+        let size: u64 = n[..20].parse().unwrap();
+        let text = fs::read_to_string(store.join("checkpoints").join(&n)).unwrap();
+        out.retain(|(s, _)| *s != size);
+        out.push((size, text));
+    }
+    out
+}
+
+/// Every leaf hash of the store, in order.
+fn leaves(store: &Path) -> Vec<Hash> {
+    let mut names: Vec<PathBuf> = fs::read_dir(store.join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    names.sort();
+    let mut out = Vec::new();
+    for path in names {
+        let bytes = fs::read(path).unwrap();
+        for line in bytes.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+            out.push(leaf_hash(parse_record(line).unwrap().entry));
+        }
+    }
+    out
+}
+
+struct Witness {
+    process: harness::Process,
+    port: u16,
+    args: Vec<PathBuf>,
+    log: PathBuf,
+}
+
+impl Witness {
+    /// `sealer witness` with `--key`, `--log` and `--state-dir` as given.
+    fn start(key: &Path, log_key: &Path, state: &Path, log: &Path) -> Witness {
+        let port = harness::free_port();
+        let args = vec![key.to_owned(), log_key.to_owned(), state.to_owned()];
+        let process = Self::spawn(port, &args, log);
+        Witness {
+            process,
+            port,
+            args,
+            log: log.to_owned(),
+        }
+    }
+
+    fn spawn(port: u16, args: &[PathBuf], log: &Path) -> harness::Process {
+        Serve::witness(&sealer_bin(), port)
+            .arg("--key")
+            .arg(&args[0])
+            .arg("--log")
+            .arg(&args[1])
+            .arg("--state-dir")
+            .arg(&args[2])
+            .start(log)
+            .unwrap_or_else(|e| panic!("the witness did not start: {e:#}"))
+    }
+
+    fn restart_after_sigkill(&mut self) {
+        self.process.kill();
+        self.process = Self::spawn(self.port, &self.args, &self.log);
+    }
+
+    /// POST /add-checkpoint: status, content type and body.
+    fn add(&self, old: u64, proof: &[Hash], checkpoint: &str) -> (u16, String, String) {
+        let url = format!("http://127.0.0.1:{}/add-checkpoint", self.port);
+        let result = ureq::post(&url).send_string(&request_body(old, proof, checkpoint));
+        let response = match result {
+            Ok(r) => r,
+            Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => panic!("POST {url}: {e}"),
+        };
+        let status = response.status();
+        let content_type = response.header("content-type").unwrap_or("").to_owned();
+        (status, content_type, response.into_string().unwrap())
+    }
+
+    fn metric(&self, name: &str) -> String {
+        let url = format!("http://127.0.0.1:{}/metrics", self.port);
+        let text = ureq::get(&url).call().unwrap().into_string().unwrap();
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {text}"))
+            .to_owned()
+    }
+}
+
+#[test]
+fn a_witness_cosigns_a_growing_log_and_refuses_forks_and_rollbacks_across_crashes() {
+    let mut s = Sealer::start("e2e.test/witnessed", &["--segment-max-age", "200ms"]);
+    s.seal(&events("gw/w", 1, 20));
+    s.wait_stored();
+    s.seal(&events("gw/w", 21, 30));
+    s.stop();
+    let store = s.store();
+    let all = checkpoints(&store);
+    let (big, big_cp) = all.last().unwrap().clone();
+    let (small, small_cp) = all
+        .iter()
+        .find(|(n, _)| *n > 1 && *n < big)
+        .unwrap()
+        .clone();
+    let leaves = leaves(&store);
+    assert_eq!(leaves.len() as u64, big);
+
+    let keys = s.root().join("witness-keys");
+    sealer_cmd(&[
+        "keygen",
+        "--witness",
+        "--out",
+        keys.to_str().unwrap(),
+        "--origin",
+        "witness.test/w1",
+    ])
+    .status()
+    .unwrap()
+    .success()
+    .then_some(())
+    .expect("keygen --witness");
+    let vkey = fs::read_to_string(keys.join("witness.pub")).unwrap();
+    let cosigner = CosignatureVerifier::parse(&vkey).unwrap();
+    let state = s.root().join("witness-state");
+    let mut w = Witness::start(
+        &keys.join("witness.key"),
+        &s.public_key(),
+        &state,
+        &s.root().join("witness.log"),
+    );
+
+    // First contact: from size 0, no proof.
+    let (status, _, line) = w.add(0, &[], &small_cp);
+    assert_eq!(status, 200, "{line}");
+    let cosigned = Note::parse(&format!("{small_cp}{line}")).unwrap();
+    cosigner
+        .verify(&cosigned)
+        .expect("the witness's cosignature verifies");
+
+    // The log grew: the witness wants the proof from what it holds.
+    let (status, content_type, body) = w.add(0, &[], &big_cp);
+    assert_eq!(
+        (status, content_type.as_str(), body.clone()),
+        (409, "text/x.tlog.size", format!("{small}\n"))
+    );
+    let proof = merkle::consistency_proof(&leaves, small).unwrap();
+    let (status, _, line) = w.add(small, &proof, &big_cp);
+    assert_eq!(status, 200, "{line}");
+    let cosigned_big = format!("{big_cp}{line}");
+
+    // An independent verifier, from the spec, agrees; and refuses another body.
+    let python = harness::locate::cryptography_python().unwrap_or_else(|e| panic!("{e:#}"));
+    let script = harness::workspace_root().join("tests/fixtures/verify_cosignature.py");
+    let check = |note: &str| {
+        let file = s.root().join("cosigned.note");
+        fs::write(&file, note).unwrap();
+        Command::new(&python)
+            .arg(&script)
+            .arg(keys.join("witness.pub"))
+            .arg(&file)
+            .output()
+            .unwrap()
+    };
+    let out = check(&cosigned_big);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let ours = cosigner
+        .verify(&Note::parse(&cosigned_big).unwrap())
+        .unwrap();
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        ours.to_string()
+    );
+    let out = check(&cosigned_big.replacen(&format!("\n{big}\n"), &format!("\n{}\n", big + 1), 1));
+    assert!(
+        !out.status.success(),
+        "a changed checkpoint must not verify"
+    );
+
+    // A rollback: an older checkpoint is refused, whatever old size is claimed.
+    assert_eq!(w.add(big, &[], &small_cp).0, 400);
+    let (status, _, body) = w.add(0, &[], &small_cp);
+    assert_eq!((status, body), (409, format!("{big}\n")));
+
+    // A fork signed with the log's real key: the same size, another history.
+    let signer = NoteSigner::parse(&fs::read_to_string(s.signing_key()).unwrap()).unwrap();
+    let mut head = LogHead::open(&big_cp, &signer.verifier()).unwrap();
+    head.root = merkle::root_of(
+        &leaves[..leaves.len() - 1]
+            .iter()
+            .chain([&[7u8; 32]])
+            .copied()
+            .collect::<Vec<_>>(),
+    );
+    let forked = head.sign(&signer).unwrap();
+    let (status, _, body) = w.add(big, &[], &forked);
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("fork"), "{body}");
+    let evidence: Vec<_> = fs::read_dir(state.join("evidence")).unwrap().collect();
+    assert_eq!(evidence.len(), 1, "the fork is kept as evidence");
+    assert!(w.metric("witness_forks_total").ends_with(" 1"));
+    // A longer fork that claims to extend the cosigned tree: the proof fails (422).
+    let mut longer = head.clone();
+    longer.size += 3;
+    let forked_longer = longer.sign(&signer).unwrap();
+    assert_eq!(w.add(big, &proof, &forked_longer).0, 422);
+
+    // Killed with SIGKILL, it comes back with the state it answered for.
+    w.restart_after_sigkill();
+    let (status, _, body) = w.add(0, &[], &big_cp);
+    assert_eq!((status, body), (409, format!("{big}\n")));
+    let (status, _, _) = w.add(big, &[], &big_cp);
+    assert_eq!(status, 200, "the same checkpoint again is cosigned again");
+
+    // Not a followed log; not the log's key.
+    let stranger = NoteSigner::from_seed("e2e.test/other", [4; 32]).unwrap();
+    let mut other = LogHead::open(&big_cp, &signer.verifier()).unwrap();
+    other.origin = "e2e.test/other".into();
+    assert_eq!(w.add(0, &[], &other.sign(&stranger).unwrap()).0, 404);
+    let impostor = NoteSigner::from_seed("e2e.test/witnessed", [5; 32]).unwrap();
+    assert_eq!(w.add(big, &[], &head.sign(&impostor).unwrap()).0, 403);
+}
