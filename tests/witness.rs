@@ -248,3 +248,118 @@ fn a_witness_cosigns_a_growing_log_and_refuses_forks_and_rollbacks_across_crashe
     let impostor = NoteSigner::from_seed("e2e.test/witnessed", [5; 32]).unwrap();
     assert_eq!(w.add(big, &[], &head.sign(&impostor).unwrap()).0, 403);
 }
+
+/// The sealer asks a witness to cosign each checkpoint and stores the cosigned checkpoint.
+/// With the witness down, sealing goes on and verification with `--min-witnesses 1` fails,
+/// naming the missing cosignature; once the witness is up, the cosignature catches up on a
+/// later checkpoint and the store verifies with it.
+#[test]
+fn sealing_goes_on_while_a_witness_is_down_and_its_cosignature_catches_up() {
+    let root = tempfile::tempdir().unwrap();
+    let keys = root.path().join("witness-keys");
+    assert!(
+        sealer_cmd(&[
+            "keygen",
+            "--witness",
+            "--out",
+            keys.to_str().unwrap(),
+            "--origin",
+            "witness.test/w2"
+        ])
+        .status()
+        .unwrap()
+        .success()
+    );
+    let wpub = keys.join("witness.pub");
+    let port = harness::free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let witness_arg = format!("{url}={}", wpub.display());
+    let mut s = Sealer::start(
+        "e2e.test/witnessed-outage",
+        &[
+            "--segment-max-age",
+            "200ms",
+            "--checkpoint-interval",
+            "1s",
+            "--witness",
+            &witness_arg,
+        ],
+    );
+    // The witness is down: sealing goes on.
+    s.seal(&events("gw/o", 1, 10));
+    s.wait_stored();
+    let status = s.get_json("/v1/status");
+    let w = &status["witnesses"][0];
+    assert_eq!(w["name"], "witness.test/w2", "{status}");
+    s.wait_until("the witness's failure is shown", || {
+        !s.get_json("/v1/status")["witnesses"][0]["last_error"].is_null()
+    });
+    let wpub_arg = wpub.to_str().unwrap();
+    s.verify(&["--json", "--witness", wpub_arg, "--min-witnesses", "1"])
+        .expect_code(1)
+        .expect_class("missing_cosignature");
+
+    // The witness comes up: the next checkpoint is cosigned and stored.
+    let state = root.path().join("witness-state");
+    let _witness = Serve::witness(&sealer_bin(), port)
+        .arg("--key")
+        .arg(keys.join("witness.key"))
+        .arg("--log")
+        .arg(s.public_key())
+        .arg("--state-dir")
+        .arg(&state)
+        .start(&root.path().join("witness.log"))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    s.seal(&events("gw/o", 11, 10));
+    s.wait_until("the newest checkpoint is cosigned", || {
+        let st = s.get_json("/v1/status");
+        st["witnesses"][0]["cosigned_size"] == st["checkpoint_size"]
+            && st["witnesses"][0]["last_error"].is_null()
+    });
+    s.stop();
+    let run = s.verify(&["--json", "--witness", wpub_arg, "--min-witnesses", "1"]);
+    // The sealer's last checkpoint, signed at shutdown, may not have been cosigned yet.
+    if run.code() != 0 {
+        run.expect_class("missing_cosignature");
+    }
+    let witnessed: Vec<PathBuf> = fs::read_dir(s.store().join("witnessed"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(
+        !witnessed.is_empty(),
+        "cosigned checkpoints are stored beside the plain ones"
+    );
+    let newest = checkpoints(&s.store()).last().unwrap().0;
+    let cosigned_newest = witnessed.iter().any(|p| {
+        p.file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with(&format!("{newest:020}"))
+    });
+    assert_eq!(
+        run.code() == 0,
+        cosigned_newest,
+        "verify agrees with what is stored"
+    );
+
+    // A cosigned checkpoint edited in a copy of the store is caught.
+    let copy = s.copy_store("edited-cosignature");
+    let target = copy
+        .join("witnessed")
+        .join(witnessed[0].file_name().unwrap());
+    let text = fs::read_to_string(&target).unwrap();
+    let last = text.trim_end().rsplit(' ').next().unwrap().to_owned();
+    let mut raw =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &last).unwrap();
+    raw[20] ^= 1;
+    let edited = text.replace(
+        &last,
+        &base64::Engine::encode(&base64::engine::general_purpose::STANDARD, raw),
+    );
+    fs::write(&target, edited).unwrap();
+    s.verify_store(&copy, &["--json", "--witness", wpub_arg])
+        .expect_code(1)
+        .expect_class("bad_cosignature");
+}

@@ -199,6 +199,12 @@ impl CosignatureVerifier {
         &self.name
     }
 
+    /// The key ID (the first 4 bytes of its cosignature lines).
+    #[must_use]
+    pub fn key_id(&self) -> u32 {
+        self.key_id
+    }
+
     /// The timestamp of this cosigner's valid cosignature on `note`. Lines of other keys are
     /// ignored; every line with this cosigner's name and key ID must verify.
     ///

@@ -3,6 +3,8 @@
 //! ```text
 //! segments/<first seq, 20 digits>-<last seq, 20 digits>.ndjson   sealed records, one per line
 //! checkpoints/<tree size, 20 digits>-<unix ns, 20 digits>.note   signed checkpoints
+//! witnessed/<tree size>-<unix ns>-<witness key ID, 8 hex>.note      the same, cosigned
+//! tile/<L>/<N>[.p/<W>]                                              the tree ([`crate::tiles`])
 //! ```
 //!
 //! Zero-padded decimal numbers make lexicographic order equal numeric order, so a plain
@@ -12,6 +14,31 @@
 pub const SEGMENTS: &str = "segments/";
 /// Prefix of every checkpoint object.
 pub const CHECKPOINTS: &str = "checkpoints/";
+
+/// Prefix of every cosigned checkpoint: a checkpoint with a witness's cosignature lines
+/// added (C2SP tlog-cosignature), stored beside the plain one.
+pub const WITNESSED: &str = "witnessed/";
+
+/// The name of the checkpoint of `size` entries signed at `unix_nanos`, cosigned by the
+/// witness whose key ID is `key_id`.
+pub fn witnessed_key(size: u64, unix_nanos: u64, key_id: u32) -> String {
+    format!("{WITNESSED}{size:020}-{unix_nanos:020}-{key_id:08x}.note")
+}
+
+/// Parse a cosigned checkpoint's name into `(size, unix_nanos, key_id)`.
+pub fn parse_witnessed_key(key: &str) -> Option<(u64, u64, u32)> {
+    let rest = key.strip_prefix(WITNESSED)?.strip_suffix(".note")?;
+    let (pair, id) = rest.rsplit_once('-')?;
+    if id.len() != 8
+        || !id
+            .bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    {
+        return None;
+    }
+    let (size, nanos) = parse_pair(pair)?;
+    Some((size, nanos, u32::from_str_radix(id, 16).ok()?))
+}
 
 /// The name of the segment holding entries `first..=last`.
 pub fn segment_key(first: u64, last: u64) -> String {
@@ -66,5 +93,12 @@ mod tests {
             Some((42, 1_700_000_000_000_000_000))
         );
         assert_eq!(parse_checkpoint_key("checkpoints/x"), None);
+        let w = witnessed_key(42, 7, 0xdead_beef);
+        assert_eq!(
+            w,
+            "witnessed/00000000000000000042-00000000000000000007-deadbeef.note"
+        );
+        assert_eq!(parse_witnessed_key(&w), Some((42, 7, 0xdead_beef)));
+        assert_eq!(parse_witnessed_key("witnessed/42-7-deadbeef.note"), None);
     }
 }

@@ -82,6 +82,12 @@ pub enum ProblemClass {
     MissingTile,
     /// A tile for hashes the log does not have (beyond its entries).
     ExtraTile,
+    /// Fewer valid witness cosignatures on the newest checkpoint than required
+    /// (`sealer verify --min-witnesses`).
+    MissingCosignature,
+    /// A cosigned checkpoint under `witnessed/` whose log signature or cosignature does not
+    /// verify, or that is not a checkpoint of the log's tree.
+    BadCosignature,
     /// The newest checkpoint is older than the verifier allows (`sealer verify --max-age`): the
     /// log stalled, or was rolled back to an older checkpoint.
     Stale,
@@ -306,6 +312,19 @@ pub struct Report {
 }
 
 impl Report {
+    /// Record a problem found after the store was read (freshness, cosignatures).
+    pub fn add_problem(&mut self, class: ProblemClass, location: String, message: String) {
+        self.ok = false;
+        self.problem_count += 1;
+        if self.problems.len() < MAX_PROBLEMS {
+            self.problems.push(Problem {
+                class,
+                location,
+                message,
+            });
+        }
+    }
+
     /// Require the newest checkpoint to be signed within `max_age` before `now`. A log that
     /// stalled, or was rolled back behind its recent checkpoints, then fails without any state
     /// kept by the verifier; a store without a checkpoint fails too.
@@ -333,15 +352,7 @@ impl Report {
                 format!("no checkpoint in the store, so none was signed within {max_age:?}"),
             ),
         };
-        self.ok = false;
-        self.problem_count += 1;
-        if self.problems.len() < MAX_PROBLEMS {
-            self.problems.push(Problem {
-                class: ProblemClass::Stale,
-                location,
-                message,
-            });
-        }
+        self.add_problem(ProblemClass::Stale, location, message);
     }
 }
 
@@ -690,7 +701,8 @@ impl StoreVerifier {
         self.add_problem(
             ProblemClass::UnknownObject,
             key.to_owned(),
-            "object is not part of the store layout (segments/, checkpoints/, tile/)".into(),
+            "object is not part of the store layout (segments/, checkpoints/, witnessed/, tile/)"
+                .into(),
         );
     }
 

@@ -103,6 +103,12 @@ pub struct ServeOptions {
     /// entry); turn it off on a high-volume gateway whose disk holds the WAL.
     #[arg(long, env = "SEALER_INDEX")]
     pub index: Option<bool>,
+    /// A witness to ask for a cosignature of every checkpoint (C2SP tlog-witness):
+    /// `URL=VKEY`, its URL and its public key (or the path of its witness.pub). Repeat for
+    /// several witnesses.
+    #[arg(long = "witness")]
+    #[serde(default, rename = "witnesses")]
+    pub witnesses: Vec<String>,
     /// Also serve `GET /healthz` and `GET /readyz` (nothing else) on this address, for
     /// Kubernetes probes while --listen stays on loopback.
     #[arg(long, env = "SEALER_HEALTH_LISTEN")]
@@ -276,6 +282,8 @@ pub struct ServeConfig {
     pub webhook: Option<WebhookConfig>,
     pub health_listen: Option<SocketAddr>,
     pub index: bool,
+    /// The witnesses asked to cosign each checkpoint.
+    pub witnesses: Vec<crate::publish::witnesses::WitnessConfig>,
 }
 
 impl ServeOptions {
@@ -352,6 +360,14 @@ impl ServeOptions {
             webhook,
             health_listen: self.health_listen.or(f.health_listen),
             index: self.index.or(f.index).unwrap_or(true),
+            witnesses: if self.witnesses.is_empty() {
+                &f.witnesses
+            } else {
+                &self.witnesses
+            }
+            .iter()
+            .map(|w| w.parse())
+            .collect::<anyhow::Result<_>>()?,
             s3: S3Options {
                 path_style: self.s3_path_style || f.s3_path_style,
                 retention_days: self

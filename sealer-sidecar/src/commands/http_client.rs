@@ -1,5 +1,6 @@
 //! A minimal HTTP/1.1 client for the commands that talk to a running sealer (`prove`,
-//! `tail`): plain HTTP, as the sealer's API listener speaks it.
+//! `tail`) and for the sealer's submissions to witnesses: plain HTTP, as the sealer's API
+//! listener and `sealer witness` speak it.
 
 use anyhow::{Context, bail};
 use axum::body::Body;
@@ -29,6 +30,39 @@ pub async fn request(
     path: &str,
     token: Option<&str>,
 ) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
+    send(url, path, token, None).await
+}
+
+/// `POST url+path` with a text body: the status, the content type and the body.
+pub async fn post(url: &str, path: &str, body: String) -> anyhow::Result<(u16, String, String)> {
+    let response = send(url, path, None, Some(body)).await?;
+    let status = response.status().as_u16();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .context("reading the response failed")?
+        .to_bytes();
+    Ok((
+        status,
+        content_type,
+        String::from_utf8_lossy(&body).into_owned(),
+    ))
+}
+
+/// Send `GET` (no body) or `POST` (a body) to `base+path`; the response, body unread.
+async fn send(
+    url: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<String>,
+) -> anyhow::Result<hyper::Response<hyper::body::Incoming>> {
     let (authority, base) = split_url(url)?;
     let tcp = TcpStream::connect(&authority)
         .await
@@ -39,14 +73,22 @@ pub async fn request(
     tokio::spawn(async move {
         let _ = conn.await;
     });
-    let mut req = Request::get(format!("{base}{path}")).header("host", &authority);
+    let method = if body.is_some() { "POST" } else { "GET" };
+    let mut req = Request::builder()
+        .method(method)
+        .uri(format!("{base}{path}"))
+        .header("host", &authority);
     if let Some(t) = token {
         req = req.header("authorization", format!("Bearer {t}"));
     }
+    let body = match body {
+        Some(b) => Body::from(b),
+        None => Body::empty(),
+    };
     let response = sender
-        .send_request(req.body(Body::empty())?)
+        .send_request(req.body(body)?)
         .await
-        .with_context(|| format!("GET {url}{path} failed"))?;
+        .with_context(|| format!("{method} {url}{path} failed"))?;
     Ok(response)
 }
 

@@ -20,8 +20,8 @@ use crate::http::{AppState, app, health_app};
 use crate::ingest::events::IngestLimits;
 use crate::keys::{self, SealerKeys};
 use crate::metrics::Metrics;
-use crate::publish::recovery;
 use crate::publish::uploader::{Uploader, UploaderConfig};
+use crate::publish::{recovery, witnesses};
 use crate::read::head::StoredHead;
 use crate::read::index;
 use crate::seal::sources::Liveness;
@@ -242,6 +242,30 @@ pub async fn run(
     };
 
     let (stop_tx, stop_rx) = watch::channel(false);
+    // Witnesses: one task each, apart from the uploader (a slow one delays nothing).
+    let witness_statuses: witnesses::Statuses = Arc::new(std::sync::Mutex::new(
+        config
+            .witnesses
+            .iter()
+            .map(|w| witnesses::WitnessStatus {
+                name: w.key.name().to_owned(),
+                url: w.url.clone(),
+                ..Default::default()
+            })
+            .collect(),
+    ));
+    for (i, w) in config.witnesses.iter().enumerate() {
+        tracing::info!(witness = w.key.name(), url = %w.url, "asking this witness to cosign each checkpoint");
+        tokio::spawn(witnesses::follow(
+            store.clone(),
+            verifier.clone(),
+            w.clone(),
+            i,
+            witness_statuses.clone(),
+            head.clone(),
+            stop_rx.clone(),
+        ));
+    }
     let state = Arc::new(AppState {
         stopping: stop_rx.clone(),
         writer: writer.clone(),
@@ -268,6 +292,7 @@ pub async fn run(
         index: index_reader,
         live,
         last_verification: RwLock::new(None),
+        witnesses: witness_statuses,
     });
     tokio::spawn(async move {
         shutdown.await;

@@ -27,6 +27,14 @@ pub struct VerifyArgs {
     /// With --checkpoint: verify every entry again, not only those after it.
     #[arg(long, requires = "checkpoint")]
     full: bool,
+    /// A witness whose cosignatures count: its public key (witness.pub, or the key string).
+    /// Repeat for several witnesses.
+    #[arg(long = "witness")]
+    witnesses: Vec<String>,
+    /// Fail (`missing_cosignature`) unless at least N of the --witness keys cosigned the
+    /// newest checkpoint (the store's `witnessed/` objects).
+    #[arg(long, default_value_t = 0)]
+    min_witnesses: usize,
     /// After a successful run, save the newest checkpoint here (to pass as --checkpoint next time).
     #[arg(long)]
     save_checkpoint: Option<PathBuf>,
@@ -54,6 +62,9 @@ pub struct VerifyFlags {
     pub min_retention_days: Option<u32>,
     /// With a trusted checkpoint: verify only what comes after it.
     pub incremental: bool,
+    /// Witnesses whose cosignatures count, and how many must have cosigned.
+    pub witnesses: Vec<auditlog::cosignature::CosignatureVerifier>,
+    pub min_witnesses: usize,
 }
 
 /// Verify every log at `args.store`, each with the public key named after its origin.
@@ -137,6 +148,8 @@ async fn verify_one(
         storage_checks: flags.storage_checks,
         min_retention_days: flags.min_retention_days,
         incremental: flags.incremental,
+        witnesses: flags.witnesses.clone(),
+        min_witnesses: flags.min_witnesses,
     };
     verify::verify(store, verifier, &options)
         .await
@@ -150,7 +163,25 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<u8> {
         storage_checks: true,
         min_retention_days: args.min_retention_days,
         incremental: !args.full,
+        witnesses: args
+            .witnesses
+            .iter()
+            .map(|w| {
+                let text = std::fs::read_to_string(w).unwrap_or_else(|_| w.clone());
+                auditlog::cosignature::CosignatureVerifier::parse(&text).with_context(|| {
+                    format!("--witness {w}: not a witness public key (witness.pub) nor a file holding one")
+                })
+            })
+            .collect::<anyhow::Result<_>>()?,
+        min_witnesses: args.min_witnesses,
     };
+    if flags.min_witnesses > flags.witnesses.len() {
+        anyhow::bail!(
+            "--min-witnesses {} but only {} --witness key(s) given",
+            flags.min_witnesses,
+            flags.witnesses.len()
+        );
+    }
     let mut checked = verify_logs(&args.source, args.checkpoint.as_deref(), &flags).await?;
     if let Some(max_age) = args.max_age {
         let now = auditlog::timestamp::Timestamp::now();

@@ -40,6 +40,8 @@ pub async fn get_verify<S: Store + Clone>(
         .ok()
         .map(|text| (state.last_checkpoint_file.display().to_string(), text));
     let options = VerifyOptions {
+        witnesses: Vec::new(),
+        min_witnesses: 0,
         incremental: false,
         mac_key: Some(state.mac_key.clone()),
         trusted,

@@ -441,6 +441,7 @@ pub async fn get_status<S: Store + Clone>(
         "indexed_size": state.index.as_ref().map(|i| i.size()),
         "upload_lag_entries": m.log_size.get().saturating_sub(head.size),
         "checkpoint": head.checkpoint.as_deref(),
+        "witnesses": state.witnesses.lock().expect("not poisoned").clone(),
         "last_verification": state.last_verification.read().await.clone(),
     }))
     .into_response())

@@ -47,4 +47,6 @@ pub struct AppState<S> {
     pub live: LiveSender,
     /// When the last `GET /verify` ran and what it found, for the page.
     pub last_verification: tokio::sync::RwLock<Option<serde_json::Value>>,
+    /// Each configured witness: what it last cosigned, or why it did not.
+    pub witnesses: crate::publish::witnesses::Statuses,
 }

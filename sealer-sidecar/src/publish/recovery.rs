@@ -413,6 +413,8 @@ async fn verify_whole_store<S: Store + Clone>(
     own: Option<(String, String)>,
 ) -> anyhow::Result<StoreState> {
     let options = VerifyOptions {
+        witnesses: Vec::new(),
+        min_witnesses: 0,
         incremental: false,
         mac_key: Some(mac_key.clone()),
         trusted: own,

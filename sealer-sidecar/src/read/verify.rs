@@ -10,11 +10,13 @@ use std::collections::VecDeque;
 use std::io::Write;
 
 use auditlog::chain::MacKey;
+use auditlog::cosignature::{CosignatureError, CosignatureVerifier};
 use auditlog::entry::EntryKind;
 use auditlog::head::LogHead;
 use auditlog::layout;
 use auditlog::merkle;
 use auditlog::merkle::{Frontier, Hash};
+use auditlog::note::Note;
 use auditlog::note::NoteVerifier;
 use auditlog::query::{Fields, Filter};
 use auditlog::record::parse_record;
@@ -45,6 +47,10 @@ pub struct VerifyOptions {
     /// With `trusted`: verify only what comes after it (its tree's right edge is read from
     /// the tiles). Without: every entry, and the trusted checkpoint among them.
     pub incremental: bool,
+    /// Witnesses whose cosignatures count (`--witness`).
+    pub witnesses: Vec<CosignatureVerifier>,
+    /// How many of them must have cosigned the newest checkpoint (`--min-witnesses`).
+    pub min_witnesses: usize,
 }
 
 /// Segment fetches in flight at once.
@@ -82,6 +88,7 @@ pub async fn verify_with_state<S: Store + Clone>(
     };
     let start = v.start();
     let mut segments = Vec::new();
+    let mut witnessed = Vec::new();
     for obj in objects {
         if obj.key.starts_with(layout::CHECKPOINTS) {
             if layout::parse_checkpoint_key(&obj.key).is_some_and(|(size, _)| size < start) {
@@ -100,6 +107,10 @@ pub async fn verify_with_state<S: Store + Clone>(
             }
         } else if obj.key.starts_with(TILES) {
             v.add_tile(&obj.key);
+        } else if obj.key.starts_with(layout::WITNESSED)
+            && layout::parse_witnessed_key(&obj.key).is_some()
+        {
+            witnessed.push(obj.key.clone());
         } else {
             v.unknown_object(&obj.key);
         }
@@ -147,7 +158,104 @@ pub async fn verify_with_state<S: Store + Clone>(
     }
     let frontier = v.frontier().clone();
     let head = v.head();
-    Ok((v.finish(), frontier, head))
+    let mut report = v.finish();
+    if !options.witnesses.is_empty() || options.min_witnesses > 0 {
+        check_cosignatures(store, verifier, options, &witnessed, &mut report).await?;
+    }
+    Ok((report, frontier, head))
+}
+
+/// Require `min_witnesses` of the given witnesses to have cosigned the newest checkpoint:
+/// a `witnessed/` object of its size, signed by the log's key with the newest checkpoint's
+/// root, carrying a valid cosignature by each. Cosigned objects that do not verify are
+/// problems too.
+async fn check_cosignatures<S: Store>(
+    store: &S,
+    log_key: &NoteVerifier,
+    options: &VerifyOptions,
+    witnessed: &[String],
+    report: &mut Report,
+) -> Result<(), StoreError> {
+    let Some(newest) = report.newest_checkpoint.clone() else {
+        if options.min_witnesses > 0 {
+            report.add_problem(
+                ProblemClass::MissingCosignature,
+                layout::WITNESSED.to_owned(),
+                "no checkpoint, so no cosigned one".into(),
+            );
+        }
+        return Ok(());
+    };
+    let mut cosigned_by: Vec<String> = Vec::new();
+    for key in witnessed {
+        let Some((size, _, _)) = layout::parse_witnessed_key(key) else {
+            continue;
+        };
+        let Some(bytes) = store.get(key).await? else {
+            continue;
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let head = match LogHead::open(&text, log_key) {
+            Ok(h) if h.size == size => h,
+            Ok(h) => {
+                report.add_problem(
+                    ProblemClass::BadCosignature,
+                    key.clone(),
+                    format!(
+                        "holds a checkpoint of {} entries under a name of {size}",
+                        h.size
+                    ),
+                );
+                continue;
+            }
+            Err(e) => {
+                report.add_problem(
+                    ProblemClass::BadCosignature,
+                    key.clone(),
+                    format!("not a checkpoint signed by the log's key: {e}"),
+                );
+                continue;
+            }
+        };
+        let Ok(note) = Note::parse(&text) else {
+            continue;
+        };
+        for w in &options.witnesses {
+            match w.verify(&note) {
+                Ok(_) if size == newest.size && hex::encode(head.root) == newest.root => {
+                    if !cosigned_by.iter().any(|n| n == w.name()) {
+                        cosigned_by.push(w.name().to_owned());
+                    }
+                }
+                Ok(_) | Err(CosignatureError::Missing { .. }) => {}
+                Err(e) => {
+                    report.add_problem(ProblemClass::BadCosignature, key.clone(), e.to_string())
+                }
+            }
+        }
+    }
+    if cosigned_by.len() < options.min_witnesses {
+        let missing: Vec<&str> = options
+            .witnesses
+            .iter()
+            .map(|w| w.name())
+            .filter(|n| !cosigned_by.iter().any(|c| c == n))
+            .collect();
+        report.add_problem(
+            ProblemClass::MissingCosignature,
+            newest.key.clone(),
+            format!(
+                "the newest checkpoint ({} entries) carries {} of the {} required witness \
+                 cosignatures; missing: {} (a witness refused it, as for a fork, or has not \
+                 cosigned it yet)",
+                newest.size,
+                cosigned_by.len(),
+                options.min_witnesses,
+                missing.join(", ")
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// A verifier for the whole log (and the trusted checkpoint, if any, among the rest).
