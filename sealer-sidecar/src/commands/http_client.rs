@@ -43,17 +43,18 @@ pub async fn post(url: &str, path: &str, body: String) -> anyhow::Result<(u16, S
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default()
         .to_owned();
+    Ok((status, content_type, read_body(response).await?))
+}
+
+/// A response's body, as text.
+async fn read_body(response: hyper::Response<hyper::body::Incoming>) -> anyhow::Result<String> {
     let body = response
         .into_body()
         .collect()
         .await
         .context("reading the response failed")?
         .to_bytes();
-    Ok((
-        status,
-        content_type,
-        String::from_utf8_lossy(&body).into_owned(),
-    ))
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// Send `GET` (no body) or `POST` (a body) to `base+path`; the response, body unread.
@@ -96,11 +97,5 @@ async fn send(
 pub async fn get(url: &str, path: &str, token: Option<&str>) -> anyhow::Result<(u16, String)> {
     let response = request(url, path, token).await?;
     let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .context("reading the response failed")?
-        .to_bytes();
-    Ok((status, String::from_utf8_lossy(&body).into_owned()))
+    Ok((status, read_body(response).await?))
 }

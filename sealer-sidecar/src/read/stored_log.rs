@@ -60,14 +60,7 @@ impl<'a, S: Store> StoredLog<'a, S> {
             .list(layout::CHECKPOINTS)
             .await?
             .into_iter()
-            .filter_map(|o| {
-                let (size, unix_nanos) = layout::parse_checkpoint_key(&o.key)?;
-                Some(CheckpointRef {
-                    key: o.key,
-                    size,
-                    unix_nanos,
-                })
-            })
+            .filter_map(checkpoint_ref)
             .collect())
     }
 
@@ -89,14 +82,7 @@ impl<'a, S: Store> StoredLog<'a, S> {
             .list_after(layout::CHECKPOINTS, &after)
             .await?
             .into_iter()
-            .filter_map(|o| {
-                let (size, unix_nanos) = layout::parse_checkpoint_key(&o.key)?;
-                Some(CheckpointRef {
-                    key: o.key,
-                    size,
-                    unix_nanos,
-                })
-            })
+            .filter_map(checkpoint_ref)
             .next_back())
     }
 
@@ -159,6 +145,15 @@ impl<'a, S: Store> StoredLog<'a, S> {
         let text = self.read_checkpoint(&first).await?;
         Ok(text.lines().next().map(str::to_owned))
     }
+}
+
+fn checkpoint_ref(o: ObjectInfo) -> Option<CheckpointRef> {
+    let (size, unix_nanos) = layout::parse_checkpoint_key(&o.key)?;
+    Some(CheckpointRef {
+        key: o.key,
+        size,
+        unix_nanos,
+    })
 }
 
 fn segment_ref(o: ObjectInfo) -> Option<SegmentRef> {

@@ -142,6 +142,36 @@ mod enabled {
     }
 
     impl S3Store {
+        /// GetObject, of the whole object or of an HTTP `range`; `None` if there is none.
+        async fn get_object(
+            &self,
+            key: &str,
+            range: Option<String>,
+        ) -> Result<Option<Bytes>, StoreError> {
+            check_key(key)?;
+            let out = match self
+                .client
+                .get_object()
+                .bucket(&self.location.bucket)
+                .key(self.full_key(key))
+                .set_range(range)
+                .send()
+                .await
+            {
+                Ok(out) => out,
+                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
+                    return Ok(None);
+                }
+                Err(e) => return Err(remote(key, sdk_error(&e))),
+            };
+            let body = out
+                .body
+                .collect()
+                .await
+                .map_err(|e| remote(key, format!("reading the object failed: {e}")))?;
+            Ok(Some(body.into_bytes()))
+        }
+
         /// A store at `location` that writes COMPLIANCE-locked objects with `retention_days`.
         pub fn new(client: Client, location: S3Location, retention_days: Option<u32>) -> S3Store {
             S3Store {
@@ -199,27 +229,7 @@ mod enabled {
         }
 
         async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
-            check_key(key)?;
-            let out = match self
-                .client
-                .get_object()
-                .bucket(&self.location.bucket)
-                .key(self.full_key(key))
-                .send()
-                .await
-            {
-                Ok(out) => out,
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
-                    return Ok(None);
-                }
-                Err(e) => return Err(remote(key, sdk_error(&e))),
-            };
-            let body = out
-                .body
-                .collect()
-                .await
-                .map_err(|e| remote(key, format!("reading the object failed: {e}")))?;
-            Ok(Some(body.into_bytes()))
+            self.get_object(key, None).await
         }
 
         async fn get_range(
@@ -228,32 +238,12 @@ mod enabled {
             offset: u64,
             len: u64,
         ) -> Result<Option<Bytes>, StoreError> {
-            check_key(key)?;
             if len == 0 {
+                check_key(key)?;
                 return Ok(Some(Bytes::new()));
             }
             let range = format!("bytes={offset}-{}", offset + len - 1);
-            let out = match self
-                .client
-                .get_object()
-                .bucket(&self.location.bucket)
-                .key(self.full_key(key))
-                .range(range)
-                .send()
-                .await
-            {
-                Ok(out) => out,
-                Err(e) if e.as_service_error().is_some_and(|s| s.is_no_such_key()) => {
-                    return Ok(None);
-                }
-                Err(e) => return Err(remote(key, sdk_error(&e))),
-            };
-            let body = out
-                .body
-                .collect()
-                .await
-                .map_err(|e| remote(key, format!("reading the object failed: {e}")))?;
-            Ok(Some(body.into_bytes()))
+            self.get_object(key, Some(range)).await
         }
 
         async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
