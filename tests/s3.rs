@@ -94,10 +94,15 @@ fn sealed_events_land_locked_in_s3_and_verify_from_there() {
     let prefix = "fleet/e2e.test_s3-seal/";
     let segments = log_keys(&s3, "audit", prefix, "/segments/");
     let checkpoints = log_keys(&s3, "audit", prefix, "/checkpoints/");
+    let tiles = log_keys(&s3, "audit", prefix, "/tile/");
     assert!(segments.len() >= 2, "{segments:?}");
     assert!(!checkpoints.is_empty());
+    assert!(
+        tiles.iter().any(|k| k.ends_with("/tile/0/000")),
+        "the tree's tiles are in S3 too: {tiles:?}"
+    );
     let now = SystemTime::now();
-    for key in segments.iter().chain(&checkpoints) {
+    for key in segments.iter().chain(&checkpoints).chain(&tiles) {
         let head = s3
             .block_on(s3.client().head_object().bucket("audit").key(key).send())
             .unwrap_or_else(|e| panic!("head {key}: {}", DisplayErrorContext(&e)));
@@ -122,6 +127,24 @@ fn sealed_events_land_locked_in_s3_and_verify_from_there() {
         "{}",
         run.context
     );
+    // Proofs from S3 alone, through the tiles.
+    let pk = sealer.public_key();
+    let proved = sealer.run(&[
+        "prove",
+        "--store",
+        "s3://audit/fleet/e2e.test_s3-seal",
+        "--s3-path-style",
+        "--seq",
+        "257",
+        "--public-key",
+        path(&pk),
+    ]);
+    proved.expect_code(0);
+    assert!(
+        proved.stdout().contains("entry 257 is in log"),
+        "{}",
+        proved.context
+    );
     // A policy longer than the objects were given is reported, not waved through.
     verify(
         &sealer,
@@ -131,7 +154,6 @@ fn sealed_events_land_locked_in_s3_and_verify_from_there() {
     .expect_code(1)
     .expect_class("not_locked");
 
-    let pk = sealer.public_key();
     let entries = export(
         &sealer,
         &["--store", "s3://audit/fleet", "--public-key", path(&pk)],
