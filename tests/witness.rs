@@ -363,3 +363,119 @@ fn sealing_goes_on_while_a_witness_is_down_and_its_cosignature_catches_up() {
         .expect_code(1)
         .expect_class("bad_cosignature");
 }
+
+/// The metric names a rule's expression uses (`audit_monitor_…`, `witness_…`).
+fn metric_names(expr: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    for word in expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+        if word.starts_with("audit_monitor_") || word.starts_with("witness_") {
+            names.push(word.to_owned());
+        }
+    }
+    names
+}
+
+/// `sealer monitor` verifies on a schedule: a tampered store becomes a failing metric within
+/// an interval. The shipped alert rules use only metrics the monitor and the witness export.
+#[test]
+fn the_monitor_turns_tampering_into_a_failing_metric_and_the_alert_rules_match_it() {
+    let mut s = Sealer::start("e2e.test/monitored", &["--segment-max-age", "200ms"]);
+    s.seal(&events("gw/m", 1, 40));
+    s.stop();
+    let state = s.root().join("monitor-state");
+    let port = harness::free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let cmd = sealer_cmd(&[
+        "monitor",
+        "--store",
+        s.store().to_str().unwrap(),
+        "--public-key",
+        s.public_key().to_str().unwrap(),
+        "--hmac-key",
+        s.hmac_key().to_str().unwrap(),
+        "--state-dir",
+        state.to_str().unwrap(),
+        "--interval",
+        "300ms",
+        "--full-every",
+        "1s",
+        "--listen",
+        &listen,
+    ]);
+    let _monitor =
+        harness::Process::spawn("the monitor", cmd, &s.root().join("monitor.log")).unwrap();
+    let metrics = || -> String {
+        ureq::get(&format!("http://{listen}/metrics"))
+            .call()
+            .ok()
+            .and_then(|r| r.into_string().ok())
+            .unwrap_or_default()
+    };
+    s.wait_until("the monitor verifies the log", || {
+        metrics().contains("audit_monitor_last_run_ok 1")
+    });
+    assert!(
+        state.join("trusted.note").exists(),
+        "the verified checkpoint is kept"
+    );
+    let healthy = metrics();
+    assert!(
+        healthy.contains("audit_monitor_log_entries 41"),
+        "{healthy}"
+    );
+
+    // Tamper with an entry: within an interval or two (a full run comes every second) the
+    // metric fails and names the problem.
+    let segment = fs::read_dir(s.store().join("segments"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap();
+    let bytes = fs::read(&segment).unwrap();
+    let text = String::from_utf8(bytes).unwrap();
+    fs::write(&segment, text.replacen("\"seq\":1", "\"seq\":9", 1)).unwrap();
+    s.wait_until("the monitor reports the tampering", || {
+        let m = metrics();
+        m.contains("audit_monitor_last_run_ok 0") && m.contains("audit_monitor_problems{class=")
+    });
+
+    // Every metric the alert rules use is exported by the monitor or the witness.
+    let keys = s.root().join("witness-keys");
+    assert!(
+        sealer_cmd(&["keygen", "--witness", "--out", keys.to_str().unwrap()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let w = Witness::start(
+        &keys.join("witness.key"),
+        &s.public_key(),
+        &s.root().join("w-state"),
+        &s.root().join("w.log"),
+    );
+    let witness_metrics = ureq::get(&format!("http://127.0.0.1:{}/metrics", w.port))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let exported = format!("{healthy}{witness_metrics}");
+    let rules: serde_yaml_ng::Value = serde_yaml_ng::from_str(
+        &fs::read_to_string(
+            harness::workspace_root().join("envoy-config/monitoring/audit-alerts.yaml"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut checked = 0;
+    for rule in rules["groups"][0]["rules"].as_sequence().unwrap() {
+        let expr = rule["expr"].as_str().unwrap();
+        for name in metric_names(expr) {
+            assert!(
+                exported.contains(&format!("# TYPE {}", name.trim_end_matches("_total"))),
+                "{name} (in {expr}) is not exported"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 6, "the rules name the metrics: {checked}");
+}

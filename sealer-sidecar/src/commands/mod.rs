@@ -3,6 +3,7 @@
 
 pub mod args;
 pub mod http_client;
+pub mod monitor;
 pub mod prove;
 pub mod serve;
 pub mod tail;
@@ -69,6 +70,9 @@ enum Command {
     /// follows that is consistent with the last one it cosigned, and refuse forks and
     /// rollbacks, keeping them as evidence.
     Witness(crate::commands::witness::WitnessArgs),
+    /// Verify a store on a schedule (incrementally, in full every --full-every) and expose
+    /// the outcome as Prometheus metrics, for alerting.
+    Monitor(crate::commands::monitor::MonitorArgs),
     /// Verify a store, then print its entries (those the filters select) on stdout.
     Export {
         #[command(flatten)]
@@ -114,7 +118,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(matches!(
         cli.command,
-        Command::Serve { .. } | Command::Witness(_)
+        Command::Serve { .. } | Command::Witness(_) | Command::Monitor(_)
     ));
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
@@ -180,6 +184,7 @@ async fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(EXIT_OK)
         }
         Command::Witness(args) => crate::commands::witness::run(args).await,
+        Command::Monitor(args) => crate::commands::monitor::run(args).await,
         Command::Keygen { out, origin, .. } => {
             let origin = origin.unwrap_or_else(|| format!("ingress-audit/{}", keys::hostname()));
             let written = keys::generate(&out, &origin)?;
