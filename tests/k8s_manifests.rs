@@ -371,3 +371,116 @@ fn the_sealer_configurations_in_the_configmaps_are_valid() {
         assert!(config.store.starts_with("s3://"));
     }
 }
+
+/// The container of a Deployment in a manifest, its arguments with the paths of the pod
+/// replaced by `paths` (pod path → local path) and `0.0.0.0:PORT` by a free loopback port.
+fn container_args(relative: &str, name: &str, paths: &[(&str, String)]) -> (Vec<String>, u16) {
+    let deploy = find(relative, "Deployment", name);
+    let pod = &deploy["spec"]["template"]["spec"];
+    assert_eq!(
+        pod["securityContext"]["runAsNonRoot"], true,
+        "{name} runs as non-root"
+    );
+    let container = &pod["containers"][0];
+    assert_eq!(
+        container["securityContext"]["readOnlyRootFilesystem"], true,
+        "{name}: read-only root filesystem"
+    );
+    let port = harness::free_port();
+    let args = container["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            let mut a = a.as_str().unwrap().to_owned();
+            if a.starts_with("0.0.0.0:") {
+                a = format!("127.0.0.1:{port}");
+            }
+            for (from, to) in paths {
+                if let Some(rest) = a.strip_prefix(from) {
+                    a = format!("{to}{rest}");
+                }
+            }
+            a
+        })
+        .collect();
+    (args, port)
+}
+
+/// The witness and the monitor start with the arguments their manifest gives them (pod paths
+/// replaced by files of a real log and real keys, the S3 store by a local copy) and serve
+/// their probes; the monitor verifies the log.
+#[test]
+fn the_witness_and_monitor_manifests_start_with_their_arguments() {
+    const FILE: &str = "kubernetes/witness-and-monitor.yaml";
+    let mut s = Sealer::start("e2e.test/k8s-witness", &["--segment-max-age", "200ms"]);
+    s.seal(&harness::sealer::events("gw/k", 1, 5));
+    s.stop();
+    let root = s.root().to_owned();
+    let keys = root.join("witness-keys");
+    let logs = root.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    assert!(
+        harness::sealer::sealer_cmd(&["keygen", "--witness", "--out", keys.to_str().unwrap()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::fs::copy(s.public_key(), logs.join("gateway.pub")).unwrap();
+    std::fs::copy(keys.join("witness.pub"), logs.join("witness.pub")).unwrap();
+    let state = |n: &str| root.join(n).display().to_string();
+    let dir = |p: &std::path::Path| p.display().to_string();
+
+    let (args, port) = container_args(
+        FILE,
+        "audit-witness",
+        &[
+            ("/etc/witness/key", dir(&keys)),
+            ("/etc/witness/logs", dir(&logs)),
+            ("/var/lib/witness", state("witness-state")),
+        ],
+    );
+    let mut cmd = harness::sealer::sealer_cmd(&[]);
+    cmd.args(&args);
+    let mut witness =
+        harness::Process::spawn("the witness", cmd, &root.join("witness.log")).unwrap();
+    witness
+        .wait_http_ok(
+            &format!("http://127.0.0.1:{port}/healthz"),
+            Duration::from_secs(30),
+        )
+        .unwrap();
+
+    let store = s.store().display().to_string();
+    let (mut args, port) = container_args(
+        FILE,
+        "audit-monitor",
+        &[
+            ("/etc/monitor/logs", dir(&logs)),
+            ("/var/lib/monitor", state("monitor-state")),
+        ],
+    );
+    let at = args.iter().position(|a| a == "--store").unwrap() + 1;
+    assert!(args[at].starts_with("s3://"), "{args:?}");
+    args[at] = store;
+    let mut cmd = harness::sealer::sealer_cmd(&[]);
+    cmd.args(&args);
+    let mut monitor =
+        harness::Process::spawn("the monitor", cmd, &root.join("monitor.log")).unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    monitor
+        .wait_http_ok(&format!("{url}/healthz"), Duration::from_secs(30))
+        .unwrap();
+    s.wait_until("the monitor ran", || {
+        ureq::get(&format!("{url}/metrics"))
+            .call()
+            .ok()
+            .and_then(|r| r.into_string().ok())
+            .is_some_and(|m| {
+                m.contains("audit_monitor_runs_total 1")
+                    && m.contains("audit_monitor_log_entries 6")
+            })
+    });
+    witness.stop().unwrap();
+    monitor.stop().unwrap();
+}
