@@ -23,7 +23,7 @@ use anyhow::{Context, bail};
 use harness::Process;
 use harness::sealer::Serve;
 
-use crate::query_bench::{BATCH, event};
+use crate::query_bench::{BATCH, dir_size, event, json};
 use crate::tasks;
 
 struct Bench {
@@ -176,13 +176,6 @@ impl Bench {
     }
 }
 
-fn json(url: &str) -> anyhow::Result<serde_json::Value> {
-    let r = ureq::get(url)
-        .call()
-        .with_context(|| format!("GET {url}"))?;
-    Ok(serde_json::from_str(&r.into_string()?)?)
-}
-
 /// Ask the kernel to drop the cached pages of every file under `dir`, so each verification
 /// reads the store from disk alike.
 fn drop_cached(dir: &Path) {
@@ -204,25 +197,6 @@ fn drop_cached(dir: &Path) {
             }
         }
     }
-}
-
-/// Total bytes of the files under `dir`.
-fn bytes_under(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut dirs = vec![dir.to_owned()];
-    while let Some(d) = dirs.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for e in entries.flatten() {
-            match e.metadata() {
-                Ok(m) if m.is_dir() => dirs.push(e.path()),
-                Ok(m) => total += m.len(),
-                Err(_) => {}
-            }
-        }
-    }
-    total
 }
 
 pub fn run(args: &[String]) -> anyhow::Result<u8> {
@@ -263,7 +237,7 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
     let (incr_n, incr_s) = b.verify(&["--checkpoint", &trusted_arg])?;
 
     let store = b.dir.join("data/store");
-    let size = |sub: &str| bytes_under(&store.join(sub));
+    let size = |sub: &str| dir_size(&store.join(sub));
     let (segments, tiles, checkpoints) = (size("segments"), size("tile"), size("checkpoints"));
     let log_entries = full_big_n + incr_n;
     let per = |bytes: u64| bytes as f64 / log_entries as f64;

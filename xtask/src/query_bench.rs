@@ -94,7 +94,8 @@ fn start(sealer: &Path, dir: &Path, port: u16) -> anyhow::Result<Process> {
         .start(&dir.join("sealer.log"))
 }
 
-fn json(url: &str) -> anyhow::Result<serde_json::Value> {
+/// `GET url`, parsed as JSON.
+pub(crate) fn json(url: &str) -> anyhow::Result<serde_json::Value> {
     let r = ureq::get(url)
         .call()
         .with_context(|| format!("GET {url}"))?;
@@ -261,7 +262,8 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-fn dir_size(dir: &std::path::Path) -> u64 {
+/// Total bytes of the files under `dir`.
+pub(crate) fn dir_size(dir: &std::path::Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return 0;
     };
