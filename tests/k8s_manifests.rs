@@ -477,8 +477,8 @@ fn the_witness_and_monitor_manifests_start_with_their_arguments() {
             .ok()
             .and_then(|r| r.into_string().ok())
             .is_some_and(|m| {
-                m.contains("audit_monitor_runs_total 1")
-                    && m.contains("audit_monitor_log_entries 6")
+                m.lines().any(|l| l == "audit_monitor_runs_total 1")
+                    && m.lines().any(|l| l == "audit_monitor_log_entries 6")
             })
     });
     witness.stop().unwrap();

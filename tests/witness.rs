@@ -6,6 +6,7 @@
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use auditlog::cosignature::CosignatureVerifier;
 use auditlog::head::LogHead;
@@ -14,6 +15,7 @@ use auditlog::note::{Note, NoteSigner};
 use auditlog::record::parse_record;
 use auditlog::witness::request_body;
 use harness::Sealer;
+use harness::browser::Browser;
 use harness::sealer::{Serve, events, sealer_bin, sealer_cmd};
 
 /// The store's checkpoints, `(size, signed note)`, smallest first (the newest of a size).
@@ -364,6 +366,239 @@ fn sealing_goes_on_while_a_witness_is_down_and_its_cosignature_catches_up() {
         .expect_class("bad_cosignature");
 }
 
+/// `sealer keygen --witness` into `dir`: the public key's path.
+fn witness_keys(dir: &Path, name: &str) -> PathBuf {
+    assert!(
+        sealer_cmd(&[
+            "keygen",
+            "--witness",
+            "--out",
+            dir.to_str().unwrap(),
+            "--origin",
+            name
+        ])
+        .status()
+        .unwrap()
+        .success()
+    );
+    dir.join("witness.pub")
+}
+
+/// What the page's inclusion check says once it has a verdict.
+fn inclusion_verdict(b: &mut Browser) -> String {
+    b.eval("document.querySelector('#inclusion').textContent = ''; document.querySelector('#verify-inclusion').click(); true");
+    let verdict = b.wait_for(
+        "a verdict",
+        "(() => { const t = document.querySelector('#inclusion').textContent;
+                  return t && !t.startsWith('fetching') ? t : ''; })()",
+        Duration::from_secs(30),
+    );
+    verdict.as_str().unwrap().to_owned()
+}
+
+/// Everyone who reads the log sees the witnesses: the sealer's metrics and the live page show
+/// which witness cosigned the newest checkpoint; the page, `sealer prove` (from the store and
+/// from the sealer) and `sealer verify --max-age` check the cosignatures with the witness's
+/// key, and a key that did not cosign does not count.
+#[test]
+fn metrics_the_page_prove_and_verify_show_and_check_the_cosignatures() {
+    let root = tempfile::tempdir().unwrap();
+    let wpub = witness_keys(&root.path().join("witness-keys"), "witness.test/w3");
+    let other = witness_keys(&root.path().join("other-keys"), "witness.test/never");
+    let port = harness::free_port();
+    let witness_arg = format!("http://127.0.0.1:{port}={}", wpub.display());
+    let mut s = Sealer::start(
+        "e2e.test/witnessed-readers",
+        &[
+            "--segment-max-age",
+            "200ms",
+            "--checkpoint-interval",
+            "300ms",
+            "--witness",
+            &witness_arg,
+        ],
+    );
+    let _witness = Serve::witness(&sealer_bin(), port)
+        .arg("--key")
+        .arg(root.path().join("witness-keys/witness.key"))
+        .arg("--log")
+        .arg(s.public_key())
+        .arg("--state-dir")
+        .arg(root.path().join("witness-state"))
+        .start(&root.path().join("witness.log"))
+        .unwrap_or_else(|e| panic!("{e:#}"));
+    s.seal(&events("gw/r", 1, 12));
+    s.wait_stored();
+    let cosigned = s.wait_for("the newest checkpoint to be cosigned", || {
+        let st = s.get_json("/v1/status");
+        let w = &st["witnesses"][0];
+        (w["cosigned_size"] == st["checkpoint_size"] && w["last_error"].is_null())
+            .then(|| w["cosigned_size"].as_u64().unwrap())
+    });
+    let (_, metrics) = s.get("/metrics");
+    let metric = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {metrics}"))
+    };
+    assert_eq!(
+        metric("sealer_witness_failing{witness=\"witness.test/w3\"}"),
+        0
+    );
+    // At least that size: a later checkpoint may have been cosigned since.
+    assert!(metric("sealer_witness_cosigned_size{witness=\"witness.test/w3\"}") >= cosigned);
+    assert!(metric("sealer_witness_cosigned_timestamp_seconds{witness=\"witness.test/w3\"}") > 0);
+
+    // The page: who cosigned the newest checkpoint, and the cosignature checked in the
+    // browser with the witness's key.
+    let mut b = Browser::start();
+    b.navigate(&s.url("/"));
+    b.wait_for(
+        "the witness on the page",
+        "(document.querySelector('#witnesses')?.textContent ?? '').includes('witness.test/w3 cosigned the newest checkpoint')",
+        Duration::from_secs(30),
+    );
+    b.wait_for(
+        "the history",
+        "document.querySelectorAll('#entries tbody tr').length >= 12",
+        Duration::from_secs(30),
+    );
+    b.eval("document.querySelector('#entries tbody tr:last-child').click(); true");
+    b.wait_for(
+        "the detail view",
+        "!document.querySelector('#detail').hidden",
+        Duration::from_secs(30),
+    );
+    let wkey = fs::read_to_string(&wpub).unwrap();
+    b.eval(&format!(
+        "document.querySelector('#witness-keys').value = {}; true",
+        serde_json::json!(wkey.trim())
+    ));
+    let verdict = inclusion_verdict(&mut b);
+    assert!(
+        verdict.starts_with("included")
+            && verdict.contains("Cosigned by witness witness.test/w3 at"),
+        "{verdict}"
+    );
+    assert_eq!(
+        b.eval("document.querySelector('#inclusion').className"),
+        serde_json::json!("ok")
+    );
+    let okey = fs::read_to_string(&other).unwrap();
+    b.eval(&format!(
+        "document.querySelector('#witness-keys').value = {}; true",
+        serde_json::json!(format!("{} {}", wkey.trim(), okey.trim()))
+    ));
+    let verdict = inclusion_verdict(&mut b);
+    assert!(
+        verdict.contains("NOT COSIGNED: no cosignature by witness.test/never"),
+        "{verdict}"
+    );
+    assert_eq!(
+        b.eval("document.querySelector('#inclusion').className"),
+        serde_json::json!("bad")
+    );
+    // A cosignature altered on the way is caught by the page itself.
+    b.eval(&format!(
+        "document.querySelector('#witness-keys').value = {}; true",
+        serde_json::json!(wkey.trim())
+    ));
+    b.eval(
+        "(() => { const orig = window.fetch;
+            window.fetch = async (...a) => {
+              const r = await orig(...a);
+              if (!String(a[0]).includes('/v1/proof/')) return r;
+              const j = await r.json();
+              const lines = j.checkpoint.split('\\n');
+              const i = lines.findIndex((l) => l.startsWith('\\u2014 witness.test/w3 '));
+              const raw = Uint8Array.from(atob(lines[i].split(' ')[2]), (c) => c.charCodeAt(0));
+              raw[40] ^= 1;
+              lines[i] = lines[i].split(' ').slice(0, 2).join(' ') + ' ' + btoa(String.fromCharCode(...raw));
+              j.checkpoint = lines.join('\\n');
+              return new Response(JSON.stringify(j), {status: 200});
+            }; return true; })()",
+    );
+    let verdict = inclusion_verdict(&mut b);
+    assert!(
+        verdict.contains("THE COSIGNATURE BY witness.test/w3 DOES NOT VERIFY"),
+        "{verdict}"
+    );
+
+    // sealer prove, from the sealer and from the store.
+    let (wpub_arg, other_arg) = (wpub.to_str().unwrap(), other.to_str().unwrap());
+    let url = s.url("");
+    let prove = |s: &Sealer, extra: &[&str]| {
+        let pk = s.public_key();
+        let mut args = vec!["prove", "--public-key", pk.to_str().unwrap(), "--seq", "3"];
+        args.extend(extra);
+        s.run(&args)
+    };
+    let run = prove(&s, &["--url", &url, "--witness", wpub_arg]);
+    run.expect_code(0);
+    assert!(
+        run.stdout()
+            .contains("cosigned by witness witness.test/w3 at"),
+        "{}",
+        run.stdout()
+    );
+    s.stop();
+    let store = s.store_arg();
+    let run = prove(&s, &["--store", &store, "--witness", wpub_arg]);
+    run.expect_code(0);
+    assert!(run.stdout().contains("cosigned by witness witness.test/w3"));
+    prove(&s, &["--store", &store, "--witness", other_arg]).expect_code(1);
+    prove(
+        &s,
+        &[
+            "--store",
+            &store,
+            "--witness",
+            wpub_arg,
+            "--witness",
+            other_arg,
+            "--min-witnesses",
+            "2",
+        ],
+    )
+    .expect_code(1);
+
+    // verify: a cosigned checkpoint signed within --max-age counts even when the sealer's
+    // last checkpoint, signed as it stopped, was not cosigned.
+    let run = s.verify(&[
+        "--json",
+        "--witness",
+        wpub_arg,
+        "--min-witnesses",
+        "1",
+        "--max-age",
+        "1h",
+    ]);
+    run.expect_code(0);
+    let report: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    assert_eq!(
+        report["cosigned"]["witnesses"][0][0], "witness.test/w3",
+        "{report}"
+    );
+    s.verify(&[
+        "--json",
+        "--witness",
+        other_arg,
+        "--min-witnesses",
+        "1",
+        "--max-age",
+        "1h",
+    ])
+    .expect_code(1)
+    .expect_class("missing_cosignature");
+}
+
+/// Whether OpenMetrics `text` holds the sample line `sample` (`name{labels} value`), not
+/// just the words somewhere (a `# HELP` line may hold them too).
+fn has_sample(text: &str, sample: &str) -> bool {
+    text.lines().any(|l| l == sample)
+}
+
 /// The metric names a rule's expression uses (`audit_monitor_…`, `witness_…`).
 fn metric_names(expr: &str) -> Vec<String> {
     let mut names = Vec::new();
@@ -412,15 +647,17 @@ fn the_monitor_turns_tampering_into_a_failing_metric_and_the_alert_rules_match_i
             .unwrap_or_default()
     };
     s.wait_until("the monitor verifies the log", || {
-        metrics().contains("audit_monitor_last_run_ok 1")
+        has_sample(&metrics(), "audit_monitor_last_run_ok 1")
     });
     assert!(
         state.join("trusted.note").exists(),
-        "the verified checkpoint is kept"
+        "the verified checkpoint is kept; the monitor on {listen} says:\n{}\nits log:\n{}",
+        metrics(),
+        fs::read_to_string(s.root().join("monitor.log")).unwrap_or_default()
     );
     let healthy = metrics();
     assert!(
-        healthy.contains("audit_monitor_log_entries 41"),
+        has_sample(&healthy, "audit_monitor_log_entries 41"),
         "{healthy}"
     );
 
@@ -436,7 +673,8 @@ fn the_monitor_turns_tampering_into_a_failing_metric_and_the_alert_rules_match_i
     fs::write(&segment, text.replacen("\"seq\":1", "\"seq\":9", 1)).unwrap();
     s.wait_until("the monitor reports the tampering", || {
         let m = metrics();
-        m.contains("audit_monitor_last_run_ok 0") && m.contains("audit_monitor_problems{class=")
+        has_sample(&m, "audit_monitor_last_run_ok 0")
+            && m.contains("\naudit_monitor_problems{class=")
     });
 
     // Every metric the alert rules use is exported by the monitor or the witness.

@@ -97,6 +97,9 @@ pub enum NoteError {
     /// The note contains an ASCII control character other than newline.
     #[error("control character in note")]
     ControlCharacter,
+    /// Two signed notes to be merged sign different texts.
+    #[error("the notes sign different texts")]
+    DifferentText,
     /// The signed note has no blank line separating the text from the signatures.
     #[error("missing blank line before signatures")]
     MissingSeparator,
@@ -465,6 +468,42 @@ impl Note {
     }
 }
 
+impl fmt::Display for Note {
+    /// The signed note again: the text, a blank line, and one line per signature.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "{}", self.text)?;
+        for sig in &self.signatures {
+            let mut raw = Vec::with_capacity(4 + sig.signature.len());
+            raw.extend_from_slice(&sig.key_id.to_be_bytes());
+            raw.extend_from_slice(&sig.signature);
+            writeln!(f, "{SIG_PREFIX}{} {}", sig.name, STANDARD.encode(raw))?;
+        }
+        Ok(())
+    }
+}
+
+impl Note {
+    /// Add the signature lines of `other`, a note of the same text, that this one lacks (the
+    /// cosignatures several witnesses added to one checkpoint, gathered into one note).
+    ///
+    /// # Errors
+    /// `other` signs another text, or the note would carry more than [`MAX_SIGNATURES`].
+    pub fn merge(&mut self, other: &Note) -> Result<(), NoteError> {
+        if other.text != self.text {
+            return Err(NoteError::DifferentText);
+        }
+        for sig in &other.signatures {
+            if !self.signatures.contains(sig) {
+                if self.signatures.len() >= MAX_SIGNATURES {
+                    return Err(NoteError::TooManySignatures);
+                }
+                self.signatures.push(sig.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Parses `— <name> <base64(key id || signature)>` (without the newline).
 fn parse_signature_line(line: &str) -> Option<NoteSignature> {
     let (name, b64) = line.strip_prefix(SIG_PREFIX)?.split_once(' ')?;
@@ -487,6 +526,18 @@ fn parse_signature_line(line: &str) -> Option<NoteSignature> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_note_prints_as_parsed_and_merges_the_signatures_of_the_same_text() {
+        let signed = format!("{TEXT}\n{PETER_SIG}");
+        let mut note = Note::parse(&signed).unwrap();
+        assert_eq!(note.to_string(), signed);
+        let other = Note::parse(&format!("{TEXT}\n{ENOCH_SIG}{PETER_SIG}")).unwrap();
+        note.merge(&other).unwrap();
+        assert_eq!(note.to_string(), format!("{TEXT}\n{PETER_SIG}{ENOCH_SIG}"));
+        let elsewhere = Note::parse(&format!("Another text.\n\n{PETER_SIG}")).unwrap();
+        assert_eq!(note.merge(&elsewhere), Err(NoteError::DifferentText));
+    }
 
     // Known-answer values from golang.org/x/mod/sumdb/note (note.go package documentation and
     // note_test.go: TestNewVerifier, TestNewSigner, TestSign, TestOpen).

@@ -309,6 +309,18 @@ pub struct Report {
     pub problems: Vec<Problem>,
     /// Facts worth knowing that are not evidence of tampering.
     pub warnings: Vec<String>,
+    /// The checkpoint whose witness cosignatures satisfied `--min-witnesses`, when required.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cosigned: Option<CosignedSummary>,
+}
+
+/// A checkpoint and the witnesses whose valid cosignatures it carries.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CosignedSummary {
+    pub size: u64,
+    pub time: Timestamp,
+    /// The witnesses' names, with the time each cosigned (POSIX seconds).
+    pub witnesses: Vec<(String, u64)>,
 }
 
 impl Report {
@@ -942,6 +954,7 @@ impl StoreVerifier {
             problem_count: self.problem_count,
             problems: self.problems,
             warnings: self.warnings,
+            cosigned: None,
         }
     }
 }
@@ -983,6 +996,7 @@ mod tests {
             problem_count: 0,
             problems: Vec::new(),
             warnings: Vec::new(),
+            cosigned: None,
         }
     }
 

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use auditlog::chain::{MAC_KEY_LEN, MacKey};
-use auditlog::cosignature::Cosigner;
+use auditlog::cosignature::{CosignatureVerifier, Cosigner};
 use auditlog::note::{NoteSigner, NoteVerifier};
 
 pub const SIGNING_KEY_FILE: &str = "signing.key";
@@ -205,6 +205,22 @@ pub fn load_signer(path: &Path) -> anyhow::Result<NoteSigner> {
             path.display()
         )
     })
+}
+
+/// Witness public keys given as `--witness` arguments: each the key string
+/// (`name+id+base64`) or the path of a `witness.pub` holding it.
+pub fn load_witness_keys(args: &[String]) -> anyhow::Result<Vec<CosignatureVerifier>> {
+    args.iter()
+        .map(|w| {
+            let text = fs::read_to_string(w).unwrap_or_else(|_| w.clone());
+            CosignatureVerifier::parse(&text).with_context(|| {
+                format!(
+                    "--witness {w}: neither a witness public key nor a file holding one \
+                     (witness.pub, as `sealer keygen --witness` writes it)"
+                )
+            })
+        })
+        .collect()
 }
 
 pub fn load_mac_key(path: &Path) -> anyhow::Result<MacKey> {

@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
@@ -123,6 +124,23 @@ impl Reading for u64 {
     }
 }
 
+/// One witness as the metrics show it (kept by [`crate::publish::witnesses`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WitnessReading {
+    pub name: String,
+    /// Size of the newest checkpoint it cosigned (0: none yet).
+    pub cosigned_size: u64,
+    /// When it cosigned it (POSIX seconds; 0: never).
+    pub cosigned_at: u64,
+    /// The last request to it failed (down, refused, or an answer that did not verify).
+    pub failing: bool,
+}
+
+/// The witnesses' states, read at each scrape.
+pub trait WitnessReadings: std::fmt::Debug + Send + Sync + 'static {
+    fn read(&self) -> Vec<WitnessReading>;
+}
+
 impl Default for Metrics {
     fn default() -> Self {
         Metrics::new(0)
@@ -166,6 +184,16 @@ impl Metrics {
         };
         m.register(Box::new(spool));
         m
+    }
+
+    /// Also show each witness's state: `sealer_witness_cosigned_size`,
+    /// `sealer_witness_cosigned_timestamp_seconds` and `sealer_witness_failing`, labelled
+    /// `witness="<name>"`.
+    #[must_use]
+    pub fn with_witnesses(mut self, witnesses: impl WitnessReadings) -> Self {
+        self.registry
+            .register_collector(Box::new(WitnessesShown(Box::new(witnesses))));
+        self
     }
 
     fn register(&mut self, spool: Box<dyn Reading>) {
@@ -405,6 +433,43 @@ impl Collector for Shown {
     }
 }
 
+/// The witnesses' states, shown at each scrape.
+#[derive(Debug)]
+struct WitnessesShown(Box<dyn WitnessReadings>);
+
+impl Collector for WitnessesShown {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let witnesses = self.0.read();
+        type Family = (&'static str, &'static str, fn(&WitnessReading) -> u64);
+        let families: [Family; 3] = [
+            (
+                "sealer_witness_cosigned_size",
+                "Size of the newest checkpoint of this log the witness cosigned (0: none yet).",
+                |w| w.cosigned_size,
+            ),
+            (
+                "sealer_witness_cosigned_timestamp_seconds",
+                "When the witness cosigned it (its cosignature's time; 0: never).",
+                |w| w.cosigned_at,
+            ),
+            (
+                "sealer_witness_failing",
+                "1 while the last request to the witness failed (down, refused, or an answer \
+                 that did not verify).",
+                |w| u64::from(w.failing),
+            ),
+        ];
+        for (name, help, value) in families {
+            let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+            for w in &witnesses {
+                let labels = [("witness", w.name.as_str())];
+                ConstGauge::new(value(w)).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,5 +500,43 @@ mod tests {
             );
         }
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[derive(Debug)]
+    struct TwoWitnesses;
+
+    impl WitnessReadings for TwoWitnesses {
+        fn read(&self) -> Vec<WitnessReading> {
+            vec![
+                WitnessReading {
+                    name: "w1.example/a".into(),
+                    cosigned_size: 42,
+                    cosigned_at: 1_764_000_000,
+                    failing: false,
+                },
+                WitnessReading {
+                    name: "w2.example/b".into(),
+                    failing: true,
+                    ..WitnessReading::default()
+                },
+            ]
+        }
+    }
+
+    #[test]
+    fn shows_each_witness_with_its_name() {
+        let text = Metrics::new(0).with_witnesses(TwoWitnesses).render();
+        for line in [
+            "sealer_witness_cosigned_size{witness=\"w1.example/a\"} 42",
+            "sealer_witness_cosigned_timestamp_seconds{witness=\"w1.example/a\"} 1764000000",
+            "sealer_witness_failing{witness=\"w1.example/a\"} 0",
+            "sealer_witness_cosigned_size{witness=\"w2.example/b\"} 0",
+            "sealer_witness_failing{witness=\"w2.example/b\"} 1",
+        ] {
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line:?} missing in\n{text}"
+            );
+        }
     }
 }

@@ -77,14 +77,9 @@ pub async fn store_log(store: &MemoryStore, records: &[u8], sealer: &LogSealer) 
 /// Verify the whole store with every MAC, as `sealer verify --hmac-key` does.
 pub async fn verify_store(store: &MemoryStore) -> Report {
     let options = VerifyOptions {
-        witnesses: Vec::new(),
-        min_witnesses: 0,
-        incremental: false,
         mac_key: Some(mac_key()),
-        trusted: None,
-        progress: false,
         storage_checks: true,
-        min_retention_days: None,
+        ..VerifyOptions::default()
     };
     verify::verify(store, &signer().verifier(), &options)
         .await

@@ -236,16 +236,9 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<u8> {
             None => None,
         },
         storage_checks: true,
-        witnesses: args
-            .witnesses
-            .iter()
-            .map(|w| {
-                let text = std::fs::read_to_string(w).unwrap_or_else(|_| w.clone());
-                auditlog::cosignature::CosignatureVerifier::parse(&text)
-                    .with_context(|| format!("--witness {w}: not a witness public key"))
-            })
-            .collect::<anyhow::Result<_>>()?,
+        witnesses: keys::load_witness_keys(&args.witnesses)?,
         min_witnesses: args.min_witnesses,
+        cosigned_max_age: args.max_age,
         ..VerifyOptions::default()
     };
     let outcome = Arc::new(Mutex::new(Outcome::default()));

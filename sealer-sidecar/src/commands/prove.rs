@@ -10,13 +10,19 @@
 //! says it is at the bundle's position, and the audit path from the entry's leaf hash to the
 //! checkpoint's root (RFC 9162 2.1.3.2). The format is in `docs/log-format.md`.
 //!
+//! With `--witness` keys, the bundle's checkpoint must also carry their valid cosignatures
+//! (C2SP tlog-cosignature), at least `--min-witnesses` of them; `--store` and `--url` then
+//! make the bundle against the newest cosigned checkpoint that covers the entry.
+//!
 //! Exit codes: 0 the entry is in the log; 1 a check failed; 2 the command could not run.
 
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
+use auditlog::cosignature::CosignatureVerifier;
 use auditlog::head::LogHead;
 use auditlog::merkle::{self, Hash};
+use auditlog::note::{Note, NoteVerifier};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 use serde::{Deserialize, Serialize};
@@ -24,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::commands::args::{S3Args, open_logs};
 use crate::commands::{EXIT_OK, EXIT_TAMPERED};
 use crate::keys;
-use crate::read::{StoredLog, proofs};
+use crate::read::{StoredLog, cosigned, proofs};
 use crate::store::Store;
 
 #[derive(clap::Args, Debug)]
@@ -57,6 +63,15 @@ pub struct ProveArgs {
     /// The log's public key (signing.pub).
     #[arg(long)]
     public_key: PathBuf,
+    /// A witness whose cosignature counts: its public key (witness.pub, or the key string).
+    /// Repeat for several. With --store or --url, the bundle is made against the newest
+    /// cosigned checkpoint that covers the entry.
+    #[arg(long = "witness")]
+    witnesses: Vec<String>,
+    /// Fail unless the bundle's checkpoint carries valid cosignatures by at least N of the
+    /// --witness keys [default: 1 when --witness is given].
+    #[arg(long, requires = "witnesses")]
+    min_witnesses: Option<usize>,
 }
 
 /// An inclusion proof bundle.
@@ -85,6 +100,42 @@ pub enum ProofFailure {
     BadHash,
     #[error("the audit path does not lead from the entry to the checkpoint's root: {0}")]
     Path(String),
+    #[error(
+        "the checkpoint carries {found} of the {required} required witness cosignatures; \
+         missing: {missing}"
+    )]
+    Cosignatures {
+        found: usize,
+        required: usize,
+        missing: String,
+    },
+}
+
+/// The valid cosignatures of `witnesses` on the bundle's checkpoint (name, POSIX seconds);
+/// fails unless there are at least `required`.
+pub fn check_cosigned(
+    bundle: &Bundle,
+    witnesses: &[CosignatureVerifier],
+    required: usize,
+) -> Result<Vec<(String, u64)>, ProofFailure> {
+    let note =
+        Note::parse(&bundle.checkpoint).map_err(|e| ProofFailure::Checkpoint(e.to_string()))?;
+    let mut by = Vec::new();
+    let mut missing = Vec::new();
+    for w in witnesses {
+        match w.verify(&note) {
+            Ok(at) => by.push((w.name().to_owned(), at)),
+            Err(e) => missing.push(format!("{} ({e})", w.name())),
+        }
+    }
+    if by.len() < required {
+        return Err(ProofFailure::Cosignatures {
+            found: by.len(),
+            required,
+            missing: missing.join(", "),
+        });
+    }
+    Ok(by)
 }
 
 /// Check `bundle` with `verifier`; on success, the checkpoint's head.
@@ -130,6 +181,30 @@ pub fn check(
     Ok(head)
 }
 
+/// Make the inclusion bundle of entry `seq` from a store, against the newest cosigned
+/// checkpoint that covers it ([`cosigned::newest_covering`]), with every stored cosignature.
+pub async fn cosigned_bundle_from_store<S: Store>(
+    store: &S,
+    log_key: &NoteVerifier,
+    witnesses: &[CosignatureVerifier],
+    required: usize,
+    seq: u64,
+    size: Option<u64>,
+) -> anyhow::Result<Option<Bundle>> {
+    let found = cosigned::newest_covering(store, log_key, witnesses, required, seq, size).await?;
+    let Some(c) = found else { return Ok(None) };
+    let inclusion = proofs::inclusion(store, seq, c.head.size)
+        .await
+        .with_context(|| format!("cannot prove entry {seq} from {}", store.describe()))?;
+    Ok(Some(Bundle {
+        seq,
+        tree_size: c.head.size,
+        entry: inclusion.entry,
+        proof: inclusion.proof.iter().map(|h| B64.encode(h)).collect(),
+        checkpoint: c.note.to_string(),
+    }))
+}
+
 /// Make the inclusion bundle of entry `seq` from a store: against the newest checkpoint of
 /// `size` entries, or the newest checkpoint.
 pub async fn bundle_from_store<S: Store>(
@@ -172,6 +247,16 @@ pub async fn bundle_from_store<S: Store>(
 
 pub async fn run(args: ProveArgs) -> anyhow::Result<u8> {
     let verifier = keys::load_public(&args.public_key)?;
+    let witnesses = keys::load_witness_keys(&args.witnesses)?;
+    let required = args
+        .min_witnesses
+        .unwrap_or(usize::from(!witnesses.is_empty()));
+    if required > witnesses.len() {
+        bail!(
+            "--min-witnesses {required} but only {} --witness key(s) given",
+            witnesses.len()
+        );
+    }
     let text = match (&args.bundle, &args.url) {
         (Some(path), _) => std::fs::read_to_string(path)
             .with_context(|| format!("failed to read the bundle {}", path.display()))?,
@@ -185,7 +270,26 @@ pub async fn run(args: ProveArgs) -> anyhow::Result<u8> {
                     stores.len()
                 );
             };
-            let bundle = bundle_from_store(store, seq, args.size).await?;
+            let bundle = if witnesses.is_empty() {
+                bundle_from_store(store, seq, args.size).await?
+            } else {
+                let found = cosigned_bundle_from_store(
+                    store, &verifier, &witnesses, required, seq, args.size,
+                )
+                .await?;
+                let Some(bundle) = found else {
+                    eprintln!(
+                        "error: entry {seq} is NOT proven: no checkpoint in {} that covers it{} \
+                         carries {required} valid cosignature(s) of the --witness keys",
+                        store.describe(),
+                        args.size
+                            .map(|s| format!(" (of {s} entries)"))
+                            .unwrap_or_default()
+                    );
+                    return Ok(EXIT_TAMPERED);
+                };
+                bundle
+            };
             let text = serde_json::to_string_pretty(&bundle).expect("a bundle serializes");
             if let Some(save) = &args.save {
                 std::fs::write(save, &text)
@@ -200,6 +304,9 @@ pub async fn run(args: ProveArgs) -> anyhow::Result<u8> {
             );
             if let Some(size) = args.size {
                 path.push_str(&format!("&size={size}"));
+            }
+            if !witnesses.is_empty() {
+                path.push_str("&cosigned=true");
             }
             let token = args
                 .read_token_file
@@ -221,8 +328,10 @@ pub async fn run(args: ProveArgs) -> anyhow::Result<u8> {
         (None, None) => bail!("give --bundle FILE, --store STORE --seq N, or --url URL --seq N"),
     };
     let bundle: Bundle = serde_json::from_str(&text).context("not an inclusion bundle")?;
-    match check(&bundle, &verifier) {
-        Ok(head) => {
+    let checked = check(&bundle, &verifier)
+        .and_then(|head| Ok((head, check_cosigned(&bundle, &witnesses, required)?)));
+    match checked {
+        Ok((head, cosigned_by)) => {
             println!(
                 "entry {} is in log {} (checkpoint of {} entries, root {}, signed by {})",
                 bundle.seq,
@@ -231,6 +340,16 @@ pub async fn run(args: ProveArgs) -> anyhow::Result<u8> {
                 B64.encode(head.root),
                 verifier.name()
             );
+            for (name, at) in cosigned_by {
+                println!(
+                    "cosigned by witness {name} at {}",
+                    auditlog::timestamp::Timestamp::from_unix_nanos(
+                        i64::try_from(at)
+                            .unwrap_or(i64::MAX)
+                            .saturating_mul(1_000_000_000)
+                    )
+                );
+            }
             println!("{}", bundle.entry);
             Ok(EXIT_OK)
         }

@@ -168,7 +168,22 @@ pub async fn run(
     );
 
     let spool = Spool::new(spooled_bytes(&wal_dir));
-    let metrics = Arc::new(Metrics::new(spool.clone()));
+    // What each witness last cosigned: shown by /v1/status and the metrics.
+    let witness_statuses: witnesses::Statuses = Arc::new(std::sync::Mutex::new(
+        config
+            .witnesses
+            .iter()
+            .map(|w| witnesses::WitnessStatus {
+                name: w.key.name().to_owned(),
+                url: w.url.clone(),
+                ..Default::default()
+            })
+            .collect(),
+    ));
+    let metrics = Arc::new(
+        Metrics::new(spool.clone())
+            .with_witnesses(witnesses::StatusReadings(witness_statuses.clone())),
+    );
     metrics.checkpoint_size.set(recovered.stored.size);
     let index = if config.index {
         Some(open_index(
@@ -243,17 +258,6 @@ pub async fn run(
 
     let (stop_tx, stop_rx) = watch::channel(false);
     // Witnesses: one task each, apart from the uploader (a slow one delays nothing).
-    let witness_statuses: witnesses::Statuses = Arc::new(std::sync::Mutex::new(
-        config
-            .witnesses
-            .iter()
-            .map(|w| witnesses::WitnessStatus {
-                name: w.key.name().to_owned(),
-                url: w.url.clone(),
-                ..Default::default()
-            })
-            .collect(),
-    ));
     for (i, w) in config.witnesses.iter().enumerate() {
         tracing::info!(witness = w.key.name(), url = %w.url, "asking this witness to cosign each checkpoint");
         tokio::spawn(witnesses::follow(

@@ -32,7 +32,8 @@ pub struct VerifyArgs {
     #[arg(long = "witness")]
     witnesses: Vec<String>,
     /// Fail (`missing_cosignature`) unless at least N of the --witness keys cosigned the
-    /// newest checkpoint (the store's `witnessed/` objects).
+    /// newest checkpoint (the store's `witnessed/` objects), or, with --max-age, a checkpoint
+    /// signed within that age.
     #[arg(long, default_value_t = 0)]
     min_witnesses: usize,
     /// After a successful run, save the newest checkpoint here (to pass as --checkpoint next time).
@@ -65,6 +66,8 @@ pub struct VerifyFlags {
     /// Witnesses whose cosignatures count, and how many must have cosigned.
     pub witnesses: Vec<auditlog::cosignature::CosignatureVerifier>,
     pub min_witnesses: usize,
+    /// `--max-age`: a cosigned checkpoint signed within it counts too.
+    pub max_age: Option<std::time::Duration>,
 }
 
 /// Verify every log at `args.store`, each with the public key named after its origin.
@@ -150,6 +153,7 @@ async fn verify_one(
         incremental: flags.incremental,
         witnesses: flags.witnesses.clone(),
         min_witnesses: flags.min_witnesses,
+        cosigned_max_age: flags.max_age,
     };
     verify::verify(store, verifier, &options)
         .await
@@ -163,17 +167,9 @@ pub async fn run(args: VerifyArgs) -> anyhow::Result<u8> {
         storage_checks: true,
         min_retention_days: args.min_retention_days,
         incremental: !args.full,
-        witnesses: args
-            .witnesses
-            .iter()
-            .map(|w| {
-                let text = std::fs::read_to_string(w).unwrap_or_else(|_| w.clone());
-                auditlog::cosignature::CosignatureVerifier::parse(&text).with_context(|| {
-                    format!("--witness {w}: not a witness public key (witness.pub) nor a file holding one")
-                })
-            })
-            .collect::<anyhow::Result<_>>()?,
+        witnesses: keys::load_witness_keys(&args.witnesses)?,
         min_witnesses: args.min_witnesses,
+        max_age: args.max_age,
     };
     if flags.min_witnesses > flags.witnesses.len() {
         anyhow::bail!(
@@ -290,6 +286,16 @@ pub fn print_report(out: &mut impl Write, r: &Report) -> std::io::Result<()> {
             out,
             "trusted checkpoint: size {} signed at {}",
             c.size, c.time
+        )?;
+    }
+    if let Some(c) = &r.cosigned {
+        let by: Vec<&str> = c.witnesses.iter().map(|(name, _)| name.as_str()).collect();
+        writeln!(
+            out,
+            "cosigned checkpoint: size {} signed at {}, by {}",
+            c.size,
+            c.time,
+            by.join(", ")
         )?;
     }
     writeln!(out, "root {}  chain head {}", r.root, r.chain_head)?;

@@ -42,6 +42,7 @@ pub async fn get_verify<S: Store + Clone>(
     let options = VerifyOptions {
         witnesses: Vec::new(),
         min_witnesses: 0,
+        cosigned_max_age: None,
         incremental: false,
         mac_key: Some(state.mac_key.clone()),
         trusted,

@@ -36,9 +36,9 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::http::auth::Role;
 use crate::http::{AppState, HttpError};
-use crate::read::StoredLog;
 use crate::read::index::{Cursor, Order};
 use crate::read::proofs::{self, ProofsError};
+use crate::read::{StoredLog, cosigned};
 use crate::store::Store;
 
 /// Most entries in one page.
@@ -259,9 +259,11 @@ fn proof_failed(e: ProofsError) -> HttpError {
     }
 }
 
-/// `GET /v1/proof/inclusion?seq=N[&size=S]`: entry `N` with its inclusion proof in the tree
-/// of the checkpoint of `S` entries (the newest checkpoint by default). The answer is a
-/// self-contained bundle for `sealer prove --bundle`.
+/// `GET /v1/proof/inclusion?seq=N[&size=S][&cosigned=true]`: entry `N` with its inclusion
+/// proof in the tree of the checkpoint of `S` entries (the newest checkpoint by default).
+/// With `cosigned=true`, against the newest checkpoint that covers the entry and that a
+/// witness cosigned, carrying every stored cosignature. The answer is a self-contained
+/// bundle for `sealer prove --bundle`.
 pub async fn get_inclusion<S: Store + Clone>(
     State(state): State<Arc<AppState<S>>>,
     headers: HeaderMap,
@@ -269,22 +271,59 @@ pub async fn get_inclusion<S: Store + Clone>(
 ) -> Result<Response, HttpError> {
     let state = &state;
     let params = &params;
-    proof_request(state, &headers, params, &["seq", "size"])?;
+    proof_request(state, &headers, params, &["seq", "size", "cosigned"])?;
     let seq = number(params, "seq")?
         .ok_or_else(|| bad_request("seq", "required (the entry's position)".into()))?;
-    let size = match number(params, "size")? {
-        Some(s) => s,
-        None => newest_size(state).ok_or_else(|| {
-            HttpError::unavailable("no_checkpoint", "no checkpoint stored yet").retry_after(1)
-        })?,
+    let cosigned = match params.get("cosigned").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => {
+            return Err(bad_request("cosigned", format!("{other:?}: true or false")));
+        }
     };
-    if seq >= size {
-        return Err(HttpError::not_found(
-            "not_in_checkpoint",
-            format!("entry {seq} is not covered by the checkpoint of {size} entries"),
-        ));
-    }
-    let checkpoint = required_checkpoint(state, size, "; leave size out for the newest").await?;
+    let (size, checkpoint) = if cosigned {
+        let found = cosigned::newest_covering(
+            &state.store,
+            &state.verifier,
+            &[],
+            0,
+            seq,
+            number(params, "size")?,
+        )
+        .await
+        .map_err(|e| {
+            HttpError::unavailable(
+                "proof_unavailable",
+                format!("cannot read the cosigned checkpoints: {e}"),
+            )
+        })?;
+        let c = found.ok_or_else(|| {
+            HttpError::not_found(
+                "not_cosigned",
+                format!(
+                    "no cosigned checkpoint covers entry {seq} yet (witnesses cosign the \
+                     checkpoints after it is sealed; see /v1/status)"
+                ),
+            )
+        })?;
+        (c.head.size, c.note.to_string())
+    } else {
+        let size = match number(params, "size")? {
+            Some(s) => s,
+            None => newest_size(state).ok_or_else(|| {
+                HttpError::unavailable("no_checkpoint", "no checkpoint stored yet").retry_after(1)
+            })?,
+        };
+        if seq >= size {
+            return Err(HttpError::not_found(
+                "not_in_checkpoint",
+                format!("entry {seq} is not covered by the checkpoint of {size} entries"),
+            ));
+        }
+        let checkpoint =
+            required_checkpoint(state, size, "; leave size out for the newest").await?;
+        (size, checkpoint)
+    };
     let inclusion = proofs::inclusion(&state.store, seq, size)
         .await
         .map_err(proof_failed)?;

@@ -415,6 +415,7 @@ async fn verify_whole_store<S: Store + Clone>(
     let options = VerifyOptions {
         witnesses: Vec::new(),
         min_witnesses: 0,
+        cosigned_max_age: None,
         incremental: false,
         mac_key: Some(mac_key.clone()),
         trusted: own,

@@ -24,6 +24,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 use crate::commands::http_client;
+use crate::metrics::{WitnessReading, WitnessReadings};
 use crate::read::head::HeadWatch;
 use crate::read::tiles::with_tiles;
 use crate::store::Store;
@@ -79,8 +80,28 @@ pub struct WitnessStatus {
     pub last_error: Option<String>,
 }
 
-/// The status of every witness, shared with the HTTP side.
+/// The status of every witness, shared with the HTTP side and the metrics.
 pub type Statuses = Arc<Mutex<Vec<WitnessStatus>>>;
+
+/// The metrics read the statuses at each scrape.
+#[derive(Debug)]
+pub struct StatusReadings(pub Statuses);
+
+impl WitnessReadings for StatusReadings {
+    fn read(&self) -> Vec<WitnessReading> {
+        self.0
+            .lock()
+            .expect("not poisoned")
+            .iter()
+            .map(|w| WitnessReading {
+                name: w.name.clone(),
+                cosigned_size: w.cosigned_size.unwrap_or(0),
+                cosigned_at: w.cosigned_at.unwrap_or(0),
+                failing: w.last_error.is_some(),
+            })
+            .collect()
+    }
+}
 
 /// Ask `witness` to cosign every checkpoint published on `head`, until `stop`.
 pub async fn follow<S: Store + Clone>(

@@ -10,23 +10,23 @@ use std::collections::VecDeque;
 use std::io::Write;
 
 use auditlog::chain::MacKey;
-use auditlog::cosignature::{CosignatureError, CosignatureVerifier};
+use auditlog::cosignature::CosignatureVerifier;
 use auditlog::entry::EntryKind;
 use auditlog::head::LogHead;
 use auditlog::layout;
 use auditlog::merkle;
 use auditlog::merkle::{Frontier, Hash};
-use auditlog::note::Note;
 use auditlog::note::NoteVerifier;
 use auditlog::query::{Fields, Filter};
 use auditlog::record::parse_record;
 use auditlog::tiles::{TILES, TileBuilder, TileSet};
 use auditlog::timestamp::Timestamp;
 use auditlog::verify::{
-    ProblemClass, Report, SegmentCheck, StoreVerifier, TileCheck, check_segment,
+    CosignedSummary, ProblemClass, Report, SegmentCheck, StoreVerifier, TileCheck, check_segment,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::read::cosigned::{self, Cosigned};
 use crate::read::tiles::{TilesError, with_tiles};
 use crate::store::{ObjectInfo, Store, StoreError};
 
@@ -51,6 +51,9 @@ pub struct VerifyOptions {
     pub witnesses: Vec<CosignatureVerifier>,
     /// How many of them must have cosigned the newest checkpoint (`--min-witnesses`).
     pub min_witnesses: usize,
+    /// Also count a cosigned checkpoint signed within this age, not only one of the newest
+    /// checkpoint's size (`--max-age` with `--min-witnesses`).
+    pub cosigned_max_age: Option<std::time::Duration>,
 }
 
 /// Segment fetches in flight at once.
@@ -88,7 +91,6 @@ pub async fn verify_with_state<S: Store + Clone>(
     };
     let start = v.start();
     let mut segments = Vec::new();
-    let mut witnessed = Vec::new();
     for obj in objects {
         if obj.key.starts_with(layout::CHECKPOINTS) {
             if layout::parse_checkpoint_key(&obj.key).is_some_and(|(size, _)| size < start) {
@@ -110,7 +112,7 @@ pub async fn verify_with_state<S: Store + Clone>(
         } else if obj.key.starts_with(layout::WITNESSED)
             && layout::parse_witnessed_key(&obj.key).is_some()
         {
-            witnessed.push(obj.key.clone());
+            // Read by `check_cosignatures` when witnesses are given.
         } else {
             v.unknown_object(&obj.key);
         }
@@ -160,20 +162,21 @@ pub async fn verify_with_state<S: Store + Clone>(
     let head = v.head();
     let mut report = v.finish();
     if !options.witnesses.is_empty() || options.min_witnesses > 0 {
-        check_cosignatures(store, verifier, options, &witnessed, &mut report).await?;
+        check_cosignatures(store, verifier, options, start, &mut report).await?;
     }
     Ok((report, frontier, head))
 }
 
-/// Require `min_witnesses` of the given witnesses to have cosigned the newest checkpoint:
-/// a `witnessed/` object of its size, signed by the log's key with the newest checkpoint's
-/// root, carrying a valid cosignature by each. Cosigned objects that do not verify are
-/// problems too.
+/// Check the cosigned checkpoints (`witnessed/`) of trees of at least `start` entries, and
+/// require `min_witnesses` of the given witnesses to have cosigned a checkpoint that covers
+/// the newest entries (of the newest checkpoint's size) or, with
+/// [`VerifyOptions::cosigned_max_age`], one signed within that age. Copies that do not
+/// verify, or that are not the checkpoint stored under their name, are `bad_cosignature`.
 async fn check_cosignatures<S: Store>(
     store: &S,
     log_key: &NoteVerifier,
     options: &VerifyOptions,
-    witnessed: &[String],
+    start: u64,
     report: &mut Report,
 ) -> Result<(), StoreError> {
     let Some(newest) = report.newest_checkpoint.clone() else {
@@ -186,70 +189,59 @@ async fn check_cosignatures<S: Store>(
         }
         return Ok(());
     };
-    let mut cosigned_by: Vec<String> = Vec::new();
-    for key in witnessed {
-        let Some((size, _, _)) = layout::parse_witnessed_key(key) else {
-            continue;
-        };
-        let Some(bytes) = store.get(key).await? else {
-            continue;
-        };
-        let text = String::from_utf8_lossy(&bytes);
-        let head = match LogHead::open(&text, log_key) {
-            Ok(h) if h.size == size => h,
-            Ok(h) => {
-                report.add_problem(
-                    ProblemClass::BadCosignature,
-                    key.clone(),
-                    format!(
-                        "holds a checkpoint of {} entries under a name of {size}",
-                        h.size
-                    ),
-                );
-                continue;
-            }
-            Err(e) => {
-                report.add_problem(
-                    ProblemClass::BadCosignature,
-                    key.clone(),
-                    format!("not a checkpoint signed by the log's key: {e}"),
-                );
-                continue;
-            }
-        };
-        let Ok(note) = Note::parse(&text) else {
-            continue;
-        };
-        for w in &options.witnesses {
-            match w.verify(&note) {
-                Ok(_) if size == newest.size && hex::encode(head.root) == newest.root => {
-                    if !cosigned_by.iter().any(|n| n == w.name()) {
-                        cosigned_by.push(w.name().to_owned());
-                    }
-                }
-                Ok(_) | Err(CosignatureError::Missing { .. }) => {}
-                Err(e) => {
-                    report.add_problem(ProblemClass::BadCosignature, key.clone(), e.to_string())
-                }
-            }
+    let now = Timestamp::now().unix_nanos();
+    let eligible = |head: &LogHead| {
+        head.size == newest.size
+            || options.cosigned_max_age.is_some_and(|age| {
+                now.saturating_sub(head.time.unix_nanos())
+                    <= i64::try_from(age.as_nanos()).unwrap_or(i64::MAX)
+            })
+    };
+    // The eligible checkpoint with the most cosignatures; the newest among equals.
+    let mut best: Option<Cosigned> = None;
+    for group in cosigned::newest_first(store, start).await? {
+        let found = cosigned::gather(store, log_key, &options.witnesses, &group).await?;
+        for (key, why) in found.bad {
+            report.add_problem(ProblemClass::BadCosignature, key, why);
+        }
+        if let Some(c) = found.cosigned
+            && eligible(&c.head)
+            && best.as_ref().is_none_or(|b| c.by.len() > b.by.len())
+        {
+            best = Some(c);
         }
     }
-    if cosigned_by.len() < options.min_witnesses {
+    let cosigned_by = best.as_ref().map_or(0, |b| b.by.len());
+    if let Some(b) = &best
+        && !b.by.is_empty()
+    {
+        report.cosigned = Some(CosignedSummary {
+            size: b.head.size,
+            time: b.head.time,
+            witnesses: b.by.clone(),
+        });
+    }
+    if cosigned_by < options.min_witnesses {
         let missing: Vec<&str> = options
             .witnesses
             .iter()
             .map(|w| w.name())
-            .filter(|n| !cosigned_by.iter().any(|c| c == n))
+            .filter(|n| !best.iter().flat_map(|b| &b.by).any(|(c, _)| c == n))
             .collect();
+        let which = match options.cosigned_max_age {
+            Some(age) => format!(
+                "no checkpoint of {} entries, nor one signed within {age:?},",
+                newest.size
+            ),
+            None => format!("the newest checkpoint ({} entries)", newest.size),
+        };
         report.add_problem(
             ProblemClass::MissingCosignature,
             newest.key.clone(),
             format!(
-                "the newest checkpoint ({} entries) carries {} of the {} required witness \
-                 cosignatures; missing: {} (a witness refused it, as for a fork, or has not \
-                 cosigned it yet)",
-                newest.size,
-                cosigned_by.len(),
+                "{which} carries {} of the {} required witness cosignatures; missing: {} (a \
+                 witness refused it, as for a fork or a rollback, or has not cosigned it yet)",
+                cosigned_by,
                 options.min_witnesses,
                 missing.join(", ")
             ),

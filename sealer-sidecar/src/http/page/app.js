@@ -232,6 +232,7 @@ async function refreshStatus() {
       const c = parseCheckpoint(s.checkpoint);
       $("#checkpoint").textContent = `${c.size} entries · root ${c.root}\n${c.signatures.join("\n")}`;
     }
+    showWitnesses(s.witnesses || [], s.checkpoint_size);
     const v = s.last_verification;
     $("#verification").textContent = v
       ? `${v.ok ? "passed" : "FAILED"} at ${v.at}: ${v.size} entries, ${v.problems} problem(s)`
@@ -239,6 +240,37 @@ async function refreshStatus() {
     $("#verification").className = v ? (v.ok ? "" : "bad") : "muted";
   } catch (e) {
     showError(e.message);
+  }
+}
+
+// Each configured witness: whether it cosigned the newest checkpoint, or how far behind it is.
+function showWitnesses(witnesses, newest) {
+  const list = $("#witnesses");
+  list.replaceChildren();
+  list.className = witnesses.length ? "plain" : "plain muted";
+  if (!witnesses.length) {
+    const li = document.createElement("li");
+    li.textContent = "none configured (sealer serve --witness URL=VKEY)";
+    list.append(li);
+  }
+  for (const w of witnesses) {
+    const li = document.createElement("li");
+    const when = w.cosigned_at ? new Date(w.cosigned_at * 1000).toISOString().replace(/\.\d+Z$/, "Z") : "";
+    let text, cls;
+    if (w.cosigned_size !== null && w.cosigned_size === newest) {
+      text = `\u2713 ${w.name} cosigned the newest checkpoint (${w.cosigned_size} entries) at ${when}`;
+      cls = "ok";
+    } else if (w.cosigned_size !== null) {
+      text = `${w.name} cosigned ${w.cosigned_size} entries at ${when}; not the newest checkpoint yet`;
+      cls = w.last_error ? "bad" : "muted";
+    } else {
+      text = `${w.name} has cosigned nothing yet`;
+      cls = w.last_error ? "bad" : "muted";
+    }
+    if (w.last_error) text += ` \u00b7 FAILING: ${w.last_error}`;
+    li.textContent = text;
+    li.className = cls;
+    list.append(li);
   }
 }
 
@@ -321,12 +353,41 @@ async function checkSignature(checkpoint, vkey) {
   return crypto.subtle.verify({ name: "Ed25519" }, publicKey, sig, new TextEncoder().encode(checkpoint.body));
 }
 
+// A C2SP tlog-cosignature (cosignature/v1) by the witness key `vkey` (name+id+base64 of
+// 0x04 || Ed25519 key): the time it cosigned, in POSIX seconds.
+async function checkCosignature(checkpoint, vkey) {
+  const v = vkey.trim();
+  const first = v.indexOf("+");
+  const second = v.indexOf("+", first + 1);
+  const name = v.slice(0, first);
+  const id = v.slice(first + 1, second);
+  const key = b64(v.slice(second + 1));
+  if (key[0] !== 4 || key.length !== 33) throw new Error(`${name}: not a witness (cosignature/v1) key`);
+  const line = checkpoint.signatures.find((l) => {
+    if (!l.startsWith(`\u2014 ${name} `)) return false;
+    const raw = b64(l.split(" ")[2]);
+    return [...raw.slice(0, 4)].map((b) => b.toString(16).padStart(2, "0")).join("") === id;
+  });
+  if (!line) throw new Error(`no cosignature by ${name}`);
+  const raw = b64(line.split(" ")[2]);
+  if (raw.length !== 4 + 8 + 64) throw new Error(`the cosignature by ${name} is malformed`);
+  const time = new DataView(raw.buffer, 4, 8).getBigUint64(0);
+  const message = new TextEncoder().encode(`cosignature/v1\ntime ${time}\n${checkpoint.body}`);
+  const publicKey = await crypto.subtle.importKey("raw", key.slice(1), { name: "Ed25519" }, false, ["verify"]);
+  if (!(await crypto.subtle.verify({ name: "Ed25519" }, publicKey, raw.slice(12), message))) {
+    throw new Error(`THE COSIGNATURE BY ${name} DOES NOT VERIFY`);
+  }
+  return { name, time: new Date(Number(time) * 1000).toISOString().replace(/\.\d+Z$/, "Z") };
+}
+
 async function verifyInclusion() {
   const inc = $("#inclusion");
   inc.className = "muted";
   inc.textContent = "fetching the proof…";
   try {
-    const bundle = await getJSON(`/v1/proof/inclusion?seq=${selected}`);
+    const witnessKeys = $("#witness-keys").value.split(/\s+/).filter(Boolean);
+    const cosigned = witnessKeys.length ? "&cosigned=true" : "";
+    const bundle = await getJSON(`/v1/proof/inclusion?seq=${selected}${cosigned}`);
     // The proof must be about the entry shown, at the position shown.
     const proven = JSON.parse(bundle.entry);
     if (proven.seq !== selected || JSON.stringify(proven) !== JSON.stringify(rows.get(selected))) {
@@ -347,8 +408,18 @@ async function verifyInclusion() {
     } else if (ok) {
       text += " Paste the log's public key to check the checkpoint's signature too, or use `sealer prove`.";
     }
+    if (ok && witnessKeys.length) {
+      for (const w of witnessKeys) {
+        try {
+          const c = await checkCosignature(checkpoint, w);
+          text += ` Cosigned by witness ${c.name} at ${c.time}.`;
+        } catch (e) {
+          text += ` ${e.message.includes("DOES NOT") ? e.message : "NOT COSIGNED: " + e.message}.`;
+        }
+      }
+    }
     inc.textContent = text;
-    inc.className = ok && !text.includes("DOES NOT") ? "ok" : "bad";
+    inc.className = ok && !text.includes("DOES NOT") && !text.includes("NOT COSIGNED") ? "ok" : "bad";
   } catch (e) {
     inc.textContent = e.message;
     inc.className = "bad";
