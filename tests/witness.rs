@@ -591,6 +591,44 @@ fn metrics_the_page_prove_and_verify_show_and_check_the_cosignatures() {
     ])
     .expect_code(1)
     .expect_class("missing_cosignature");
+
+    // The monitor shows the witness's agreement.
+    let listen = format!("127.0.0.1:{}", harness::free_port());
+    let monitor = sealer_cmd(&[
+        "monitor",
+        "--store",
+        &store,
+        "--public-key",
+        s.public_key().to_str().unwrap(),
+        "--state-dir",
+        root.path().join("monitor-state").to_str().unwrap(),
+        "--interval",
+        "300ms",
+        "--max-age",
+        "1h",
+        "--witness",
+        wpub_arg,
+        "--witness",
+        other_arg,
+        "--listen",
+        &listen,
+    ]);
+    let _monitor =
+        harness::Process::spawn("the monitor", monitor, &root.path().join("monitor.log")).unwrap();
+    s.wait_until("the monitor shows who cosigned", || {
+        let m = ureq::get(&format!("http://{listen}/metrics"))
+            .call()
+            .ok()
+            .and_then(|r| r.into_string().ok())
+            .unwrap_or_default();
+        has_sample(
+            &m,
+            "audit_monitor_witness_cosigned{witness=\"witness.test/w3\"} 1",
+        ) && has_sample(
+            &m,
+            "audit_monitor_witness_cosigned{witness=\"witness.test/never\"} 0",
+        )
+    });
 }
 
 /// Whether OpenMetrics `text` holds the sample line `sample` (`name{labels} value`), not

@@ -328,4 +328,28 @@ mod tests {
             "cosignature/v1\ntime 1679315147\nexample.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n"
         );
     }
+
+    /// The spec's example (c2sp.org/tlog-cosignature, with the stray `\n` inside its last
+    /// base64 removed) parses as a checkpoint with a log signature and a `cosignature/v1`
+    /// line: key ID, the timestamp of the message above, a 64-byte signature. The spec
+    /// publishes no public key for `witness.example.com/w1`, so its signature cannot be
+    /// checked; a key of that name and another key ID does not count it.
+    #[test]
+    fn the_specs_example_has_the_cosignature_layout() {
+        let example = "example.com/behind-the-sofa\n20852163\nCsUYapGGPo4dkMgIAUqom/Xajj7h2fB2MPA3j2jxq2I=\n\n\
+            \u{2014} example.com/behind-the-sofa Az3grlgtzPICa5OS8npVmf1Myq/5IZniMp+ZJurmRDeOoRDe4URYN7u5/Zhcyv2q1gGzGku9nTo+zyWE+xeMcTOAYQ8=\n\
+            \u{2014} witness.example.com/w1 jWbPPwAAAABkGFDLEZMHwSRaJNiIDoe9DYn/zXcrtPHeolMI5OWXEhZCB9dlrDJsX3b2oyin1nPZqhf5nNo0xUe+mbIUBkBIfZ+qnA==\n";
+        let note = Note::parse(example).unwrap();
+        assert_eq!(note.text, BODY);
+        let cosig = &note.signatures[1];
+        assert_eq!(cosig.name, "witness.example.com/w1");
+        assert_eq!(cosig.key_id, 0x8d66_cf3f);
+        assert_eq!(cosig.signature.len(), TIMESTAMPED_SIGNATURE_LEN);
+        let timestamp = u64::from_be_bytes(cosig.signature[..8].try_into().unwrap());
+        assert_eq!(timestamp, 1_679_315_147);
+        assert!(matches!(
+            witness().verifier().verify(&note),
+            Err(CosignatureError::Missing { .. })
+        ));
+    }
 }

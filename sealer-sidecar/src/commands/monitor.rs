@@ -64,6 +64,12 @@ struct Outcome {
     entries_verified: u64,
     log_entries: u64,
     newest_checkpoint_unix: Option<u64>,
+    /// With `--witness`: the witnesses that cosigned the checkpoint that counted, at the last
+    /// run, and that checkpoint's size.
+    cosigned_by: Vec<String>,
+    cosigned_size: Option<u64>,
+    /// The --witness names, each shown as 0 or 1.
+    witnesses: Vec<String>,
     /// Problems of the last run, by class.
     problems: BTreeMap<String, u64>,
     /// Runs that could not read the store at all.
@@ -107,6 +113,18 @@ fn metrics(o: &Outcome) -> String {
         "When the newest checkpoint was signed.",
         o.newest_checkpoint_unix,
     );
+    gauge(
+        "audit_monitor_cosigned_checkpoint_size",
+        "Size of the newest checkpoint the given witnesses cosigned (with --witness), at the last run.",
+        o.cosigned_size,
+    );
+    out.push_str("# HELP audit_monitor_witness_cosigned 1 if this --witness cosigned that checkpoint, else 0.\n# TYPE audit_monitor_witness_cosigned gauge\n");
+    for name in &o.witnesses {
+        let agreed = u64::from(o.cosigned_by.contains(name));
+        out.push_str(&format!(
+            "audit_monitor_witness_cosigned{{witness=\"{name}\"}} {agreed}\n"
+        ));
+    }
     out.push_str("# HELP audit_monitor_problems Problems the last verification found, by class.\n# TYPE audit_monitor_problems gauge\n");
     for (class, n) in &o.problems {
         out.push_str(&format!(
@@ -212,6 +230,12 @@ async fn run_once(
         .as_ref()
         .map(|c| (c.time.unix_nanos() / 1_000_000_000).max(0) as u64);
     o.problems = problems;
+    o.cosigned_size = report.cosigned.as_ref().map(|c| c.size);
+    o.cosigned_by = report
+        .cosigned
+        .iter()
+        .flat_map(|c| c.witnesses.iter().map(|(name, _)| name.clone()))
+        .collect();
     Ok(())
 }
 
@@ -241,7 +265,14 @@ pub async fn run(args: MonitorArgs) -> anyhow::Result<u8> {
         cosigned_max_age: args.max_age,
         ..VerifyOptions::default()
     };
-    let outcome = Arc::new(Mutex::new(Outcome::default()));
+    let outcome = Arc::new(Mutex::new(Outcome {
+        witnesses: options
+            .witnesses
+            .iter()
+            .map(|w| w.name().to_owned())
+            .collect(),
+        ..Outcome::default()
+    }));
     let app = axum::Router::new()
         .route("/metrics", axum::routing::get(get_metrics))
         .route("/healthz", axum::routing::get(|| async { "ok\n" }))
