@@ -47,17 +47,17 @@ fn free_port() -> u16 {
 /// A sealer with the audit webhook on, and the certificates around it: `ca` signs the
 /// server certificate, `clients` signs the API server's client certificate, `rogue` signs a
 /// certificate nobody trusts.
-struct Webhook {
-    sealer: Sealer,
-    port: u16,
+pub(crate) struct Webhook {
+    pub(crate) sealer: Sealer,
+    pub(crate) port: u16,
     /// `--health-listen`: the probes, and nothing else.
-    health_port: u16,
+    pub(crate) health_port: u16,
     pki_dir: TempDir,
-    token: String,
+    pub(crate) token: String,
 }
 
 impl Webhook {
-    fn start(extra: &[&str]) -> Webhook {
+    pub(crate) fn start(extra: &[&str]) -> Webhook {
         let pki_dir = tempfile::tempdir().expect("temporary directory");
         Pki::new(pki_dir.path())
             .ca("ca", "/CN=sealer webhook test CA")
@@ -121,7 +121,7 @@ impl Webhook {
         }
     }
 
-    fn file(&self, name: &str) -> PathBuf {
+    pub(crate) fn file(&self, name: &str) -> PathBuf {
         self.pki_dir.path().join(name)
     }
 
@@ -169,7 +169,7 @@ impl Webhook {
     }
 
     /// The sealed `k8s_audit` entries by (auditID, stage).
-    fn sealed(&self) -> BTreeMap<(String, String), Value> {
+    pub(crate) fn sealed(&self) -> BTreeMap<(String, String), Value> {
         self.sealer.wait_stored();
         let mut out = BTreeMap::new();
         for e in self.sealer.export_entries() {
@@ -190,7 +190,7 @@ fn key(id: &str, stage: &str) -> (String, String) {
 }
 
 /// Every file under `dir`, concatenated.
-fn all_bytes(dir: &Path) -> Vec<u8> {
+pub(crate) fn all_bytes(dir: &Path) -> Vec<u8> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap().flatten() {
         let path = entry.path();
@@ -204,7 +204,7 @@ fn all_bytes(dir: &Path) -> Vec<u8> {
 }
 
 /// Once everything is stored, no stored byte holds any of `secrets` (each with its name).
-fn assert_never_stored(hook: &Webhook, secrets: &[(&str, &str)]) {
+pub(crate) fn assert_never_stored(hook: &Webhook, secrets: &[(&str, &str)]) {
     hook.sealer.wait_stored();
     let store = all_bytes(&hook.sealer.store());
     for (what, secret) in secrets {
@@ -212,7 +212,7 @@ fn assert_never_stored(hook: &Webhook, secrets: &[(&str, &str)]) {
     }
 }
 
-fn contains(haystack: &[u8], needle: &str) -> bool {
+pub(crate) fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
         .any(|w| w == needle.as_bytes())

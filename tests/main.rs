@@ -13,6 +13,8 @@ mod disk;
 mod ecosystem;
 mod envoy_config;
 mod filter;
+mod images;
+mod k8s_apiserver;
 mod k8s_manifests;
 mod k8s_webhook;
 mod query;

@@ -16,6 +16,9 @@
 //! - [`seaweedfs`]: S3 with Object Lock (`weed mini`); an S3 client with the feature
 //!   `s3-client`.
 //! - [`browser`]: headless Chromium over the DevTools protocol.
+//! - [`docker`]: a private Docker engine (Debian's dockerd) for the image tests.
+//! - [`images`]: the container images' build contexts.
+//! - [`kube`]: a real Kubernetes control plane on loopback (etcd, kube-apiserver, kubectl).
 //! - [`pki`]: test certificates and an independent TLS client.
 //! - [`files`]: listings and writable copies of a store, for failure messages and tampering.
 //!
@@ -24,8 +27,11 @@
 //! panics with everything needed to understand the failure, as a test assertion does.
 
 pub mod browser;
+pub mod docker;
 pub mod envoy;
 pub mod files;
+pub mod images;
+pub mod kube;
 pub mod locate;
 pub mod pki;
 pub mod process;

@@ -133,6 +133,12 @@ pub struct ServeOptions {
     /// Largest webhook request body in bytes (413 above) [default: 33554432].
     #[arg(long, env = "SEALER_WEBHOOK_MAX_BODY_BYTES")]
     pub webhook_max_body_bytes: Option<usize>,
+    /// Answer a webhook call 503 (the API server retries, on another replica behind a
+    /// Service) when its events are not durable within this time, instead of keeping the API
+    /// server waiting on a stalled disk [default: 2s].
+    #[arg(long, env = "SEALER_WEBHOOK_DEADLINE", value_parser = parse_duration)]
+    #[serde(default, deserialize_with = "de_duration")]
+    pub webhook_deadline: Option<Duration>,
     /// Kubernetes resources whose audit events are sealed, as kubectl names them
     /// (RESOURCE.GROUP, or RESOURCE for the core group), comma-separated [default:
     /// ingresses.networking.k8s.io, ingressclasses.networking.k8s.io,
@@ -158,6 +164,8 @@ pub struct WebhookConfig {
     pub tls: TlsFiles,
     pub token_file: Option<PathBuf>,
     pub max_body_bytes: usize,
+    /// A call whose events are not durable within this time is answered 503.
+    pub deadline: Duration,
     /// Which audit events are sealed.
     pub selection: Selection,
 }
@@ -251,6 +259,10 @@ impl ServeOptions {
                 .webhook_max_body_bytes
                 .or(f.webhook_max_body_bytes)
                 .unwrap_or(32 << 20),
+            deadline: self
+                .webhook_deadline
+                .or(f.webhook_deadline)
+                .unwrap_or(Duration::from_secs(2)),
             selection,
         }))
     }

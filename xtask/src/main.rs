@@ -3,13 +3,17 @@
 //! - `demo [--once] [--store DIR] [--keys DIR]`: start a sealer and Envoy with the audit
 //!   filter, send sample traffic through the gateway, print each entry as it is sealed, then
 //!   verify the store.
-//! - `test`: install what the tests need, then run every gate and every test.
+//! - `test`: install what the tests need, then run every gate and every test; `tools`: only
+//!   install them.
+//! - `images`: build the sealer and filter container images offline.
 //! - `bench`: measure ingest and verification throughput (see docs/benchmarks.md); `bench
 //!   proxy`, `bench s3`, `bench query` (the read side at 10 million entries).
 
 mod bench;
 mod demo;
 mod fuzz;
+mod images;
+mod kubernetes;
 mod log_bench;
 mod null_sink;
 mod process;
@@ -35,12 +39,16 @@ fn main() -> ExitCode {
         "bench" => bench::run(rest),
         "torture" => torture::run(rest),
         "fuzz" => fuzz::run(rest),
+        "tools" => test::install(rest).map(|_| 0),
+        "images" => images::run(rest),
         _ => {
             eprintln!(
                 "usage: cargo xtask <task>\n\n\
                  tasks:\n  \
                  demo [--once] [--store DIR] [--keys DIR]   sample traffic through Envoy and the sealer, verified\n  \
                  test                                       install test tools, run every gate and test\n  \
+                 tools                                      only install what the tests need (kube-apiserver is built once)\n  \
+                 images [--tag-prefix P] [--version V]      build the sealer and filter images offline (FROM scratch)\n  \
                  bench [--seconds N] [--keep]               measure ingest and verification throughput\n  \
                  bench proxy [--seconds N] [--rounds N] [--scenario direct|ingress]  the audit filter in Envoy against no filter, Envoy's own access log, a no-op filter and its host calls alone\n  \
                  bench hostcalls [--seconds N] [--rounds N] what one proxy-wasm host call costs Envoy\n  \

@@ -84,6 +84,38 @@ pub fn build_filter() -> anyhow::Result<PathBuf> {
     Ok(wasm)
 }
 
+/// Build the sealer as one static binary (musl) for the `FROM scratch` image, in the `dev`
+/// profile for the tests or `release`; return its path.
+pub fn build_static_sealer(release: bool) -> anyhow::Result<PathBuf> {
+    let musl_gcc = crate::tools::musl()?;
+    let mut c = cargo();
+    c.args([
+        "build",
+        "-p",
+        "sealer-sidecar",
+        "--bin",
+        "sealer",
+        "--target",
+    ])
+    .arg(crate::tools::MUSL_TARGET)
+    .env("CC_x86_64_unknown_linux_musl", &musl_gcc);
+    if release {
+        c.arg("--release");
+    }
+    run(&mut c)?;
+    let bin = target_dir()
+        .join(crate::tools::MUSL_TARGET)
+        .join(if release { "release" } else { "debug" })
+        .join("sealer");
+    if !bin.exists() {
+        bail!(
+            "built the static sealer but {} does not exist",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
 /// The number that follows the option `flag` in `args`.
 pub fn number_after<'a>(
     flag: &str,

@@ -5,7 +5,10 @@
 //! (`~/.cache/ingress-audit/tools`), Chromium from Debian, whose
 //! paths the tests get in `AUDIT_ENVOY_BIN`, `AUDIT_WEED_BIN`, `AUDIT_DUCKDB_PYTHON`, `AUDIT_CRYPTOGRAPHY_PYTHON` and
 //! `AUDIT_CHROMIUM_BIN`, and Wasmtime (PyPI), which runs the filter's unit tests compiled to
-//! wasm.
+//! wasm. The Kubernetes control plane (see `kubernetes.rs`): kube-apiserver 1.20.2, built
+//! once from Debian's source package into the tools directory, etcd and kubectl from Debian
+//! (`AUDIT_KUBE_APISERVER_BIN`, `AUDIT_ETCD_BIN`, `AUDIT_KUBECTL_BIN`).
+//! `cargo xtask tools` installs all of this and stops.
 //!
 //! Gates, in order: `cargo fmt --check`, `cargo clippy -D warnings` on every target,
 //! `cargo doc` without warnings, then the whole test suite (unit, property and end-to-end
@@ -13,10 +16,12 @@
 //! present, else `cargo test`, after the doc tests. Everything shares the workspace's one
 //! target directory.
 
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::Context;
 
+use crate::kubernetes;
 use crate::tasks::{self, cargo};
 use crate::tools;
 
@@ -43,19 +48,47 @@ fn install_tools() -> anyhow::Result<bool> {
 /// 360,000 inputs a second here; `cargo xtask fuzz` runs 300 s each).
 const FUZZ_SECONDS: u64 = 12;
 
-pub fn run(args: &[String]) -> anyhow::Result<u8> {
+/// What the tests run, installed: whether cargo-nextest is there, the WASI runner of the
+/// filter's wasm tests, and the tools the end-to-end tests find in `AUDIT_*` variables.
+pub struct Installed {
+    pub nextest: bool,
+    pub wasi_runner: String,
+    pub env: Vec<(&'static str, PathBuf)>,
+}
+
+/// Install everything the tests need (`cargo xtask tools` stops here).
+pub fn install(args: &[String]) -> anyhow::Result<Installed> {
     if let Some(a) = args.first() {
-        anyhow::bail!("`cargo xtask test` takes no options (got {a:?})");
+        anyhow::bail!("`cargo xtask test` and `cargo xtask tools` take no options (got {a:?})");
     }
     let nextest = install_tools()?;
     tools::wasm_target()?;
-    let envoy = tools::envoy()?;
-    let weed = tools::seaweedfs()?;
-    let wasi_runner = tools::wasi_runner()?;
-    let wasmtime_python = tools::wasmtime_python()?;
-    let chromium = tools::chromium()?;
-    let duckdb = tools::duckdb()?;
-    let cryptography = tools::cryptography()?;
+    let env = vec![
+        ("AUDIT_ENVOY_BIN", tools::envoy()?),
+        ("AUDIT_WEED_BIN", tools::seaweedfs()?),
+        ("AUDIT_CHROMIUM_BIN", tools::chromium()?),
+        ("AUDIT_DUCKDB_PYTHON", tools::duckdb()?),
+        ("AUDIT_CRYPTOGRAPHY_PYTHON", tools::cryptography()?),
+        ("AUDIT_WASMTIME_PYTHON", tools::wasmtime_python()?),
+        ("AUDIT_ETCD_BIN", kubernetes::etcd()?),
+        ("AUDIT_KUBECTL_BIN", kubernetes::kubectl()?),
+        ("AUDIT_KUBE_APISERVER_BIN", kubernetes::kube_apiserver()?),
+        ("AUDIT_DOCKERD_BIN", tools::dockerd()?),
+    ];
+    tools::musl()?;
+    Ok(Installed {
+        nextest,
+        wasi_runner: tools::wasi_runner()?,
+        env,
+    })
+}
+
+pub fn run(args: &[String]) -> anyhow::Result<u8> {
+    let Installed {
+        nextest,
+        wasi_runner,
+        env,
+    } = install(args)?;
     tasks::run(cargo().args(["fmt", "--all", "--check"]))?;
     tasks::run(cargo().args([
         "clippy",
@@ -98,6 +131,8 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
         "warnings",
     ]))?;
     tasks::build_filter()?;
+    // The static sealer the image tests put in a `FROM scratch` image.
+    tasks::build_static_sealer(false)?;
     // The filter's pure logic again, compiled to wasm and run under Wasmtime (WASI).
     tasks::run(
         cargo()
@@ -127,12 +162,7 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
                     "--failure-output",
                     "final",
                 ])
-                .env("AUDIT_ENVOY_BIN", &envoy)
-                .env("AUDIT_WEED_BIN", &weed)
-                .env("AUDIT_CHROMIUM_BIN", &chromium)
-                .env("AUDIT_DUCKDB_PYTHON", &duckdb)
-                .env("AUDIT_CRYPTOGRAPHY_PYTHON", &cryptography)
-                .env("AUDIT_WASMTIME_PYTHON", &wasmtime_python),
+                .envs(env.iter().map(|(k, v)| (k, v))),
         )?;
     } else {
         tasks::run(
@@ -145,12 +175,7 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
                     "--bins",
                     "--tests",
                 ])
-                .env("AUDIT_ENVOY_BIN", &envoy)
-                .env("AUDIT_WEED_BIN", &weed)
-                .env("AUDIT_CHROMIUM_BIN", &chromium)
-                .env("AUDIT_DUCKDB_PYTHON", &duckdb)
-                .env("AUDIT_CRYPTOGRAPHY_PYTHON", &cryptography)
-                .env("AUDIT_WASMTIME_PYTHON", &wasmtime_python),
+                .envs(env.iter().map(|(k, v)| (k, v))),
         )?;
     }
     eprintln!("xtask test: every gate and test passed");

@@ -29,6 +29,9 @@ pub const DUCKDB_VERSION: &str = "2.0.0";
 /// PyPI `cryptography`, for the witness cosignature check written in Python from the spec.
 pub const CRYPTOGRAPHY_VERSION: &str = "48.0.0";
 
+/// The Rust target of the static sealer in the container image.
+pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+
 /// cargo-fuzz, the libFuzzer driver for Rust.
 pub const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
@@ -172,8 +175,9 @@ fn check_envoy_version(envoy: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `binary` from the Debian package `package`, unless it is on PATH already.
-fn debian(binary: &str, package: &str) -> anyhow::Result<PathBuf> {
+/// `binary` (a name on PATH, or an absolute path) from the Debian package `package`, unless
+/// it is there already.
+pub fn debian_package(binary: &str, package: &str) -> anyhow::Result<PathBuf> {
     if let Some(found) = on_path(binary) {
         return Ok(found);
     }
@@ -188,14 +192,30 @@ fn debian(binary: &str, package: &str) -> anyhow::Result<PathBuf> {
     })
 }
 
+/// The static sealer's toolchain: `rustup target add x86_64-unknown-linux-musl` and Debian's
+/// `musl-tools` (musl-gcc, for the C in ring and SQLite). Returns musl-gcc's path.
+pub fn musl() -> anyhow::Result<PathBuf> {
+    let installed = stdout(Command::new("rustup").args(["target", "list", "--installed"]))?;
+    if !installed.lines().any(|l| l.trim() == MUSL_TARGET) {
+        tasks::run(Command::new("rustup").args(["target", "add", MUSL_TARGET]))?;
+    }
+    debian_package("musl-gcc", "musl-tools")
+}
+
+/// Debian's Docker engine (`docker.io`: dockerd, containerd, runc and the client), for the
+/// image tests, which run their own dockerd. Returns dockerd's path.
+pub fn dockerd() -> anyhow::Result<PathBuf> {
+    debian_package("/usr/sbin/dockerd", "docker.io")
+}
+
 /// wrk, the HTTP load generator, from Debian.
 pub fn wrk() -> anyhow::Result<PathBuf> {
-    debian("wrk", "wrk")
+    debian_package("wrk", "wrk")
 }
 
 /// Chromium, for the live page's browser tests (headless), from Debian.
 pub fn chromium() -> anyhow::Result<PathBuf> {
-    debian("chromium", "chromium")
+    debian_package("chromium", "chromium")
 }
 
 /// DuckDB in a virtualenv `duckdb-venv` of the tools directory; returns that venv's Python.
@@ -232,6 +252,9 @@ pub fn cryptography() -> anyhow::Result<PathBuf> {
 }
 
 fn on_path(name: &str) -> Option<PathBuf> {
+    if Path::new(name).is_absolute() {
+        return Path::new(name).is_file().then(|| PathBuf::from(name));
+    }
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|dir| dir.join(name))
@@ -239,7 +262,7 @@ fn on_path(name: &str) -> Option<PathBuf> {
 }
 
 /// Run `cmd` to completion and return its stdout; fail naming the command, with its stderr.
-fn stdout(cmd: &mut Command) -> anyhow::Result<String> {
+pub fn stdout(cmd: &mut Command) -> anyhow::Result<String> {
     let out = cmd
         .output()
         .with_context(|| format!("failed to start `{}`", harness::process::show_cmd(cmd)))?;

@@ -118,9 +118,38 @@ pub async fn open_logs(location: &str, s3: &S3Args) -> anyhow::Result<Vec<AnySto
             );
         }
         let path = location.strip_prefix("file://").unwrap_or(location);
+        // A directory of logs (a fleet's, one subdirectory per log) is opened log by log.
+        let fleet = fleet_logs(std::path::Path::new(path));
+        if !fleet.is_empty() {
+            return fleet
+                .iter()
+                .map(|dir| Ok(AnyStore::Local(LocalStore::open_existing(dir)?)))
+                .collect();
+        }
         return Ok(vec![AnyStore::Local(LocalStore::open_existing(path)?)]);
     }
     store::s3::open_logs(&S3Location::parse(location)?, &s3.options()).await
+}
+
+/// The subdirectories of `dir` that are logs, in name order, when `dir` itself is not one.
+fn fleet_logs(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let is_log = |d: &std::path::Path| {
+        [auditlog::layout::CHECKPOINTS, auditlog::layout::SEGMENTS]
+            .iter()
+            .any(|p| d.join(p.trim_end_matches('/')).is_dir())
+    };
+    if is_log(dir) {
+        return Vec::new();
+    }
+    let mut logs: Vec<std::path::PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_dir() && is_log(p))
+        .collect();
+    logs.sort();
+    logs
 }
 
 /// The origin a log's first checkpoint names (its first line).

@@ -315,6 +315,7 @@ pub async fn run(
                 app: state.clone(),
                 selection: w.selection.clone(),
                 max_body_bytes: w.max_body_bytes,
+                deadline: w.deadline,
             }));
             Some(tokio::spawn(tls::serve(
                 listener,

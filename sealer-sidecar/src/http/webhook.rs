@@ -20,7 +20,12 @@
 //! | 403    | `forbidden`              | another role's token                              |
 //! | 413    | `too_large`              | body over `--webhook-max-body-bytes`              |
 //! | 415    | `unsupported_media_type` | not `application/json`                            |
-//! | 503    | `spool_full`, `unavailable` | not durable; the API server retries            |
+//! | 503    | `spool_full`, `unavailable` | not durable (or not within `--webhook-deadline`); the API server retries |
+//!
+//! It answers fast or fails fast: a failed write-ahead log refuses at once, and events not
+//! durable within `--webhook-deadline` are answered 503 with `Retry-After: 1`, so the API server's retry can reach a healthy
+//! replica instead of waiting out its 30 s request timeout. If those events become durable
+//! after all, the retry that reaches this sealer is a duplicate and sealed once.
 
 use std::sync::Arc;
 
@@ -47,6 +52,8 @@ pub struct WebhookState<S> {
     pub app: Arc<AppState<S>>,
     pub selection: Selection,
     pub max_body_bytes: usize,
+    /// See [`crate::config::WebhookConfig::deadline`].
+    pub deadline: std::time::Duration,
 }
 
 /// The webhook listener's routes: the audit endpoint and a liveness probe.
@@ -121,12 +128,21 @@ async fn post_audit<S: Store + Clone>(
     let ack = if list.events.is_empty() {
         Ack::default()
     } else {
-        state
-            .app
-            .writer
-            .submit(list.events, None)
-            .await
-            .map_err(|e| unavailable(&e))?
+        let durable = state.app.writer.submit(list.events, None);
+        match tokio::time::timeout(state.deadline, durable).await {
+            Ok(ack) => ack.map_err(|e| unavailable(&e))?,
+            Err(_) => {
+                return Err(HttpError::unavailable(
+                    "unavailable",
+                    format!(
+                        "the events are not durable within {:?} (--webhook-deadline): the \
+                         disk or the writer is stalled; retry",
+                        state.deadline
+                    ),
+                )
+                .retry_after(1));
+            }
+        }
     };
     Metrics::observe(&metrics.webhook_seconds, started.elapsed());
     Ok(axum::Json(Accepted {
