@@ -96,7 +96,7 @@ fn a_real_api_server_seals_ingress_changes_and_the_audits_own_configuration() {
         &Audit {
             policy: shipped_policy(),
             webhook_kubeconfig: kubeconfig,
-            flags: vec!["--audit-webhook-mode=blocking".into()],
+            flags: crate::k8s_failover::shipped_webhook_flags(),
         },
     )
     .unwrap_or_else(|e| panic!("the control plane did not start: {e:#}"));

@@ -342,24 +342,27 @@ fn the_audit_policy_sends_what_the_sealer_seals() {
 
 #[test]
 fn the_sealer_configurations_in_the_configmaps_are_valid() {
-    for (file, name, keys_from_env) in [
-        ("istio/gateway.yaml", "ingress-audit-gateway-sealer", true),
+    for (file, name, pod) in [
+        (
+            "istio/gateway.yaml",
+            "ingress-audit-gateway-sealer",
+            "ingress-gateway-0",
+        ),
         (
             "istio/control-plane-sealer.yaml",
             "ingress-audit-control-plane-sealer",
-            false,
+            "ingress-audit-sealer-0",
         ),
     ] {
         let map = find(file, "ConfigMap", name);
         let text = map["data"]["sealer.toml"].as_str().unwrap();
         let mut options: ServeOptions =
             toml::from_str(text).unwrap_or_else(|e| panic!("{file} {name}: {e}"));
-        if keys_from_env {
-            // SEALER_KEYS and SEALER_LOG_ID come from the pod's environment.
-            assert!(options.keys.is_none() && options.log_id.is_none());
-            options.keys = Some("/etc/sealer/keys/ingress-gateway-0".into());
-            options.log_id = Some("ingress-gateway-0".into());
-        }
+        // SEALER_KEYS and SEALER_LOG_ID come from the pod's environment: each replica is
+        // its own log, with its own keys.
+        assert!(options.keys.is_none() && options.log_id.is_none());
+        options.keys = Some(format!("/etc/sealer/keys/{pod}").into());
+        options.log_id = Some(pod.into());
         let config = options
             .resolve(None)
             .unwrap_or_else(|e| panic!("{file} {name}: {e:#}"));

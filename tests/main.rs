@@ -15,6 +15,7 @@ mod envoy_config;
 mod filter;
 mod images;
 mod k8s_apiserver;
+mod k8s_failover;
 mod k8s_manifests;
 mod k8s_webhook;
 mod query;

@@ -145,6 +145,7 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
         Some("s3") => return crate::s3_bench::run(&args[1..]),
         Some("query") => return crate::query_bench::run(&args[1..]),
         Some("log") => return crate::log_bench::run(&args[1..]),
+        Some("k8s") => return crate::k8s_bench::run(&args[1..]),
         _ => {}
     }
     let o = parse(args)?;

@@ -13,6 +13,7 @@ mod bench;
 mod demo;
 mod fuzz;
 mod images;
+mod k8s_bench;
 mod kubernetes;
 mod log_bench;
 mod null_sink;
@@ -54,6 +55,7 @@ fn main() -> ExitCode {
                  bench hostcalls [--seconds N] [--rounds N] what one proxy-wasm host call costs Envoy\n  \
                  bench query [--entries N] [--queries N]    query latency, index build rate, time to appear\n  \
                  bench s3 [--seconds N] [--rounds N]        ingest with the S3 store (SeaweedFS) against the local store\n  \
+                 bench k8s [--backoff D] [--also-backoff D] the API server's writes with the sealer up, down, hung, slow, per webhook mode\n  \
                  torture [--rounds N]                       SIGKILL the sealer N times under load (local and S3), check every event\n  \
                  fuzz [--seconds N] [--target NAME]         fuzz every parser of untrusted input (default 300 s each)"
             );

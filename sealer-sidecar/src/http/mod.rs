@@ -47,6 +47,7 @@ pub fn app<S: Store + Clone>(state: Arc<AppState<S>>) -> Router {
         .route("/verify", get(ops::get_verify::<S>))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ops::get_ready::<S>))
+        .route("/readyz/ingest", get(ops::get_ready_ingest::<S>))
         .route("/metrics", get(ops::get_metrics::<S>))
         .route("/v1/proof/inclusion", get(read::get_inclusion::<S>))
         .route("/v1/proof/consistency", get(read::get_consistency::<S>))
@@ -65,5 +66,6 @@ pub fn health_app<S: Store + Clone>(state: Arc<AppState<S>>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ops::get_ready::<S>))
+        .route("/readyz/ingest", get(ops::get_ready_ingest::<S>))
         .with_state(state)
 }

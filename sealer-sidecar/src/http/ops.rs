@@ -84,6 +84,32 @@ pub async fn get_ready<S: Store + Clone>(State(state): State<Arc<AppState<S>>>) 
     (status, axum::Json(body)).into_response()
 }
 
+/// `GET /readyz/ingest`: 200 while events sent now would be made durable (the sealer has
+/// started, its writer and write-ahead log are healthy, its spool has room), even when the
+/// store is down: the readiness a load balancer or a Service needs to take a dead or stalled
+/// replica out without also taking every replica out during a store outage (the write-ahead
+/// log keeps the entries until the store is back).
+pub async fn get_ready_ingest<S: Store + Clone>(State(state): State<Arc<AppState<S>>>) -> Response {
+    let h = &state.metrics.health;
+    let spool_full = state.spool.bytes() >= state.spool_max_bytes;
+    let ready = h.ready.load(Relaxed)
+        && !h.writer_failed.load(Relaxed)
+        && h.wal_healthy.load(Relaxed)
+        && !spool_full;
+    let body = json!({
+        "ready": ready,
+        "writer_failed": h.writer_failed.load(Relaxed),
+        "wal_healthy": h.wal_healthy.load(Relaxed),
+        "spool_full": spool_full,
+    });
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, axum::Json(body)).into_response()
+}
+
 pub async fn get_metrics<S: Store + Clone>(
     State(state): State<Arc<AppState<S>>>,
     headers: HeaderMap,
