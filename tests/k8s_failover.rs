@@ -188,7 +188,11 @@ fn one_of_two_replicas_killed_loses_no_event() {
     // chose: that is the one to kill.
     let received = |s: &Sealer| s.metric("sealer_k8s_audit_events_received_total");
     let active = if received(&replicas[0]) > 0 { 0 } else { 1 };
-    assert_eq!(received(&replicas[active]), 10, "one replica took the stream");
+    assert_eq!(
+        received(&replicas[active]),
+        10,
+        "one replica took the stream"
+    );
     let survivor = 1 - active;
     replicas[active].kill9();
     let after: Vec<Duration> = (0..10).map(|i| create(&format!("after-{i}"))).collect();
@@ -227,7 +231,11 @@ fn one_of_two_replicas_killed_loses_no_event() {
         "the killed replica sealed only what came before: {by_active:?}"
     );
     assert!(
-        by_survivor.iter().filter(|n| n.starts_with("after-")).count() == 10,
+        by_survivor
+            .iter()
+            .filter(|n| n.starts_with("after-"))
+            .count()
+            == 10,
         "the surviving replica took over: {by_survivor:?}"
     );
     let errors: f64 = plane

@@ -58,6 +58,12 @@ pub(crate) struct Webhook {
 
 impl Webhook {
     pub(crate) fn start(extra: &[&str]) -> Webhook {
+        Webhook::start_on(extra, None)
+    }
+
+    /// [`Webhook::start`] with the sealer's data directory (its WAL) at `data`, and no
+    /// ingest or read token.
+    pub(crate) fn start_on(extra: &[&str], data: Option<&Path>) -> Webhook {
         let pki_dir = tempfile::tempdir().expect("temporary directory");
         Pki::new(pki_dir.path())
             .ca("ca", "/CN=sealer webhook test CA")
@@ -111,7 +117,12 @@ impl Webhook {
         ];
         args.extend(extra.iter().map(|a| a.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let sealer = Sealer::start_with_tokens("e2e.test/k8s-audit", &args);
+        let sealer = match data {
+            None => Sealer::start_with_tokens("e2e.test/k8s-audit", &args),
+            Some(data) => {
+                Sealer::start_in("e2e.test/k8s-audit", None, Some(data), Vec::new(), &args)
+            }
+        };
         Webhook {
             sealer,
             port,
@@ -524,4 +535,129 @@ fn a_renewed_certificate_is_served_without_a_restart() {
     );
     let log = std::fs::read_to_string(hook.sealer.log_path()).unwrap();
     assert!(log.contains("webhook TLS certificate reloaded"), "{log}");
+}
+
+/// An ext4 filesystem in a file, loop-mounted on a temporary directory, that the test can
+/// freeze (`fsfreeze`): writes and `fdatasync` then block, as on a stalled disk. Thawed and
+/// unmounted on drop, pass or fail (needs root, as CI has; a test that cannot mount fails).
+struct FreezableDisk {
+    dir: PathBuf,
+    _parent: TempDir,
+}
+
+impl FreezableDisk {
+    fn new() -> FreezableDisk {
+        let parent = tempfile::tempdir().unwrap();
+        let image = parent.path().join("disk.img");
+        let dir = parent.path().join("fs");
+        std::fs::create_dir(&dir).unwrap();
+        let run = |program: &str, args: &[&str]| {
+            let out = std::process::Command::new(program)
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{program} {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run("truncate", &["-s", "64M", image.to_str().unwrap()]);
+        run("mkfs.ext4", &["-q", image.to_str().unwrap()]);
+        run(
+            "mount",
+            &["-o", "loop", image.to_str().unwrap(), dir.to_str().unwrap()],
+        );
+        FreezableDisk {
+            dir,
+            _parent: parent,
+        }
+    }
+
+    /// Freeze it until the guard is dropped.
+    fn freeze(&self) -> Frozen<'_> {
+        fsfreeze("--freeze", &self.dir);
+        Frozen(self)
+    }
+}
+
+/// A frozen [`FreezableDisk`], thawed on drop (declare it after what writes to the disk, so
+/// that a failing test thaws the disk before stopping the writer).
+struct Frozen<'a>(&'a FreezableDisk);
+
+impl Drop for Frozen<'_> {
+    fn drop(&mut self) {
+        fsfreeze("--unfreeze", &self.0.dir);
+    }
+}
+
+fn fsfreeze(flag: &str, dir: &Path) {
+    let status = std::process::Command::new("fsfreeze")
+        .arg(flag)
+        .arg(dir)
+        .status()
+        .unwrap();
+    assert!(status.success(), "fsfreeze {flag} {}", dir.display());
+}
+
+impl Drop for FreezableDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.dir)
+            .status();
+    }
+}
+
+/// The sealer's readiness to ingest, from its probe listener.
+fn ready_to_ingest(hook: &Webhook) -> (u16, Value) {
+    let url = format!("http://127.0.0.1:{}/readyz/ingest", hook.health_port);
+    let response = match ureq::get(&url).call() {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("GET {url}: {e}"),
+    };
+    (response.status(), response.into_json().unwrap())
+}
+
+/// A stalled disk under the WAL: the webhook answers within `--webhook-deadline` with 503,
+/// `Retry-After: 1` and `Connection: close` (the API server's retry opens a new connection,
+/// which the Service may send to another replica); `GET /readyz/ingest` turns 503 once the
+/// commit has waited 2 s, taking the replica out of the Service. Thawed, the disk completes
+/// the write: the events are sealed, a redelivery is a duplicate, readiness returns.
+#[test]
+fn a_stalled_disk_fails_calls_fast_and_takes_the_replica_out() {
+    let disk = FreezableDisk::new();
+    let hook = Webhook::start_on(&["--webhook-deadline", "500ms"], Some(&disk.dir));
+    assert_eq!(ready_to_ingest(&hook).0, 200);
+    let body = serde_json::to_vec(&fixture()).unwrap();
+    let frozen = disk.freeze();
+    let started = std::time::Instant::now();
+    let out = hook.post_as("ca", Some(&hook.token), None, "application/json", &body);
+    let took = started.elapsed();
+    let HttpsOutcome::Response {
+        status,
+        body: answer,
+        headers,
+    } = out
+    else {
+        panic!("no response: {out:?}")
+    };
+    assert_eq!(status, 503, "{answer}");
+    assert!(answer.contains("--webhook-deadline"), "{answer}");
+    assert_eq!(headers.get("retry-after").map(String::as_str), Some("1"));
+    assert_eq!(headers.get("connection").map(String::as_str), Some("close"));
+    assert!(took < Duration::from_secs(10), "answered after {took:?}");
+    hook.sealer.wait_until("readiness to report the stall", || {
+        let (status, body) = ready_to_ingest(&hook);
+        status == 503 && body["wal_stalled"] == true
+    });
+    drop(frozen);
+    hook.sealer
+        .wait_until("readiness to return", || ready_to_ingest(&hook).0 == 200);
+    // The API server's retry: the events were sealed when the disk came back.
+    let again = hook.post(&fixture());
+    assert_eq!(again["sealed"], 0, "{again}");
+    assert_eq!(again["duplicates"], 7, "{again}");
+    assert_eq!(hook.sealed().len(), 7);
 }

@@ -110,7 +110,12 @@ pub struct HttpsRequest<'a> {
 /// What came back: the status and body, or the TLS/connection error the client reported.
 #[derive(Debug)]
 pub enum HttpsOutcome {
-    Response { status: u16, body: String },
+    Response {
+        status: u16,
+        body: String,
+        /// Response headers, names in lower case.
+        headers: std::collections::BTreeMap<String, String>,
+    },
     Refused(String),
 }
 
@@ -144,7 +149,8 @@ try:
     c = http.client.HTTPSConnection("127.0.0.1", int(os.environ["PORT"]), context=ctx, timeout=20)
     c.request(os.environ["METHOD"], os.environ["URLPATH"], body=body or None, headers=headers)
     r = c.getresponse()
-    print(json.dumps({"status": r.status, "body": r.read().decode("utf-8", "replace")}))
+    print(json.dumps({"status": r.status, "body": r.read().decode("utf-8", "replace"),
+                      "headers": {k.lower(): v for k, v in r.getheaders()}}))
 except (ssl.SSLError, ConnectionError, OSError) as e:
     print(json.dumps({"refused": f"{type(e).__name__}: {e}"}))
 "#;
@@ -189,6 +195,12 @@ pub fn https(request: &HttpsRequest) -> HttpsOutcome {
         None => HttpsOutcome::Response {
             status: parsed["status"].as_u64().expect("status") as u16,
             body: parsed["body"].as_str().expect("body").to_owned(),
+            headers: parsed["headers"]
+                .as_object()
+                .expect("headers")
+                .iter()
+                .map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_owned()))
+                .collect(),
         },
     }
 }

@@ -42,6 +42,9 @@ pub struct Health {
     pub store_healthy: AtomicBool,
     /// An object was found in the store with content the sealer did not write.
     pub integrity_alarm: AtomicBool,
+    /// When the writer's disk work in progress (a commit, a segment roll) started (Unix
+    /// milliseconds; 0: none).
+    pub commit_started_ms: AtomicU64,
 }
 
 impl Default for Health {
@@ -52,11 +55,35 @@ impl Default for Health {
             wal_healthy: AtomicBool::new(true),
             store_healthy: AtomicBool::new(true),
             integrity_alarm: AtomicBool::new(false),
+            commit_started_ms: AtomicU64::new(0),
         }
     }
 }
 
+/// The writer's disk work (a write-ahead log commit, a segment roll) running longer than
+/// this is a stalled disk: the sealer stops
+/// being ready to ingest (`GET /readyz/ingest`), so a Service sends new calls elsewhere.
+pub const COMMIT_STALLED: Duration = Duration::from_secs(2);
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 impl Health {
+    /// Mark a write-ahead log commit as started (`true`) or finished (`false`).
+    pub fn committing(&self, started: bool) {
+        let value = if started { unix_ms().max(1) } else { 0 };
+        self.commit_started_ms.store(value, Relaxed);
+    }
+
+    /// A commit has been running for longer than [`COMMIT_STALLED`].
+    pub fn commit_stalled(&self) -> bool {
+        let started = self.commit_started_ms.load(Relaxed);
+        started != 0 && unix_ms().saturating_sub(started) > COMMIT_STALLED.as_millis() as u64
+    }
+
     /// Ready to accept events, with a healthy disk and store and no integrity alarm.
     pub fn is_ready(&self) -> bool {
         self.ready.load(Relaxed)
@@ -500,6 +527,19 @@ mod tests {
             );
         }
         assert!(text.ends_with("# EOF\n"));
+    }
+
+    #[test]
+    fn a_commit_running_too_long_is_a_stall() {
+        let h = Health::default();
+        assert!(!h.commit_stalled(), "no commit running");
+        h.committing(true);
+        assert!(!h.commit_stalled(), "a commit just started");
+        let long_ago = unix_ms() - COMMIT_STALLED.as_millis() as u64 - 1000;
+        h.commit_started_ms.store(long_ago, Relaxed);
+        assert!(h.commit_stalled());
+        h.committing(false);
+        assert!(!h.commit_stalled());
     }
 
     #[derive(Debug)]

@@ -85,21 +85,25 @@ pub async fn get_ready<S: Store + Clone>(State(state): State<Arc<AppState<S>>>) 
 }
 
 /// `GET /readyz/ingest`: 200 while events sent now would be made durable (the sealer has
-/// started, its writer and write-ahead log are healthy, its spool has room), even when the
+/// started, its writer and write-ahead log are healthy, no commit has been waiting on the
+/// disk for more than [`crate::metrics::COMMIT_STALLED`], its spool has room), even when the
 /// store is down: the readiness a load balancer or a Service needs to take a dead or stalled
 /// replica out without also taking every replica out during a store outage (the write-ahead
 /// log keeps the entries until the store is back).
 pub async fn get_ready_ingest<S: Store + Clone>(State(state): State<Arc<AppState<S>>>) -> Response {
     let h = &state.metrics.health;
     let spool_full = state.spool.bytes() >= state.spool_max_bytes;
+    let wal_stalled = h.commit_stalled();
     let ready = h.ready.load(Relaxed)
         && !h.writer_failed.load(Relaxed)
         && h.wal_healthy.load(Relaxed)
+        && !wal_stalled
         && !spool_full;
     let body = json!({
         "ready": ready,
         "writer_failed": h.writer_failed.load(Relaxed),
         "wal_healthy": h.wal_healthy.load(Relaxed),
+        "wal_stalled": wal_stalled,
         "spool_full": spool_full,
     });
     let status = if ready {

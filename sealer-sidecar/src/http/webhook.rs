@@ -101,7 +101,32 @@ fn admit<S>(
     tokens.check(Role::Webhook, headers)
 }
 
+/// A 503 also closes the connection: the API server's retry opens a new one, which the
+/// Service in front of the replicas may send to a healthy replica (an HTTP/1.1 keep-alive
+/// connection would bring it back here).
 async fn post_audit<S: Store + Clone>(
+    state: State<Arc<WebhookState<S>>>,
+    cert: Extension<ClientCertificate>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    match seal_audit(state, cert, headers, body).await {
+        Ok(answer) => answer,
+        Err(e) => {
+            let unavailable = e.status == StatusCode::SERVICE_UNAVAILABLE;
+            let mut response = e.into_response();
+            if unavailable {
+                response.headers_mut().insert(
+                    header::CONNECTION,
+                    axum::http::HeaderValue::from_static("close"),
+                );
+            }
+            response
+        }
+    }
+}
+
+async fn seal_audit<S: Store + Clone>(
     State(state): State<Arc<WebhookState<S>>>,
     Extension(cert): Extension<ClientCertificate>,
     headers: HeaderMap,

@@ -256,12 +256,15 @@ impl Writer {
                     });
                 }
             }
+            // Disk work: readiness reports a stall if it takes too long.
+            self.metrics.health.committing(true);
             if !group.is_empty() {
                 self.commit(&mut group);
             }
             if shutting_down || self.time_to_roll() == Some(Duration::ZERO) {
                 self.roll(!shutting_down);
             }
+            self.metrics.health.committing(false);
         }
         // Refuse whatever arrived after the shutdown request.
         while let Ok(cmd) = rx.try_recv() {
