@@ -16,6 +16,7 @@ mod filter;
 mod images;
 mod k8s_apiserver;
 mod k8s_failover;
+mod k8s_guide;
 mod k8s_manifests;
 mod k8s_webhook;
 mod query;
