@@ -212,27 +212,14 @@ fn both_images_build_offline_and_the_sealer_image_seals_a_real_api_servers_chang
         &Audit {
             policy: shipped_policy(),
             webhook_kubeconfig: kubeconfig,
-            flags: vec!["--audit-webhook-mode=blocking".into()],
+            flags: crate::k8s_failover::shipped_webhook_flags(),
         },
     )
     .unwrap_or_else(|e| panic!("the control plane did not start: {e:#}"));
     plane
         .kubectl(User::Admin, &["create", "namespace", "shop"])
         .expect_code(0);
-    plane
-        .kubectl(
-            User::Admin,
-            &[
-                "-n",
-                "shop",
-                "create",
-                "ingress",
-                "web",
-                "--class=istio",
-                "--rule=shop.example.com/=web:80",
-            ],
-        )
-        .expect_code(0);
+    plane.create_ingress("shop", "web").expect_code(0);
     // Blocking mode: the event was sealed before kubectl got its answer.
     let status: serde_json::Value = ureq::get(&format!("http://127.0.0.1:{port}/v1/status"))
         .call()

@@ -167,20 +167,7 @@ fn one_of_two_replicas_killed_loses_no_event() {
 
     let create = |name: &str| -> Duration {
         let started = Instant::now();
-        plane
-            .kubectl(
-                User::Admin,
-                &[
-                    "-n",
-                    "shop",
-                    "create",
-                    "ingress",
-                    name,
-                    "--class=istio",
-                    "--rule=shop.example.com/=web:80",
-                ],
-            )
-            .expect_code(0);
+        plane.create_ingress("shop", name).expect_code(0);
         started.elapsed()
     };
     let before: Vec<Duration> = (0..10).map(|i| create(&format!("before-{i}"))).collect();

@@ -197,6 +197,23 @@ impl ControlPlane {
         )
     }
 
+    /// `kubectl -n NAMESPACE create ingress NAME --class=istio --rule=…` as admin: one
+    /// audited write.
+    pub fn create_ingress(&self, namespace: &str, name: &str) -> Run {
+        self.kubectl(
+            User::Admin,
+            &[
+                "-n",
+                namespace,
+                "create",
+                "ingress",
+                name,
+                "--class=istio",
+                "--rule=shop.example.com/=web:80",
+            ],
+        )
+    }
+
     /// `kubectl VERB -f FILE` as `user`, FILE holding `manifest`.
     pub fn kubectl_manifest(&self, user: User, verb: &str, manifest: &str) -> Run {
         let file = self.dir.join("manifest.yaml");

@@ -187,17 +187,7 @@ fn scenario(
     }
     let create = |name: &str| -> (Duration, bool) {
         let started = Instant::now();
-        let run = plane.kubectl(
-            User::Admin,
-            &[
-                "-n",
-                "shop",
-                "create",
-                "ingress",
-                name,
-                "--rule=shop.example.com/=web:80",
-            ],
-        );
+        let run = plane.create_ingress("shop", name);
         (started.elapsed(), run.code() == 0)
     };
     let baseline = sealer.sealed()?;
