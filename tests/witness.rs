@@ -542,6 +542,24 @@ fn metrics_the_page_prove_and_verify_show_and_check_the_cosignatures() {
         "{}",
         run.stdout()
     );
+    // Two witnesses required, one of them never asked: the sealer has no such checkpoint.
+    prove(
+        &s,
+        &[
+            "--url",
+            &url,
+            "--witness",
+            wpub_arg,
+            "--witness",
+            other_arg,
+            "--min-witnesses",
+            "2",
+        ],
+    )
+    .expect_code(1);
+    // A position no tree covers is refused, not a panic.
+    let (status, body) = s.get("/v1/proof/inclusion?seq=18446744073709551615&cosigned=true");
+    assert_eq!(status, 404, "{body}");
     s.stop();
     let store = s.store_arg();
     let run = prove(&s, &["--store", &store, "--witness", wpub_arg]);
@@ -591,6 +609,75 @@ fn metrics_the_page_prove_and_verify_show_and_check_the_cosignatures() {
     ])
     .expect_code(1)
     .expect_class("missing_cosignature");
+
+    // Incrementally from a trusted newest checkpoint, a recent cosigned one still counts.
+    let trusted = root.path().join("trusted.note");
+    s.verify(&["--save-checkpoint", trusted.to_str().unwrap()])
+        .expect_code(0);
+    s.verify(&[
+        "--checkpoint",
+        trusted.to_str().unwrap(),
+        "--witness",
+        wpub_arg,
+        "--min-witnesses",
+        "1",
+        "--max-age",
+        "1h",
+    ])
+    .expect_code(0);
+
+    // A planted copy with a broken line for the witness is named, and does not cancel the
+    // witness's valid cosignature of the same checkpoint.
+    let copy = s.copy_store("planted-cosignature");
+    let genuine = fs::read_dir(copy.join("witnessed"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max()
+        .unwrap();
+    let text = fs::read_to_string(&genuine).unwrap();
+    let line = text.lines().last().unwrap().to_owned();
+    let mut raw = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        line.rsplit(' ').next().unwrap(),
+    )
+    .unwrap();
+    raw[40] ^= 1;
+    let broken = format!(
+        "{} {}",
+        line.rsplit_once(' ').unwrap().0,
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, raw)
+    );
+    let name = genuine.file_name().unwrap().to_str().unwrap().to_owned();
+    let planted = copy
+        .join("witnessed")
+        .join(format!("{}00000000.note", &name[..name.len() - 13]));
+    fs::write(&planted, text.replace(&line, &broken)).unwrap();
+    let run = s.verify_store(
+        &copy,
+        &[
+            "--json",
+            "--witness",
+            wpub_arg,
+            "--min-witnesses",
+            "1",
+            "--max-age",
+            "1h",
+        ],
+    );
+    run.expect_code(1)
+        .expect_class("bad_cosignature")
+        .expect_no_class("missing_cosignature");
+    let planted_key = format!(
+        "witnessed/{}",
+        planted.file_name().unwrap().to_str().unwrap()
+    );
+    assert!(
+        run.problems()
+            .iter()
+            .any(|(class, at)| class == "bad_cosignature" && at == &planted_key),
+        "{:?}",
+        run.problems()
+    );
 
     // The monitor shows the witness's agreement.
     let listen = format!("127.0.0.1:{}", harness::free_port());

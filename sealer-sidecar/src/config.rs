@@ -259,10 +259,14 @@ impl ServeOptions {
                 .webhook_max_body_bytes
                 .or(f.webhook_max_body_bytes)
                 .unwrap_or(32 << 20),
-            deadline: self
-                .webhook_deadline
-                .or(f.webhook_deadline)
-                .unwrap_or(Duration::from_secs(2)),
+            deadline: match self.webhook_deadline.or(f.webhook_deadline) {
+                Some(d) if d.is_zero() => bail!(
+                    "--webhook-deadline must be more than 0 (the time a call may take to \
+                     become durable; default 2s)"
+                ),
+                Some(d) => d,
+                None => Duration::from_secs(2),
+            },
             selection,
         }))
     }

@@ -306,7 +306,7 @@ pub async fn run(args: ProveArgs) -> anyhow::Result<u8> {
                 path.push_str(&format!("&size={size}"));
             }
             if !witnesses.is_empty() {
-                path.push_str("&cosigned=true");
+                path.push_str(&format!("&cosigned=true&min_witnesses={required}"));
             }
             let token = args
                 .read_token_file
@@ -316,6 +316,14 @@ pub async fn run(args: ProveArgs) -> anyhow::Result<u8> {
             let (status, body) =
                 crate::commands::http_client::get(url, &path, token.as_deref().map(str::trim))
                     .await?;
+            if status == 404 && body.contains("not_cosigned") {
+                eprintln!(
+                    "error: entry {} is NOT proven: {url} says: {}",
+                    args.seq.unwrap_or(0),
+                    body.trim()
+                );
+                return Ok(EXIT_TAMPERED);
+            }
             if status != 200 {
                 bail!("{url}{path} answered {status}: {body}");
             }

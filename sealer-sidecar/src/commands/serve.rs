@@ -297,6 +297,7 @@ pub async fn run(
         live,
         last_verification: RwLock::new(None),
         witnesses: witness_statuses,
+        witness_keys: config.witnesses.iter().map(|w| w.key.clone()).collect(),
     });
     tokio::spawn(async move {
         shutdown.await;

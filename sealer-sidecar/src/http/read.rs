@@ -261,8 +261,9 @@ fn proof_failed(e: ProofsError) -> HttpError {
 
 /// `GET /v1/proof/inclusion?seq=N[&size=S][&cosigned=true]`: entry `N` with its inclusion
 /// proof in the tree of the checkpoint of `S` entries (the newest checkpoint by default).
-/// With `cosigned=true`, against the newest checkpoint that covers the entry and that a
-/// witness cosigned, carrying every stored cosignature. The answer is a self-contained
+/// With `cosigned=true`, against the newest checkpoint that covers the entry and carries valid
+/// cosignatures by `min_witnesses` (default 1) of the witnesses this sealer asks (`--witness`;
+/// without any, any stored cosignature), carrying every stored cosignature. The answer is a self-contained
 /// bundle for `sealer prove --bundle`.
 pub async fn get_inclusion<S: Store + Clone>(
     State(state): State<Arc<AppState<S>>>,
@@ -271,7 +272,12 @@ pub async fn get_inclusion<S: Store + Clone>(
 ) -> Result<Response, HttpError> {
     let state = &state;
     let params = &params;
-    proof_request(state, &headers, params, &["seq", "size", "cosigned"])?;
+    proof_request(
+        state,
+        &headers,
+        params,
+        &["seq", "size", "cosigned", "min_witnesses"],
+    )?;
     let seq = number(params, "seq")?
         .ok_or_else(|| bad_request("seq", "required (the entry's position)".into()))?;
     let cosigned = match params.get("cosigned").map(String::as_str) {
@@ -282,11 +288,13 @@ pub async fn get_inclusion<S: Store + Clone>(
         }
     };
     let (size, checkpoint) = if cosigned {
+        // Counted with the witnesses this sealer asks; without any, any stored cosignature.
+        let required = number(params, "min_witnesses")?.unwrap_or(1) as usize;
         let found = cosigned::newest_covering(
             &state.store,
             &state.verifier,
-            &[],
-            0,
+            &state.witness_keys,
+            required,
             seq,
             number(params, "size")?,
         )
@@ -301,8 +309,9 @@ pub async fn get_inclusion<S: Store + Clone>(
             HttpError::not_found(
                 "not_cosigned",
                 format!(
-                    "no cosigned checkpoint covers entry {seq} yet (witnesses cosign the \
-                     checkpoints after it is sealed; see /v1/status)"
+                    "no checkpoint covering entry {seq} carries {required} valid cosignature(s) \
+                     of this sealer's witnesses yet (they cosign the checkpoints after it is \
+                     sealed; see /v1/status)"
                 ),
             )
         })?;

@@ -49,4 +49,6 @@ pub struct AppState<S> {
     pub last_verification: tokio::sync::RwLock<Option<serde_json::Value>>,
     /// Each configured witness: what it last cosigned, or why it did not.
     pub witnesses: crate::publish::witnesses::Statuses,
+    /// Their public keys: `cosigned=true` proofs count their valid cosignatures.
+    pub witness_keys: Vec<auditlog::cosignature::CosignatureVerifier>,
 }

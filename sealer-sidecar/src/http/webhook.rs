@@ -152,6 +152,14 @@ async fn seal_audit<S: Store + Clone>(
     let (received, ignored) = (list.received, list.ignored());
     let ack = if list.events.is_empty() {
         Ack::default()
+    } else if metrics.health.commit_stalled() {
+        // Queue nothing more behind a stalled disk: every retry would add a copy.
+        return Err(HttpError::unavailable(
+            "unavailable",
+            "the write-ahead log's disk has been stalled for over 2 s; retry (another \
+             replica, through the Service)",
+        )
+        .retry_after(1));
     } else {
         let durable = state.app.writer.submit(list.events, None);
         match tokio::time::timeout(state.deadline, durable).await {

@@ -120,7 +120,7 @@ pub async fn gather<S: Store>(
                 continue;
             }
         };
-        let (note, head) = copy;
+        let (mut note, head) = copy;
         if head.key() != plain_key {
             bad.push((
                 r.key.clone(),
@@ -141,6 +141,18 @@ pub async fn gather<S: Store>(
             ));
             continue;
         }
+        // Each copy on its own: a line that does not verify is reported against the copy
+        // that holds it and left out, so it cannot cancel a valid cosignature elsewhere.
+        for w in witnesses {
+            match w.verify(&note) {
+                Ok(_) | Err(CosignatureError::Missing { .. }) => {}
+                Err(e) => {
+                    bad.push((r.key.clone(), e.to_string()));
+                    note.signatures
+                        .retain(|sig| sig.name != w.name() || sig.key_id != w.key_id());
+                }
+            }
+        }
         match &mut out {
             None => {
                 out = Some(Cosigned {
@@ -158,16 +170,8 @@ pub async fn gather<S: Store>(
     }
     if let Some(c) = &mut out {
         for w in witnesses {
-            match w.verify(&c.note) {
-                Ok(at) => c.by.push((w.name().to_owned(), at)),
-                Err(CosignatureError::Missing { .. }) => {}
-                Err(e) => {
-                    let at = group
-                        .iter()
-                        .find(|r| r.key_id == w.key_id())
-                        .unwrap_or(first);
-                    bad.push((at.key.clone(), e.to_string()));
-                }
+            if let Ok(at) = w.verify(&c.note) {
+                c.by.push((w.name().to_owned(), at));
             }
         }
     }
@@ -185,16 +189,23 @@ pub async fn newest_covering<S: Store>(
     seq: u64,
     size: Option<u64>,
 ) -> Result<Option<Cosigned>, StoreError> {
-    if size.is_some_and(|s| seq >= s) {
+    // The smallest tree that covers `seq` has `seq + 1` entries.
+    let Some(covering) = seq.checked_add(1) else {
+        return Ok(None);
+    };
+    if size.is_some_and(|s| s < covering) {
         return Ok(None);
     }
-    for group in newest_first(store, size.unwrap_or(seq + 1)).await? {
+    for group in newest_first(store, size.unwrap_or(covering)).await? {
         if size.is_some_and(|s| s != group[0].size) {
             continue;
         }
         let Some(c) = gather(store, log_key, witnesses, &group).await?.cosigned else {
             continue;
         };
+        if c.head.size < covering {
+            continue;
+        }
         let enough = if witnesses.is_empty() {
             // The log's own signature and at least one more line.
             c.note.signatures.len() > 1

@@ -199,10 +199,27 @@ async fn check_cosignatures<S: Store>(
     };
     // The eligible checkpoint with the most cosignatures; the newest among equals.
     let mut best: Option<Cosigned> = None;
-    for group in cosigned::newest_first(store, start).await? {
+    // With a max age, a recent cosigned checkpoint counts even when it is older than the
+    // trusted one an incremental run starts from (already verified then: only its
+    // cosignatures are read, and problems are reported for the range verified now).
+    let from = if options.cosigned_max_age.is_some() {
+        0
+    } else {
+        start
+    };
+    for group in cosigned::newest_first(store, from).await? {
         let found = cosigned::gather(store, log_key, &options.witnesses, &group).await?;
-        for (key, why) in found.bad {
-            report.add_problem(ProblemClass::BadCosignature, key, why);
+        let verified_now = group[0].size >= start;
+        if verified_now {
+            for (key, why) in found.bad {
+                report.add_problem(ProblemClass::BadCosignature, key, why);
+            }
+        } else if found.cosigned.as_ref().is_none_or(|c| !eligible(&c.head)) {
+            // Older still are older in time too: nothing below here is recent.
+            if found.cosigned.is_some() {
+                break;
+            }
+            continue;
         }
         if let Some(c) = found.cosigned
             && eligible(&c.head)
