@@ -260,15 +260,20 @@ pub fn check_segment(key: &str, bytes: &[u8], mac_key: Option<&MacKey>) -> Segme
     check
 }
 
+/// Keep a problem unless [`MAX_PROBLEMS`] are kept already (callers still count it).
+fn keep(problems: &mut Vec<Problem>, class: ProblemClass, location: String, message: String) {
+    if problems.len() < MAX_PROBLEMS {
+        problems.push(Problem {
+            class,
+            location,
+            message,
+        });
+    }
+}
+
 impl SegmentCheck {
     fn problem(&mut self, class: ProblemClass, location: String, message: String) {
-        if self.problems.len() < MAX_PROBLEMS {
-            self.problems.push(Problem {
-                class,
-                location,
-                message,
-            });
-        }
+        keep(&mut self.problems, class, location, message);
     }
 }
 
@@ -328,13 +333,7 @@ impl Report {
     pub fn add_problem(&mut self, class: ProblemClass, location: String, message: String) {
         self.ok = false;
         self.problem_count += 1;
-        if self.problems.len() < MAX_PROBLEMS {
-            self.problems.push(Problem {
-                class,
-                location,
-                message,
-            });
-        }
+        keep(&mut self.problems, class, location, message);
     }
 
     /// Require the newest checkpoint to be signed within `max_age` before `now`. A log that
@@ -860,13 +859,7 @@ impl StoreVerifier {
     /// Record a problem found by the caller (e.g. an unreadable object).
     pub fn add_problem(&mut self, class: ProblemClass, location: String, message: String) {
         self.problem_count += 1;
-        if self.problems.len() < MAX_PROBLEMS {
-            self.problems.push(Problem {
-                class,
-                location,
-                message,
-            });
-        }
+        keep(&mut self.problems, class, location, message);
     }
 
     /// Finish: compare what is left and produce the report.
