@@ -173,11 +173,19 @@ impl EntryHead {
                 _ => return Ok(()),
             };
             let result = match field {
-                "kind" if kind.is_none() => serde_json::from_slice(value).map(|k| kind = Some(k)),
-                "seq" if seq.is_none() => serde_json::from_slice(value).map(|n| seq = Some(n)),
-                "sealed_at" if sealed_at.is_none() => {
-                    serde_json::from_slice(value).map(|t| sealed_at = Some(t))
-                }
+                "kind" if kind.is_none() => plain_kind(value)
+                    .map_or_else(|| serde_json::from_slice(value), Ok)
+                    .map(|k| kind = Some(k)),
+                "seq" if seq.is_none() => plain_u64(value)
+                    .map_or_else(|| serde_json::from_slice(value), Ok)
+                    .map(|n| seq = Some(n)),
+                "sealed_at" if sealed_at.is_none() => match plain_str(value) {
+                    // The same parse, and the same message, as through serde.
+                    Some(text) => Timestamp::parse(text)
+                        .map_err(serde::de::Error::custom)
+                        .map(|t| sealed_at = Some(t)),
+                    None => serde_json::from_slice(value).map(|t| sealed_at = Some(t)),
+                },
                 _ => {
                     duplicate.get_or_insert(field);
                     Ok(())
@@ -201,6 +209,36 @@ impl EntryHead {
             sealed_at: sealed_at.ok_or("missing field `sealed_at`")?,
         })
     }
+}
+
+/// The common cases of [`EntryHead::parse`]'s members, read without a deserializer (the
+/// scanner has already checked the value's grammar); `None` leaves the value to serde_json.
+///
+/// A string without escapes (the scanner has checked that it is UTF-8).
+fn plain_str(value: &[u8]) -> Option<&str> {
+    let inner = value.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
+    if inner.contains(&b'\\') {
+        return None;
+    }
+    std::str::from_utf8(inner).ok()
+}
+
+/// One of the kinds' names, without escapes.
+fn plain_kind(value: &[u8]) -> Option<EntryKind> {
+    let name = plain_str(value)?;
+    EntryKind::ALL.into_iter().find(|k| k.as_str() == name)
+}
+
+/// A number of at most 19 digits and nothing else (so it fits in a `u64`).
+fn plain_u64(value: &[u8]) -> Option<u64> {
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    Some(
+        value
+            .iter()
+            .fold(0u64, |n, &d| n * 10 + u64::from(d - b'0')),
+    )
 }
 
 /// A fully parsed entry, for readers that want the content.

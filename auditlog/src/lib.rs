@@ -29,6 +29,7 @@
 //! - [`k8s`]: Kubernetes audit events (`audit.k8s.io/v1`): which are sealed, what is kept.
 //! - [`entry`]: entry kinds and their canonical bytes.
 //! - [`chain`]: the hash chain and the per-entry HMAC.
+//! - `short_hash`: SHA-256 and HMAC of the fixed-length messages hashed per entry.
 //! - [`record`]: one sealed record, one line of a segment file.
 //! - [`seal`]: the writer's state machine (entry → record).
 //! - [`head`]: what this log's checkpoints carry (size, root, chain head, time).
@@ -53,6 +54,7 @@ pub mod note;
 pub mod query;
 pub mod record;
 pub mod seal;
+mod short_hash;
 pub mod subtrees;
 pub mod tiles;
 pub mod timestamp;

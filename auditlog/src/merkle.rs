@@ -77,12 +77,7 @@ pub fn leaf_hash(data: &[u8]) -> Hash {
 /// The hash of an interior node: `SHA-256(0x01 || left || right)`.
 #[must_use]
 pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
-    Sha256::new()
-        .chain_update([NODE_PREFIX])
-        .chain_update(left)
-        .chain_update(right)
-        .finalize()
-        .into()
+    crate::short_hash::prefixed_pair(NODE_PREFIX, left, right)
 }
 
 /// The root of the empty tree: `SHA-256("")`.

@@ -1,8 +1,8 @@
 //! Reading a store back: full verification and verified export.
 //!
-//! This drives the I/O-free [`auditlog::verify`] over a [`Store`]: it lists the store, loads
-//! checkpoints, then fetches segments several at a time (S3 round trips overlap) and checks
-//! them on a pool of blocking threads, absorbing the results in log order. With
+//! This drives the I/O-free [`auditlog::verify`] over a [`Store`]: it lists the store, starts
+//! reading and checking the segments in parallel ([`CheckedSegments`]), loads the
+//! checkpoints meanwhile, and absorbs the checked segments in log order. With
 //! [`VerifyOptions::storage_checks`] it adds what only the storage can show (object versions,
 //! delete markers and locks on S3).
 
@@ -21,11 +21,10 @@ use auditlog::query::{Fields, Filter};
 use auditlog::record::parse_record;
 use auditlog::tiles::{TILES, TileBuilder, TileSet};
 use auditlog::timestamp::Timestamp;
-use auditlog::verify::{
-    CosignedSummary, ProblemClass, Report, SegmentCheck, StoreVerifier, TileCheck, check_segment,
-};
+use auditlog::verify::{CosignedSummary, ProblemClass, Report, StoreVerifier, TileCheck};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::read::checked_segments::CheckedSegments;
 use crate::read::cosigned::{self, Cosigned};
 use crate::read::tiles::{TilesError, with_tiles};
 use crate::store::{ObjectInfo, Store, StoreError};
@@ -55,9 +54,6 @@ pub struct VerifyOptions {
     /// checkpoint's size (`--max-age` with `--min-witnesses`).
     pub cosigned_max_age: Option<std::time::Duration>,
 }
-
-/// Segment fetches in flight at once.
-const FETCHES_IN_FLIGHT: usize = 8;
 
 /// Verify the whole store.
 pub async fn verify<S: Store + Clone>(
@@ -91,17 +87,12 @@ pub async fn verify_with_state<S: Store + Clone>(
     };
     let start = v.start();
     let mut segments = Vec::new();
+    // Checkpoints and unknown objects, taken in key order once the segments are on their way.
+    let mut others = Vec::new();
     for obj in objects {
         if obj.key.starts_with(layout::CHECKPOINTS) {
-            if layout::parse_checkpoint_key(&obj.key).is_some_and(|(size, _)| size < start) {
-                continue;
-            }
-            match store.get(&obj.key).await? {
-                Some(bytes) => match std::str::from_utf8(&bytes) {
-                    Ok(text) => v.add_checkpoint(&obj.key, text),
-                    Err(_) => v.add_checkpoint(&obj.key, ""),
-                },
-                None => continue,
+            if layout::parse_checkpoint_key(&obj.key).is_none_or(|(size, _)| size >= start) {
+                others.push(obj);
             }
         } else if let Some((_, last)) = layout::parse_segment_key(&obj.key) {
             if last >= start {
@@ -114,30 +105,26 @@ pub async fn verify_with_state<S: Store + Clone>(
         {
             // Read by `check_cosignatures` when witnesses are given.
         } else {
-            v.unknown_object(&obj.key);
+            others.push(obj);
         }
     }
     let progress = progress_bar(options.progress, &segments);
-    let mut in_flight: VecDeque<tokio::task::JoinHandle<Result<SegmentCheck, StoreError>>> =
-        VecDeque::new();
-    let mut queue = segments.into_iter();
-    loop {
-        while in_flight.len() < FETCHES_IN_FLIGHT {
-            let Some(obj) = queue.next() else { break };
-            let store = store.clone();
-            let mac = options.mac_key.clone();
-            in_flight.push_back(tokio::spawn(async move {
-                let bytes = store.get(&obj.key).await?.unwrap_or_default();
-                let check = tokio::task::spawn_blocking(move || {
-                    check_segment(&obj.key, &bytes, mac.as_ref())
-                });
-                Ok(check.await.expect("segment check does not panic"))
-            }));
+    let mut checked = CheckedSegments::start(store, segments, options.mac_key.clone());
+    for obj in others {
+        if !obj.key.starts_with(layout::CHECKPOINTS) {
+            v.unknown_object(&obj.key);
+            continue;
         }
-        let Some(next) = in_flight.pop_front() else {
-            break;
-        };
-        let check = next.await.expect("segment fetch does not panic")?;
+        match store.get(&obj.key).await? {
+            Some(bytes) => match std::str::from_utf8(&bytes) {
+                Ok(text) => v.add_checkpoint(&obj.key, text),
+                Err(_) => v.add_checkpoint(&obj.key, ""),
+            },
+            None => continue,
+        }
+    }
+    while let Some(check) = checked.next().await {
+        let check = check?;
         if let Some(p) = &progress {
             p.inc(check.records);
         }
@@ -392,9 +379,9 @@ async fn compare_tiles<S: Store>(
     v: &mut StoreVerifier,
     checks: Vec<TileCheck>,
 ) -> Result<(), StoreError> {
-    for check in checks {
-        let stored = store.get(&check.id.key()).await?;
-        v.check_tile(&check, stored.as_deref());
+    let keys = checks.iter().map(|c| c.id.key()).collect();
+    for (check, stored) in checks.iter().zip(store.get_many(keys).await?) {
+        v.check_tile(check, stored.as_deref());
     }
     Ok(())
 }

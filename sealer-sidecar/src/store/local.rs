@@ -308,6 +308,45 @@ impl Store for LocalStore {
             .expect("store task does not panic")
     }
 
+    async fn get_many(&self, keys: Vec<String>) -> Result<Vec<Option<Bytes>>, StoreError> {
+        for key in &keys {
+            check_key(key)?;
+        }
+        let root = self.root.clone();
+        tokio::task::spawn_blocking(move || {
+            keys.into_iter()
+                .map(|key| match fs::read(root.join(&key)) {
+                    Ok(b) => Ok(Some(Bytes::from(b))),
+                    Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+                    Err(e) => Err(StoreError::Io { key, source: e }),
+                })
+                .collect()
+        })
+        .await
+        .expect("store task does not panic")
+    }
+
+    async fn get_into(&self, key: &str, mut buf: Vec<u8>) -> Result<Option<Vec<u8>>, StoreError> {
+        check_key(key)?;
+        let path = self.root.join(key);
+        let key = key.to_owned();
+        tokio::task::spawn_blocking(move || {
+            use std::io::Read;
+            let mut file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(StoreError::Io { key, source: e }),
+            };
+            buf.clear();
+            match file.read_to_end(&mut buf) {
+                Ok(_) => Ok(Some(buf)),
+                Err(e) => Err(StoreError::Io { key, source: e }),
+            }
+        })
+        .await
+        .expect("store task does not panic")
+    }
+
     async fn get_range(
         &self,
         key: &str,

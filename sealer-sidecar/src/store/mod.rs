@@ -92,6 +92,40 @@ pub trait Store: Send + Sync + 'static {
         }
     }
 
+    /// The whole object, read into `buf` (its content replaced, its memory reused), for a
+    /// reader of many large objects: verification reads every segment, and fresh memory for
+    /// each 32 MiB segment costs more than reading it from the page cache. The default copies
+    /// what [`Store::get`] returns; the local store reads the file straight into `buf`.
+    fn get_into(
+        &self,
+        key: &str,
+        mut buf: Vec<u8>,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send {
+        async move {
+            Ok(self.get(key).await?.map(|bytes| {
+                buf.clear();
+                buf.extend_from_slice(&bytes);
+                buf
+            }))
+        }
+    }
+
+    /// Several small objects, in the order of `keys`: what verification asks for the tiles
+    /// of each segment. The default gets them one after the other; the local store reads them
+    /// all in one blocking task instead of handing each read to another thread.
+    fn get_many(
+        &self,
+        keys: Vec<String>,
+    ) -> impl Future<Output = Result<Vec<Option<Bytes>>, StoreError>> + Send {
+        async move {
+            let mut out = Vec::with_capacity(keys.len());
+            for key in keys {
+                out.push(self.get(&key).await?);
+            }
+            Ok(out)
+        }
+    }
+
     /// `len` bytes of an object from byte `offset` (fewer at its end). The default reads
     /// the whole object; the local store reads only those bytes, S3 sends a range request.
     fn get_range(
@@ -203,6 +237,22 @@ impl Store for AnyStore {
             AnyStore::Local(s) => s.get(key).await,
             #[cfg(feature = "s3")]
             AnyStore::S3(s) => s.get(key).await,
+        }
+    }
+
+    async fn get_into(&self, key: &str, buf: Vec<u8>) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            AnyStore::Local(s) => s.get_into(key, buf).await,
+            #[cfg(feature = "s3")]
+            AnyStore::S3(s) => s.get_into(key, buf).await,
+        }
+    }
+
+    async fn get_many(&self, keys: Vec<String>) -> Result<Vec<Option<Bytes>>, StoreError> {
+        match self {
+            AnyStore::Local(s) => s.get_many(keys).await,
+            #[cfg(feature = "s3")]
+            AnyStore::S3(s) => s.get_many(keys).await,
         }
     }
 

@@ -24,15 +24,16 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::chain::{self, MacKey};
-use crate::entry::{EntryHead, EntryKind};
+use crate::chain;
 use crate::head::LogHead;
 use crate::layout;
-use crate::merkle::{self, Frontier, Hash, leaf_hash};
+use crate::merkle::{self, Frontier, Hash};
 use crate::note::NoteVerifier;
-use crate::record::parse_record;
 use crate::tiles::{self, HASH_BYTES, HEIGHT, TileBuilder, TileId};
 use crate::timestamp::Timestamp;
+
+mod segment;
+pub use segment::{PieceCheck, SegmentCheck, SegmentPlan, check_segment};
 
 /// At most this many problems are kept in a report; the total is still counted.
 pub const MAX_PROBLEMS: usize = 1000;
@@ -108,172 +109,19 @@ impl std::fmt::Display for Problem {
     }
 }
 
-/// The result of checking one segment on its own.
-#[derive(Debug, Clone)]
-pub struct SegmentCheck {
-    pub key: String,
-    /// `(first, last)` from the segment's name, if it is a valid name.
-    pub range: Option<(u64, u64)>,
-    pub records: u64,
-    pub leaves: Vec<Hash>,
-    /// Stored chain value of each record in `leaves`.
-    pub chains: Vec<Hash>,
-    /// Leaf hash and stored chain value of the first record, linked by [`StoreVerifier::absorb`].
-    pub first: Option<(Hash, Hash)>,
-    /// Stored chain value of the last record.
-    pub last_chain: Option<Hash>,
-    pub kinds: BTreeMap<&'static str, u64>,
-    pub problems: Vec<Problem>,
-}
-
-/// Check one segment's records: framing, JSON, sequence numbers, the chain inside the
-/// segment, and MACs when the HMAC key is given.
-pub fn check_segment(key: &str, bytes: &[u8], mac_key: Option<&MacKey>) -> SegmentCheck {
-    let range = layout::parse_segment_key(key);
-    let mut check = SegmentCheck {
-        key: key.to_owned(),
-        range,
-        records: 0,
-        leaves: Vec::with_capacity(bytes.len() / 400 + 1),
-        chains: Vec::with_capacity(bytes.len() / 400 + 1),
-        first: None,
-        last_chain: None,
-        kinds: BTreeMap::new(),
-        problems: Vec::new(),
-    };
-    let Some((first_seq, last_seq)) = range else {
-        check.problem(
-            ProblemClass::UnknownObject,
-            key.to_owned(),
-            "not a segment name (segments/<20 digits>-<20 digits>.ndjson)".into(),
-        );
-        return check;
-    };
-    let mut previous: Option<Hash> = None;
-    let body = match bytes.last() {
-        None => &bytes[..0],
-        Some(b'\n') => &bytes[..bytes.len() - 1],
-        Some(_) => {
-            let line_no = bytes.iter().filter(|&&b| b == b'\n').count() + 1;
-            check.problem(
-                ProblemClass::TornSegment,
-                format!("{key}:{line_no}"),
-                "last line has no newline: the segment was cut or torn".into(),
-            );
-            bytes
-        }
-    };
-    if body.is_empty() {
-        check.problem(
-            ProblemClass::SegmentNameMismatch,
-            key.to_owned(),
-            "segment is empty".into(),
-        );
-        return check;
-    }
-    // Counted per kind in an array, turned into the map once at the end.
-    let mut kinds = [0u64; EntryKind::ALL.len()];
-    let lines = memchr::memchr_iter(b'\n', body)
-        .chain(std::iter::once(body.len()))
-        .scan(0, |start, end| {
-            let line = &body[*start..end];
-            *start = end + 1;
-            Some(line)
-        });
-    for (i, line) in lines.enumerate() {
-        let line_no = i + 1;
-        let expected = first_seq + i as u64;
-        check.records += 1;
-        let at = || format!("{key}:{line_no}");
-        let record = match parse_record(line) {
-            Ok(r) => r,
-            Err(e) => {
-                check.problem(ProblemClass::MalformedRecord, at(), e.to_string());
-                previous = None;
-                continue;
-            }
-        };
-        let head = match EntryHead::parse(record.entry) {
-            Ok(h) => h,
-            Err(e) => {
-                check.problem(
-                    ProblemClass::MalformedRecord,
-                    at(),
-                    format!("entry is not a valid entry: {e}"),
-                );
-                previous = None;
-                continue;
-            }
-        };
-        kinds[head.kind as usize] += 1;
-        if head.seq != expected {
-            check.problem(
-                ProblemClass::SequenceMismatch,
-                at(),
-                format!("entry has seq {} where {expected} belongs", head.seq),
-            );
-        }
-        let leaf = leaf_hash(record.entry);
-        check.leaves.push(leaf);
-        check.chains.push(record.chain);
-        match previous {
-            None if i == 0 => check.first = Some((leaf, record.chain)),
-            Some(prev) if chain::next(&prev, &leaf) != record.chain => check.problem(
-                ProblemClass::ChainBroken,
-                at(),
-                format!(
-                    "entry {expected} does not chain to the entry before it \
-                     (modified, inserted, removed or reordered)"
-                ),
-            ),
-            _ => {}
-        }
-        if let Some(k) = mac_key
-            && !k.verify(&record.chain, &record.mac)
-        {
-            check.problem(
-                ProblemClass::MacMismatch,
-                at(),
-                format!("entry {expected} has a MAC that the HMAC key does not produce"),
-            );
-        }
-        previous = Some(record.chain);
-        check.last_chain = Some(record.chain);
-    }
-    for (kind, n) in EntryKind::ALL.iter().zip(kinds) {
-        if n > 0 {
-            check.kinds.insert(kind.as_str(), n);
-        }
-    }
-    let expected_count = last_seq - first_seq + 1;
-    if check.records != expected_count {
-        check.problem(
-            ProblemClass::SegmentNameMismatch,
-            key.to_owned(),
-            format!(
-                "name promises {expected_count} entries ({first_seq}..={last_seq}), \
-                 the segment holds {}",
-                check.records
-            ),
-        );
-    }
-    check
-}
-
 /// Keep a problem unless [`MAX_PROBLEMS`] are kept already (callers still count it).
-fn keep(problems: &mut Vec<Problem>, class: ProblemClass, location: String, message: String) {
+pub(crate) fn keep(
+    problems: &mut Vec<Problem>,
+    class: ProblemClass,
+    location: String,
+    message: String,
+) {
     if problems.len() < MAX_PROBLEMS {
         problems.push(Problem {
             class,
             location,
             message,
         });
-    }
-}
-
-impl SegmentCheck {
-    fn problem(&mut self, class: ProblemClass, location: String, message: String) {
-        keep(&mut self.problems, class, location, message);
     }
 }
 
