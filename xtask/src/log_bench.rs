@@ -7,10 +7,12 @@
 //!   directory to `/readyz` answering 200, at N/10 and at N entries (best of 3 each), and
 //!   their ratio;
 //! - **full verification** (`sealer verify` with the HMAC key) of the N/10-entry log and of
-//!   the 9N/10-entry log: entries per second;
+//!   the 9N/10-entry log: entries per second, from a cold page cache, and of the 9N/10-entry
+//!   log again with its pages in memory (best of 3), which measures the verifier rather than
+//!   the disk;
 //! - **incremental verification** (`sealer verify --checkpoint` the checkpoint saved at
 //!   9N/10) of the last N/10 entries, against the full verification of the fresh N/10 log;
-//!   every verification starts with the store's pages dropped from the page cache;
+//!   these start with the store's pages dropped from the page cache;
 //! - **store overhead**: bytes per entry of segments, tiles and checkpoints.
 
 use std::path::{Path, PathBuf};
@@ -150,8 +152,13 @@ impl Bench {
     /// first, as the sealer itself drops its WAL pages): the entries verified and the seconds
     /// taken.
     fn verify(&self, extra: &[&str]) -> anyhow::Result<(u64, f64)> {
-        let keys = self.dir.join("keys");
         drop_cached(&self.dir.join("data/store"));
+        self.verify_cached(extra)
+    }
+
+    /// `sealer verify` with `extra`, the store as it is in the page cache.
+    fn verify_cached(&self, extra: &[&str]) -> anyhow::Result<(u64, f64)> {
+        let keys = self.dir.join("keys");
         let began = Instant::now();
         let out = Command::new(&self.sealer)
             .arg("verify")
@@ -231,6 +238,12 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
     let trusted = b.dir.join("trusted.note");
     let trusted_arg = trusted.to_str().context("path")?.to_owned();
     let (full_big_n, full_big_s) = b.verify(&["--save-checkpoint", &trusted_arg])?;
+    // Again, with the store's pages in memory (best of 3): what the verifier's CPU does,
+    // without the disk.
+    let mut warm_big_s = f64::MAX;
+    for _ in 0..3 {
+        warm_big_s = warm_big_s.min(b.verify_cached(&[])?.1);
+    }
 
     b.seal(entries - small, entries)?;
     let restart_big = b.restart()?;
@@ -253,6 +266,10 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
         "  full verification: {:.0} entries/s ({full_small_n} entries in {full_small_s:.2} s), {:.0} entries/s ({full_big_n} entries in {full_big_s:.2} s) (goal: ≥ 2,000,000)",
         full_small_n as f64 / full_small_s,
         full_big_n as f64 / full_big_s
+    );
+    println!(
+        "  full verification, store in the page cache: {:.0} entries/s ({full_big_n} entries in {warm_big_s:.2} s, best of 3) (goal: ≥ 2,000,000)",
+        full_big_n as f64 / warm_big_s
     );
     println!(
         "  incremental verification of the last {incr_n} entries of {log_entries}: {incr_s:.2} s, {:.2}× the full verification of the fresh {full_small_n}-entry log (goal: ≤ 1.2)",

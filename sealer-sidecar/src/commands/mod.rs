@@ -113,13 +113,18 @@ enum Command {
     },
 }
 
-/// Parse the command line and run it.
-pub fn main() -> ExitCode {
+/// Parse the command line and run it. `before_serving` runs first for the long-running
+/// commands, before any thread is started (the binary tunes the allocator there).
+pub fn main(before_serving: fn()) -> ExitCode {
     let cli = Cli::parse();
-    init_tracing(matches!(
+    let serving = matches!(
         cli.command,
         Command::Serve { .. } | Command::Witness(_) | Command::Monitor(_)
-    ));
+    );
+    if serving {
+        before_serving();
+    }
+    init_tracing(serving);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {

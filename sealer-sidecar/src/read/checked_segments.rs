@@ -1,16 +1,16 @@
 //! Segments read and checked in parallel, handed over in log order.
 //!
 //! Verification absorbs segments one after the other (the chain and the tree are serial),
-//! but reading and checking them is not: [`CheckedSegments`] runs three stages at once.
+//! but reading and checking them need not be: [`CheckedSegments`] overlaps three stages.
 //!
 //! 1. **Read**: segments are fetched in log order, several at a time (S3 round trips
-//!    overlap) but at most [`READ_AHEAD_BYTES`] at once, each into a buffer that an
+//!    overlap) but at most `READ_AHEAD_BYTES` (64 MiB) at once, each into a buffer that an
 //!    earlier segment has finished with.
-//! 2. **Check**: each segment is split into pieces of about [`PIECE_BYTES`]
-//!    ([`SegmentPlan`]) and the pieces are checked on blocking threads, one per core at a
-//!    time. Pieces are queued strictly in log order, so the segment that verification needs
-//!    next is never starved by one it needs later, and one large segment keeps every core
-//!    busy.
+//! 2. **Check**: each segment is split into pieces of about `PIECE_BYTES` (8 MiB)
+//!    ([`SegmentPlan`]) and the pieces are checked on blocking threads, about one per core
+//!    at a time. Pieces are queued strictly in log order, so the segment that verification
+//!    needs next is never starved by one it needs later, and one large segment keeps every
+//!    core busy.
 //! 3. **Hand over**: [`CheckedSegments::next`] joins a segment's pieces and returns its
 //!    [`SegmentCheck`].
 
@@ -31,7 +31,7 @@ const READS_IN_FLIGHT: usize = 8;
 const READ_AHEAD_BYTES: u64 = 64 << 20;
 
 /// Segments are checked in pieces of about this size (a segment is up to 32 MiB).
-const PIECE_BYTES: usize = 4 << 20;
+const PIECE_BYTES: usize = 8 << 20;
 
 /// Segments whose pieces are queued or checked, waiting to be handed over.
 const CHECKED_AHEAD: usize = 1;
@@ -54,10 +54,14 @@ impl CheckedSegments {
         mac_key: Option<MacKey>,
     ) -> CheckedSegments {
         let spare = Arc::new(Mutex::new(Vec::new()));
-        let (read_tx, read_rx) = mpsc::channel(1);
         let (checked_tx, checked) = mpsc::channel(CHECKED_AHEAD);
-        tokio::spawn(read(store.clone(), segments, spare.clone(), read_tx));
-        tokio::spawn(check(read_rx, mac_key, checked_tx));
+        tokio::spawn(read_and_check(
+            store.clone(),
+            segments,
+            mac_key,
+            spare.clone(),
+            checked_tx,
+        ));
         CheckedSegments { checked, spare }
     }
 
@@ -73,14 +77,19 @@ impl CheckedSegments {
     }
 }
 
-/// Stage 1: fetch the segments in order and pass them on, in order.
-async fn read<S: Store + Clone>(
+/// Fetch the segments in order, a few at a time, and queue each one's pieces for checking
+/// as soon as it is read, in order.
+async fn read_and_check<S: Store + Clone>(
     store: S,
     segments: Vec<ObjectInfo>,
+    mac_key: Option<MacKey>,
     spare: Arc<Mutex<Vec<Vec<u8>>>>,
-    out: mpsc::Sender<Result<(String, Vec<u8>), StoreError>>,
+    out: mpsc::Sender<Result<Checking, StoreError>>,
 ) {
     type Read = JoinHandle<Result<(String, Vec<u8>), StoreError>>;
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    // One more than the cores, so that a core finishing a piece finds the next one queued.
+    let checkers = Arc::new(Semaphore::new(cores + 1));
     let mut reading: VecDeque<(u64, Read)> = VecDeque::new();
     let mut queue = segments.into_iter().peekable();
     loop {
@@ -110,64 +119,55 @@ async fn read<S: Store + Clone>(
         let Some((_, next)) = reading.pop_front() else {
             return;
         };
-        let result = next.await.expect("a segment read does not panic");
-        let failed = result.is_err();
-        if out.send(result).await.is_err() || failed {
+        let checking = match next.await.expect("a segment read does not panic") {
+            Ok((key, bytes)) => Ok(check(key, bytes, &mac_key, &checkers).await),
+            Err(e) => Err(e),
+        };
+        let failed = checking.is_err();
+        if out.send(checking).await.is_err() || failed {
             return;
         }
     }
 }
 
-/// Stage 2: split each segment into pieces and queue their checks, in order.
+/// Split a segment into pieces and queue their checks, in order: this waits until the last
+/// piece has a core. The handle joins the pieces' checks.
 async fn check(
-    mut segments: mpsc::Receiver<Result<(String, Vec<u8>), StoreError>>,
-    mac_key: Option<MacKey>,
-    out: mpsc::Sender<Result<Checking, StoreError>>,
-) {
-    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-    let checkers = Arc::new(Semaphore::new(cores + 1));
-    while let Some(segment) = segments.recv().await {
-        let (key, bytes) = match segment {
-            Ok(segment) => segment,
-            Err(e) => {
-                let _ = out.send(Err(e)).await;
-                return;
-            }
-        };
-        let bytes = Arc::new(bytes);
-        let plan = {
-            let bytes = bytes.clone();
-            let pieces = bytes.len().div_ceil(PIECE_BYTES);
-            tokio::task::spawn_blocking(move || SegmentPlan::new(&key, &bytes, pieces))
-                .await
-                .expect("planning does not panic")
-        };
-        let plan = Arc::new(plan);
-        let mut pieces = Vec::with_capacity(plan.pieces());
-        for i in 0..plan.pieces() {
-            // Waiting here for a core keeps the queue in log order.
-            let permit = checkers
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("never closed");
-            let (plan, bytes, mac_key) = (plan.clone(), bytes.clone(), mac_key.clone());
-            pieces.push(tokio::task::spawn_blocking(move || {
-                let _permit = permit;
-                plan.check_piece(i, &bytes, mac_key.as_ref())
-            }));
-        }
-        let joined = tokio::spawn(async move {
-            let mut checks = Vec::with_capacity(pieces.len());
-            for piece in pieces {
-                checks.push(piece.await.expect("a piece check does not panic"));
-            }
-            let plan = Arc::into_inner(plan).expect("every piece is checked");
-            let buffer = Arc::into_inner(bytes).unwrap_or_default();
-            (plan.finish(checks), buffer)
-        });
-        if out.send(Ok(joined)).await.is_err() {
-            return;
-        }
+    key: String,
+    bytes: Vec<u8>,
+    mac_key: &Option<MacKey>,
+    checkers: &Arc<Semaphore>,
+) -> Checking {
+    let bytes = Arc::new(bytes);
+    let plan = {
+        let bytes = bytes.clone();
+        let pieces = bytes.len().div_ceil(PIECE_BYTES);
+        tokio::task::spawn_blocking(move || SegmentPlan::new(&key, &bytes, pieces))
+            .await
+            .expect("planning does not panic")
+    };
+    let plan = Arc::new(plan);
+    let mut pieces = Vec::with_capacity(plan.pieces());
+    for i in 0..plan.pieces() {
+        // Waiting here for a core keeps the queue in log order.
+        let permit = checkers
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        let (plan, bytes, mac_key) = (plan.clone(), bytes.clone(), mac_key.clone());
+        pieces.push(tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            plan.check_piece(i, &bytes, mac_key.as_ref())
+        }));
     }
+    tokio::spawn(async move {
+        let mut checks = Vec::with_capacity(pieces.len());
+        for piece in pieces {
+            checks.push(piece.await.expect("a piece check does not panic"));
+        }
+        let plan = Arc::into_inner(plan).expect("every piece is checked");
+        let buffer = Arc::into_inner(bytes).unwrap_or_default();
+        (plan.finish(checks), buffer)
+    })
 }
