@@ -2,8 +2,9 @@
 //!
 //! The caller lists the store, hands every checkpoint to [`StoreVerifier::add_checkpoint`],
 //! checks each segment with [`check_segment`] (a pure function, so segments can be checked
-//! in parallel) and feeds the results to [`StoreVerifier::absorb`] in log order. [`finish`]
-//! returns the [`Report`].
+//! in parallel; [`SegmentPlan`] also splits one segment into pieces for several threads) and
+//! feeds the results to [`StoreVerifier::absorb`] in log order. [`finish`] returns the
+//! [`Report`].
 //!
 //! What is detected, and how:
 //! - a modified, inserted, deleted or reordered entry: the recomputed chain or the sequence
