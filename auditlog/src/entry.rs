@@ -179,13 +179,11 @@ impl EntryHead {
                 "seq" if seq.is_none() => plain_u64(value)
                     .map_or_else(|| serde_json::from_slice(value), Ok)
                     .map(|n| seq = Some(n)),
-                "sealed_at" if sealed_at.is_none() => match plain_str(value) {
-                    // The same parse, and the same message, as through serde.
-                    Some(text) => Timestamp::parse(text)
-                        .map_err(serde::de::Error::custom)
-                        .map(|t| sealed_at = Some(t)),
-                    None => serde_json::from_slice(value).map(|t| sealed_at = Some(t)),
-                },
+                // A timestamp that does not parse goes through serde_json too, for its message.
+                "sealed_at" if sealed_at.is_none() => plain_str(value)
+                    .and_then(|text| Timestamp::parse(text).ok())
+                    .map_or_else(|| serde_json::from_slice(value), Ok)
+                    .map(|t| sealed_at = Some(t)),
                 _ => {
                     duplicate.get_or_insert(field);
                     Ok(())
@@ -212,7 +210,8 @@ impl EntryHead {
 }
 
 /// The common cases of [`EntryHead::parse`]'s members, read without a deserializer (the
-/// scanner has already checked the value's grammar); `None` leaves the value to serde_json.
+/// scanner has already checked the value's grammar); `None` leaves the value to serde_json,
+/// which then gives the same answer or its own error message.
 ///
 /// A string without escapes (the scanner has checked that it is UTF-8).
 fn plain_str(value: &[u8]) -> Option<&str> {
@@ -306,6 +305,37 @@ mod tests {
         }
         let escaped = br#"{"k\u0069nd":"http","seq":1,"sealed_at":"2026-12-04T22:51:31Z"}"#;
         assert_eq!(EntryHead::parse(escaped).unwrap().kind, EntryKind::Http);
+    }
+
+    #[test]
+    fn a_bad_member_is_named_with_serde_jsons_message() {
+        let cases: [(&str, &str, String); 3] = [
+            (
+                r#"{"kind":"http","seq":0,"sealed_at":"x"}"#,
+                "sealed_at",
+                serde_json::from_str::<Timestamp>(r#""x""#)
+                    .unwrap_err()
+                    .to_string(),
+            ),
+            (
+                r#"{"kind":"nope","seq":0,"sealed_at":"2026-12-04T22:51:31Z"}"#,
+                "kind",
+                serde_json::from_str::<EntryKind>(r#""nope""#)
+                    .unwrap_err()
+                    .to_string(),
+            ),
+            (
+                r#"{"kind":"http","seq":-1,"sealed_at":"2026-12-04T22:51:31Z"}"#,
+                "seq",
+                serde_json::from_str::<u64>("-1").unwrap_err().to_string(),
+            ),
+        ];
+        for (entry, field, message) in cases {
+            assert_eq!(
+                EntryHead::parse(entry.as_bytes()).unwrap_err(),
+                format!("{field}: {message}")
+            );
+        }
     }
 
     proptest! {

@@ -33,7 +33,8 @@ const READ_AHEAD_BYTES: u64 = 64 << 20;
 /// Segments are checked in pieces of about this size (a segment is up to 32 MiB).
 const PIECE_BYTES: usize = 8 << 20;
 
-/// Segments whose pieces are queued or checked, waiting to be handed over.
+/// Segments queued for hand-over. With the one being handed over and the one waiting to be
+/// queued, at most three segments are being checked (and hold their buffers) at once.
 const CHECKED_AHEAD: usize = 1;
 
 /// A segment's pieces being checked: joined into its check, with its buffer.
@@ -42,6 +43,9 @@ type Checking = JoinHandle<(SegmentCheck, Vec<u8>)>;
 /// The segments of a store, checked, in log order.
 pub struct CheckedSegments {
     checked: mpsc::Receiver<Result<Checking, StoreError>>,
+    /// The task that reads and queues, awaited when `checked` closes: if it panicked, the
+    /// panic goes on to the caller instead of looking like the end of the log.
+    producer: Option<JoinHandle<()>>,
     /// Buffers of segments handed over, for the next reads.
     spare: Arc<Mutex<Vec<Vec<u8>>>>,
 }
@@ -55,19 +59,32 @@ impl CheckedSegments {
     ) -> CheckedSegments {
         let spare = Arc::new(Mutex::new(Vec::new()));
         let (checked_tx, checked) = mpsc::channel(CHECKED_AHEAD);
-        tokio::spawn(read_and_check(
+        let producer = tokio::spawn(read_and_check(
             store.clone(),
             segments,
             mac_key,
             spare.clone(),
             checked_tx,
         ));
-        CheckedSegments { checked, spare }
+        CheckedSegments {
+            checked,
+            producer: Some(producer),
+            spare,
+        }
     }
 
     /// The next segment's check; `None` after the last one.
     pub async fn next(&mut self) -> Option<Result<SegmentCheck, StoreError>> {
-        let checking = match self.checked.recv().await? {
+        let Some(next) = self.checked.recv().await else {
+            if let Some(producer) = self.producer.take()
+                && let Err(e) = producer.await
+                && e.is_panic()
+            {
+                std::panic::resume_unwind(e.into_panic());
+            }
+            return None;
+        };
+        let checking = match next {
             Ok(checking) => checking,
             Err(e) => return Some(Err(e)),
         };
@@ -170,4 +187,73 @@ async fn check(
         let buffer = Arc::into_inner(bytes).unwrap_or_default();
         (plan.finish(checks), buffer)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::store::{MemoryStore, PutOutcome};
+
+    /// A store whose segment reads panic.
+    #[derive(Clone, Default)]
+    struct PanicsOnRead(MemoryStore);
+
+    impl Store for PanicsOnRead {
+        async fn put_if_absent(&self, key: &str, bytes: Bytes) -> Result<PutOutcome, StoreError> {
+            self.0.put_if_absent(key, bytes).await
+        }
+
+        async fn get(&self, key: &str) -> Result<Option<Bytes>, StoreError> {
+            self.0.get(key).await
+        }
+
+        async fn get_into(&self, key: &str, _: Vec<u8>) -> Result<Option<Vec<u8>>, StoreError> {
+            panic!("reading {key} broke")
+        }
+
+        async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+            self.0.list(prefix).await
+        }
+
+        fn describe(&self) -> String {
+            "a store that panics".into()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_panic_while_reading_reaches_the_caller_instead_of_ending_the_log() {
+        let segments = vec![ObjectInfo {
+            key: auditlog::layout::segment_key(0, 0),
+            size: 100,
+        }];
+        let mut checked = CheckedSegments::start(&PanicsOnRead::default(), segments, None);
+        let outcome = tokio::spawn(async move { checked.next().await.is_none() }).await;
+        let panic = outcome.expect_err("the panic is not taken for the end of the log");
+        assert!(panic.is_panic());
+    }
+
+    #[tokio::test]
+    async fn segments_come_back_in_log_order_with_their_buffers_reused() {
+        let store = MemoryStore::default();
+        let mut segments = Vec::new();
+        for first in [0u64, 1, 2, 3] {
+            let key = auditlog::layout::segment_key(first, first);
+            store
+                .put_if_absent(&key, Bytes::from_static(b"not a record\n"))
+                .await
+                .unwrap();
+            segments.push(ObjectInfo { key, size: 13 });
+        }
+        let mut checked = CheckedSegments::start(&store, segments.clone(), None);
+        for expected in &segments {
+            let check = checked.next().await.expect("one per segment").unwrap();
+            assert_eq!(check.key, expected.key);
+            assert_eq!(check.records, 1);
+            assert_eq!(check.problems.len(), 1, "{:?}", check.problems);
+        }
+        assert!(checked.next().await.is_none());
+        assert!(!checked.spare.lock().unwrap().is_empty());
+    }
 }
