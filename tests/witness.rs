@@ -543,20 +543,15 @@ fn metrics_the_page_prove_and_verify_show_and_check_the_cosignatures() {
         run.stdout()
     );
     // Two witnesses required, one of them never asked: the sealer has no such checkpoint.
-    prove(
-        &s,
-        &[
-            "--url",
-            &url,
-            "--witness",
-            wpub_arg,
-            "--witness",
-            other_arg,
-            "--min-witnesses",
-            "2",
-        ],
-    )
-    .expect_code(1);
+    let both_witnesses = [
+        "--witness",
+        wpub_arg,
+        "--witness",
+        other_arg,
+        "--min-witnesses",
+        "2",
+    ];
+    prove(&s, &[&["--url", &url][..], &both_witnesses].concat()).expect_code(1);
     // A position no tree covers is refused, not a panic.
     let (status, body) = s.get("/v1/proof/inclusion?seq=18446744073709551615&cosigned=true");
     assert_eq!(status, 404, "{body}");
@@ -566,20 +561,7 @@ fn metrics_the_page_prove_and_verify_show_and_check_the_cosignatures() {
     run.expect_code(0);
     assert!(run.stdout().contains("cosigned by witness witness.test/w3"));
     prove(&s, &["--store", &store, "--witness", other_arg]).expect_code(1);
-    prove(
-        &s,
-        &[
-            "--store",
-            &store,
-            "--witness",
-            wpub_arg,
-            "--witness",
-            other_arg,
-            "--min-witnesses",
-            "2",
-        ],
-    )
-    .expect_code(1);
+    prove(&s, &[&["--store", &store][..], &both_witnesses].concat()).expect_code(1);
 
     // verify: a cosigned checkpoint signed within --max-age counts even when the sealer's
     // last checkpoint, signed as it stopped, was not cosigned.
