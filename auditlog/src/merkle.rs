@@ -74,10 +74,22 @@ pub fn leaf_hash(data: &[u8]) -> Hash {
         .into()
 }
 
+/// The leaf hashes of two entries at once, the compressions interleaved (`sha256_x2`).
+#[must_use]
+pub fn leaf_hash_two(first: &[u8], second: &[u8]) -> [Hash; 2] {
+    sha256_x2::digest_two(&[&[LEAF_PREFIX], first], &[&[LEAF_PREFIX], second])
+}
+
 /// The hash of an interior node: `SHA-256(0x01 || left || right)`.
 #[must_use]
 pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
     crate::short_hash::prefixed_pair(NODE_PREFIX, left, right)
+}
+
+/// Two interior nodes' hashes at once, the compressions interleaved (`sha256_x2`).
+#[must_use]
+pub fn node_hash_two(first: (&Hash, &Hash), second: (&Hash, &Hash)) -> [Hash; 2] {
+    crate::short_hash::prefixed_pair_two(NODE_PREFIX, first, second)
 }
 
 /// The root of the empty tree: `SHA-256("")`.
@@ -726,6 +738,16 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn two_leaf_hashes_at_once_are_two_leaf_hashes(
+            a in proptest::collection::vec(any::<u8>(), 0..600),
+            b in proptest::collection::vec(any::<u8>(), 0..600),
+        ) {
+            prop_assert_eq!(leaf_hash_two(&a, &b), [leaf_hash(&a), leaf_hash(&b)]);
+            let (x, y) = (leaf_hash(&a), leaf_hash(&b));
+            prop_assert_eq!(node_hash_two((&x, &y), (&y, &x)), [node_hash(&x, &y), node_hash(&y, &x)]);
+        }
 
         #[test]
         fn merkle_frontier_matches_root_of(n in 1usize..300, seed in any::<u64>()) {

@@ -6,36 +6,15 @@
 //! streaming hasher and the `hmac` crate costs about as much again in buffering and copying
 //! of state, and verification does this three times per entry. The tests compare every
 //! function with `sha2::Sha256` and `hmac::Hmac`.
+//!
+//! The `_two` functions do the same for two messages at once: the verifier has two entries'
+//! chain steps and MACs to compute at a time, and `sha256_x2` interleaves their compressions.
 
-use sha2::digest::generic_array::GenericArray;
+use sha256_x2::{IV, compress, compress_two, output};
 
 use crate::merkle::Hash;
 
-/// SHA-256's initial hash value (FIPS 180-4 §5.3.3).
-const IV: [u32; 8] = [
-    0x6a09_e667,
-    0xbb67_ae85,
-    0x3c6e_f372,
-    0xa54f_f53a,
-    0x510e_527f,
-    0x9b05_688c,
-    0x1f83_d9ab,
-    0x5be0_cd19,
-];
-
 const BLOCK: usize = 64;
-
-fn compress(state: &mut [u32; 8], block: &[u8; BLOCK]) {
-    sha2::compress256(state, std::slice::from_ref(GenericArray::from_slice(block)));
-}
-
-fn output(state: &[u32; 8]) -> Hash {
-    let mut out = [0u8; 32];
-    for (bytes, word) in out.chunks_exact_mut(4).zip(state) {
-        bytes.copy_from_slice(&word.to_be_bytes());
-    }
-    out
-}
 
 /// The last block of a message of `total_len` bytes whose final `tail` bytes (fewer than
 /// 56) start the block: the tail, the 0x80 marker, zeros, and the length in bits.
@@ -58,6 +37,22 @@ pub(crate) fn pair(a: &Hash, b: &Hash) -> Hash {
     output(&state)
 }
 
+/// `SHA-256(a || b)` of two pairs at once: [`pair`] twice, the compressions interleaved
+/// (`sha256_x2`).
+pub(crate) fn pair_two(first: (&Hash, &Hash), second: (&Hash, &Hash)) -> [Hash; 2] {
+    let block = |(a, b): (&Hash, &Hash)| {
+        let mut block = [0u8; BLOCK];
+        block[..32].copy_from_slice(a);
+        block[32..].copy_from_slice(b);
+        block
+    };
+    let (mut x, mut y) = (IV, IV);
+    compress_two(&mut x, &block(first), &mut y, &block(second));
+    let padding = last_block(&[], 64);
+    compress_two(&mut x, &padding, &mut y, &padding);
+    [output(&x), output(&y)]
+}
+
 /// `SHA-256(prefix || a || b)`, 65 bytes: the second block holds `b`'s last byte.
 pub(crate) fn prefixed_pair(prefix: u8, a: &Hash, b: &Hash) -> Hash {
     let mut block = [0u8; BLOCK];
@@ -68,6 +63,26 @@ pub(crate) fn prefixed_pair(prefix: u8, a: &Hash, b: &Hash) -> Hash {
     compress(&mut state, &block);
     compress(&mut state, &last_block(&b[31..], 65));
     output(&state)
+}
+
+/// [`prefixed_pair`] of two triples at once, the compressions interleaved.
+pub(crate) fn prefixed_pair_two(
+    prefix: u8,
+    first: (&Hash, &Hash),
+    second: (&Hash, &Hash),
+) -> [Hash; 2] {
+    let blocks = |(a, b): (&Hash, &Hash)| {
+        let mut block = [0u8; BLOCK];
+        block[0] = prefix;
+        block[1..33].copy_from_slice(a);
+        block[33..].copy_from_slice(&b[..31]);
+        (block, last_block(&b[31..], 65))
+    };
+    let ((x1, x2), (y1, y2)) = (blocks(first), blocks(second));
+    let (mut x, mut y) = (IV, IV);
+    compress_two(&mut x, &x1, &mut y, &y1);
+    compress_two(&mut x, &x2, &mut y, &y2);
+    [output(&x), output(&y)]
 }
 
 /// HMAC-SHA256 under one key of at most 64 bytes, with the states after its inner and outer
@@ -106,6 +121,27 @@ impl HmacSha256 {
         );
         output(&outer)
     }
+
+    /// The MACs of two 32-byte messages at once, the compressions interleaved.
+    pub(crate) fn mac_two(&self, first: &Hash, second: &Hash) -> [Hash; 2] {
+        let message_len = (BLOCK + 32) as u64;
+        let (mut x, mut y) = (self.inner, self.inner);
+        compress_two(
+            &mut x,
+            &last_block(first, message_len),
+            &mut y,
+            &last_block(second, message_len),
+        );
+        let (inner_x, inner_y) = (output(&x), output(&y));
+        let (mut x, mut y) = (self.outer, self.outer);
+        compress_two(
+            &mut x,
+            &last_block(&inner_x, message_len),
+            &mut y,
+            &last_block(&inner_y, message_len),
+        );
+        [output(&x), output(&y)]
+    }
 }
 
 #[cfg(test)]
@@ -137,6 +173,11 @@ mod tests {
         fn same_as_the_streaming_hasher(a in any::<[u8; 32]>(), b in any::<[u8; 32]>(), p in any::<u8>()) {
             prop_assert_eq!(pair(&a, &b), hash(&[&a, &b]));
             prop_assert_eq!(prefixed_pair(p, &a, &b), hash(&[&[p], &a, &b]));
+            prop_assert_eq!(pair_two((&a, &b), (&b, &a)), [hash(&[&a, &b]), hash(&[&b, &a])]);
+            prop_assert_eq!(
+                prefixed_pair_two(p, (&a, &b), (&b, &a)),
+                [hash(&[&[p], &a, &b]), hash(&[&[p], &b, &a])]
+            );
         }
 
         #[test]
@@ -144,7 +185,11 @@ mod tests {
             let mut reference = <hmac::Hmac<Sha256> as Mac>::new_from_slice(&key).unwrap();
             reference.update(&message);
             let expected: Hash = reference.finalize().into_bytes().into();
-            prop_assert_eq!(HmacSha256::new(&key).mac(&message), expected);
+            let prepared = HmacSha256::new(&key);
+            prop_assert_eq!(prepared.mac(&message), expected);
+            let [first, second] = prepared.mac_two(&message, &key);
+            prop_assert_eq!(first, expected);
+            prop_assert_eq!(second, prepared.mac(&key));
         }
     }
 }

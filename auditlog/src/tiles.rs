@@ -27,7 +27,7 @@
 
 use std::collections::HashMap;
 
-use crate::merkle::{Frontier, Hash, ProofError, node_hash};
+use crate::merkle::{Frontier, Hash, ProofError, node_hash, node_hash_two};
 use crate::subtrees::Subtrees;
 
 /// Tree levels per tile level.
@@ -225,10 +225,16 @@ fn perfect_root(hashes: &[Hash]) -> Hash {
     debug_assert!(hashes.len().is_power_of_two());
     let mut level: Vec<Hash> = hashes.to_vec();
     while level.len() > 1 {
-        level = level
-            .chunks_exact(2)
-            .map(|pair| node_hash(&pair[0], &pair[1]))
-            .collect();
+        // Two nodes at a time (`node_hash_two`), the last one alone on the level of two.
+        let mut next = Vec::with_capacity(level.len() / 2);
+        let mut quads = level.chunks_exact(4);
+        for q in quads.by_ref() {
+            next.extend(node_hash_two((&q[0], &q[1]), (&q[2], &q[3])));
+        }
+        if let [left, right] = quads.remainder() {
+            next.push(node_hash(left, right));
+        }
+        level = next;
     }
     level[0]
 }

@@ -1,4 +1,5 @@
-//! `cargo xtask bench log [--entries N]`: what a log costs as it grows (issue 15's targets).
+//! `cargo xtask bench log [--entries N] [--baseline SEALER]`: what a log costs as it grows
+//! (issue 15's targets).
 //!
 //! One release sealer (`--index false`, as the gateway sidecar runs) seals N/10 access
 //! events, then up to 9N/10, then N (default N = 10,000,000). Measured in the same run:
@@ -9,7 +10,8 @@
 //! - **full verification** (`sealer verify` with the HMAC key) of the N/10-entry log and of
 //!   the 9N/10-entry log: entries per second, from a cold page cache, and of the 9N/10-entry
 //!   log again with its pages in memory (best of 3), which measures the verifier rather than
-//!   the disk;
+//!   the disk; with `--baseline SEALER` (another commit's release build), that binary verifies
+//!   the same store in turn with this one (best of 3 each), and the ratio is reported;
 //! - **incremental verification** (`sealer verify --checkpoint` the checkpoint saved at
 //!   9N/10) of the last N/10 entries, against the full verification of the fresh N/10 log;
 //!   these start with the store's pages dropped from the page cache;
@@ -158,9 +160,14 @@ impl Bench {
 
     /// `sealer verify` with `extra`, the store as it is in the page cache.
     fn verify_cached(&self, extra: &[&str]) -> anyhow::Result<(u64, f64)> {
+        self.verify_cached_with(&self.sealer, extra)
+    }
+
+    /// [`Bench::verify_cached`] with another sealer binary.
+    fn verify_cached_with(&self, sealer: &Path, extra: &[&str]) -> anyhow::Result<(u64, f64)> {
         let keys = self.dir.join("keys");
         let began = Instant::now();
-        let out = Command::new(&self.sealer)
+        let out = Command::new(sealer)
             .arg("verify")
             .arg("--store")
             .arg(self.dir.join("data/store"))
@@ -208,11 +215,20 @@ fn drop_cached(dir: &Path) {
 
 pub fn run(args: &[String]) -> anyhow::Result<u8> {
     let mut entries: u64 = 10_000_000;
+    let mut baseline: Option<PathBuf> = None;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--entries" => entries = tasks::number_after(a, &mut it)?.max(10 * BATCH),
-            other => bail!("unknown option {other:?}: use --entries N"),
+            "--baseline" => {
+                let path = it
+                    .next()
+                    .context("--baseline needs the path of a sealer binary")?;
+                baseline = Some(std::fs::canonicalize(path).with_context(|| {
+                    format!("--baseline {path}: no such sealer binary (build an earlier commit with `cargo build --release -p sealer-sidecar --bin sealer` and give its target/release/sealer)")
+                })?);
+            }
+            other => bail!("unknown option {other:?}: use --entries N, --baseline SEALER"),
         }
     }
     let sealer = tasks::build_sealer(true)?;
@@ -240,9 +256,13 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
     let (full_big_n, full_big_s) = b.verify(&["--save-checkpoint", &trusted_arg])?;
     // Again, with the store's pages in memory (best of 3): what the verifier's CPU does,
     // without the disk.
-    let mut warm_big_s = f64::MAX;
+    // With --baseline, the two binaries take turns, so that both see the same machine.
+    let (mut warm_big_s, mut warm_baseline_s) = (f64::MAX, f64::MAX);
     for _ in 0..3 {
         warm_big_s = warm_big_s.min(b.verify_cached(&[])?.1);
+        if let Some(other) = &baseline {
+            warm_baseline_s = warm_baseline_s.min(b.verify_cached_with(other, &[])?.1);
+        }
     }
 
     b.seal(entries - small, entries)?;
@@ -271,6 +291,14 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
         "  full verification, store in the page cache: {:.0} entries/s ({full_big_n} entries in {warm_big_s:.2} s, best of 3) (goal: ≥ 2,000,000)",
         full_big_n as f64 / warm_big_s
     );
+    if let Some(other) = &baseline {
+        println!(
+            "  the same with --baseline {}: {:.0} entries/s ({warm_baseline_s:.2} s, best of 3); this build is {:.2}× as fast",
+            other.display(),
+            full_big_n as f64 / warm_baseline_s,
+            warm_baseline_s / warm_big_s
+        );
+    }
     println!(
         "  incremental verification of the last {incr_n} entries of {log_entries}: {incr_s:.2} s, {:.2}× the full verification of the fresh {full_small_n}-entry log (goal: ≤ 1.2)",
         incr_s / full_small_s

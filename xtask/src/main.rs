@@ -54,6 +54,7 @@ fn main() -> ExitCode {
                  bench proxy [--seconds N] [--rounds N] [--scenario direct|ingress]  the audit filter in Envoy against no filter, Envoy's own access log, a no-op filter and its host calls alone\n  \
                  bench hostcalls [--seconds N] [--rounds N] what one proxy-wasm host call costs Envoy\n  \
                  bench query [--entries N] [--queries N]    query latency, index build rate, time to appear\n  \
+                 bench log [--entries N] [--baseline SEALER] restart, full and incremental verification, store overhead as the log grows\n  \
                  bench s3 [--seconds N] [--rounds N]        ingest with the S3 store (SeaweedFS) against the local store\n  \
                  bench k8s [--backoff D] [--also-backoff D] the API server's writes with the sealer up, down, hung, slow, per webhook mode\n  \
                  torture [--rounds N]                       SIGKILL the sealer N times under load (local and S3), check every event\n  \

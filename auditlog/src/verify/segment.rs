@@ -13,8 +13,8 @@ use std::ops::Range;
 use crate::chain::{self, MacKey};
 use crate::entry::{EntryHead, EntryKind};
 use crate::layout;
-use crate::merkle::{Hash, leaf_hash};
-use crate::record::parse_record;
+use crate::merkle::{Hash, leaf_hash, leaf_hash_two};
+use crate::record::{Record, parse_record};
 
 use super::{MAX_PROBLEMS, Problem, ProblemClass, keep};
 
@@ -162,7 +162,6 @@ impl SegmentPlan {
     /// Check the lines of piece `index` of `bytes` (the same bytes the plan was made from).
     pub fn check_piece(&self, index: usize, bytes: &[u8], mac_key: Option<&MacKey>) -> PieceCheck {
         let piece = &self.pieces[index];
-        let (key, (first_seq, _)) = (&self.key, self.range.expect("planned segments are named"));
         let lines = &bytes[piece.bytes.clone()];
         let mut check = PieceCheck {
             records: 0,
@@ -175,6 +174,9 @@ impl SegmentPlan {
             kinds: [0; EntryKind::ALL.len()],
             problems: Vec::new(),
         };
+        // Records are hashed two at a time (`sha256_x2`): a record that parsed waits here for
+        // the next one. Whatever happens to a line is reported in line order all the same.
+        let mut waiting: Option<ParsedLine<'_>> = None;
         let mut previous: Option<Hash> = None;
         let lines = memchr::memchr_iter(b'\n', lines)
             .chain(std::iter::once(lines.len()))
@@ -184,63 +186,142 @@ impl SegmentPlan {
                 Some(line)
             });
         for (i, line) in lines.enumerate() {
-            let line_index = piece.first_line + i;
-            let expected = first_seq + line_index as u64;
             check.records += 1;
-            let at = || format!("{key}:{}", line_index + 1);
-            let problems = &mut check.problems;
-            let record = match parse_record(line) {
-                Ok(r) => r,
-                Err(e) => {
-                    keep(problems, ProblemClass::MalformedRecord, at(), e.to_string());
-                    previous = None;
-                    continue;
+            match parse_line(line) {
+                Ok((record, head)) => {
+                    check.kinds[head.kind as usize] += 1;
+                    let parsed = ParsedLine {
+                        index: i,
+                        record,
+                        seq: head.seq,
+                        previous,
+                    };
+                    previous = Some(record.chain);
+                    match waiting.take() {
+                        None => waiting = Some(parsed),
+                        Some(earlier) => {
+                            self.settle_two(piece, &mut check, earlier, parsed, mac_key)
+                        }
+                    }
                 }
-            };
-            let head = match EntryHead::parse(record.entry) {
-                Ok(h) => h,
-                Err(e) => {
-                    let message = format!("entry is not a valid entry: {e}");
-                    keep(problems, ProblemClass::MalformedRecord, at(), message);
-                    previous = None;
-                    continue;
-                }
-            };
-            check.kinds[head.kind as usize] += 1;
-            if head.seq != expected {
-                let message = format!("entry has seq {} where {expected} belongs", head.seq);
-                keep(problems, ProblemClass::SequenceMismatch, at(), message);
-            }
-            let leaf = leaf_hash(record.entry);
-            check.leaves.push(leaf);
-            check.chains.push(record.chain);
-            match previous {
-                None if i == 0 => {
-                    check.first = Some((leaf, record.chain));
-                    check.before_first_chain = problems.len();
-                }
-                Some(prev) if chain::next(&prev, &leaf) != record.chain => {
+                Err(message) => {
+                    if let Some(earlier) = waiting.take() {
+                        self.settle_one(piece, &mut check, earlier, mac_key);
+                    }
+                    let at = self.location(piece, i);
                     keep(
-                        problems,
-                        ProblemClass::ChainBroken,
-                        at(),
-                        not_chained(expected),
+                        &mut check.problems,
+                        ProblemClass::MalformedRecord,
+                        at,
+                        message,
                     );
+                    previous = None;
                 }
-                _ => {}
             }
-            if let Some(k) = mac_key
-                && !k.verify(&record.chain, &record.mac)
-            {
-                let message =
-                    format!("entry {expected} has a MAC that the HMAC key does not produce");
-                keep(problems, ProblemClass::MacMismatch, at(), message);
-            }
-            previous = Some(record.chain);
-            check.last_chain = Some(record.chain);
+        }
+        if let Some(last) = waiting {
+            self.settle_one(piece, &mut check, last, mac_key);
         }
         check.tail = previous;
         check
+    }
+
+    /// Hash one record that parsed, alone, and report what its hashes show.
+    fn settle_one(
+        &self,
+        piece: &Piece,
+        check: &mut PieceCheck,
+        line: ParsedLine<'_>,
+        mac_key: Option<&MacKey>,
+    ) {
+        let leaf = leaf_hash(line.record.entry);
+        let chained = line
+            .previous
+            .map(|prev| chain::next(&prev, &leaf) == line.record.chain);
+        let mac_ok = mac_key.map(|k| k.verify(&line.record.chain, &line.record.mac));
+        self.report(piece, check, &line, leaf, chained, mac_ok);
+    }
+
+    /// Hash two records that parsed, side by side, and report what their hashes show, the
+    /// earlier first.
+    fn settle_two(
+        &self,
+        piece: &Piece,
+        check: &mut PieceCheck,
+        a: ParsedLine<'_>,
+        b: ParsedLine<'_>,
+        mac_key: Option<&MacKey>,
+    ) {
+        let [leaf_a, leaf_b] = leaf_hash_two(a.record.entry, b.record.entry);
+        let (chained_a, chained_b) = match (a.previous, b.previous) {
+            (Some(prev_a), Some(prev_b)) => {
+                let [x, y] = chain::next_two((&prev_a, &leaf_a), (&prev_b, &leaf_b));
+                (Some(x == a.record.chain), Some(y == b.record.chain))
+            }
+            (prev_a, prev_b) => (
+                prev_a.map(|prev| chain::next(&prev, &leaf_a) == a.record.chain),
+                prev_b.map(|prev| chain::next(&prev, &leaf_b) == b.record.chain),
+            ),
+        };
+        let (mac_a, mac_b) = match mac_key {
+            Some(k) => {
+                let [x, y] = k.verify_two(
+                    (&a.record.chain, &a.record.mac),
+                    (&b.record.chain, &b.record.mac),
+                );
+                (Some(x), Some(y))
+            }
+            None => (None, None),
+        };
+        self.report(piece, check, &a, leaf_a, chained_a, mac_a);
+        self.report(piece, check, &b, leaf_b, chained_b, mac_b);
+    }
+
+    /// Record one parsed line's leaf and chain, and its problems in the order a reader meets
+    /// them: its sequence number, its link to the line before (`chained`, unknown when that
+    /// line is not a record or is in the piece before), its MAC (`mac_ok`, unknown without
+    /// the key).
+    fn report(
+        &self,
+        piece: &Piece,
+        check: &mut PieceCheck,
+        line: &ParsedLine<'_>,
+        leaf: Hash,
+        chained: Option<bool>,
+        mac_ok: Option<bool>,
+    ) {
+        let (first_seq, _) = self.range.expect("planned segments are named");
+        let expected = first_seq + (piece.first_line + line.index) as u64;
+        let at = || self.location(piece, line.index);
+        let problems = &mut check.problems;
+        if line.seq != expected {
+            let message = format!("entry has seq {} where {expected} belongs", line.seq);
+            keep(problems, ProblemClass::SequenceMismatch, at(), message);
+        }
+        check.leaves.push(leaf);
+        check.chains.push(line.record.chain);
+        if line.index == 0 {
+            check.first = Some((leaf, line.record.chain));
+            check.before_first_chain = problems.len();
+        }
+        if chained == Some(false) {
+            keep(
+                problems,
+                ProblemClass::ChainBroken,
+                at(),
+                not_chained(expected),
+            );
+        }
+        if mac_ok == Some(false) {
+            let message = format!("entry {expected} has a MAC that the HMAC key does not produce");
+            keep(problems, ProblemClass::MacMismatch, at(), message);
+        }
+        check.last_chain = Some(line.record.chain);
+    }
+
+    /// `key:line` of line `index` of `piece`, lines numbered from 1 in the segment.
+    fn location(&self, piece: &Piece, index: usize) -> String {
+        format!("{}:{}", self.key, piece.first_line + index + 1)
     }
 
     /// Join the pieces' checks, given in order, into the segment's.
@@ -317,6 +398,25 @@ impl SegmentPlan {
         }
         check
     }
+}
+
+/// A line that is a record with a valid entry, not yet hashed.
+struct ParsedLine<'a> {
+    /// Its index in the piece.
+    index: usize,
+    record: Record<'a>,
+    seq: u64,
+    /// The stored chain value of the line before, if that line is a record in this piece.
+    previous: Option<Hash>,
+}
+
+/// The record on a line and its entry's head, or why the line is not one (the message of a
+/// `malformed_record` problem).
+fn parse_line(line: &[u8]) -> Result<(Record<'_>, EntryHead), String> {
+    let record = parse_record(line).map_err(|e| e.to_string())?;
+    let head =
+        EntryHead::parse(record.entry).map_err(|e| format!("entry is not a valid entry: {e}"))?;
+    Ok((record, head))
 }
 
 fn not_chained(seq: u64) -> String {
