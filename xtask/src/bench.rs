@@ -1,10 +1,14 @@
-//! `cargo xtask bench [--seconds N] [--connections N] [--batch N] [--keep] [--baseline SEALER]`:
+//! `cargo xtask bench [--seconds N] [--connections N] [--batch N] [--keep] [--baseline SEALER]
+//! [--rounds N]`:
 //! durable ingest over HTTP on loopback, then offline verification, of ~400-byte access events,
 //! on the release build.
 //!
 //! `--baseline SEALER` runs another `sealer` binary (an earlier commit's release build) through
 //! the same load in the same run, alternating with this build, and prints the ratios: a change
-//! is shown not to slow ingest or verification on the same machine at the same moment.
+//! is shown not to slow ingest or verification on the same machine at the same moment. Runs of
+//! 10 s spread by more than 5 % here, so `--rounds N` repeats the whole comparison N times and
+//! reports each round's ratios and their median; the table then shows each column's median
+//! round (and the largest peak RSS of all rounds).
 //!
 //! Reported: events/s acknowledged (each acknowledgement means fsync'd in the WAL), entries/s
 //! verified by `sealer verify` (all MACs checked), the sealer's peak RSS, and, measured in the
@@ -34,6 +38,8 @@ pub struct LoadOptions {
     pub seconds: u64,
     pub connections: usize,
     pub batch: usize,
+    /// How many times to run every column (`--rounds`), alternating.
+    pub rounds: usize,
 }
 
 pub fn parse(args: &[String]) -> anyhow::Result<LoadOptions> {
@@ -43,6 +49,7 @@ pub fn parse(args: &[String]) -> anyhow::Result<LoadOptions> {
         seconds: 10,
         connections: 4,
         batch: 2000,
+        rounds: 1,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -51,6 +58,7 @@ pub fn parse(args: &[String]) -> anyhow::Result<LoadOptions> {
             "--seconds" => o.seconds = value()?,
             "--connections" => o.connections = value()? as usize,
             "--batch" => o.batch = value()? as usize,
+            "--rounds" => o.rounds = (value()? as usize).max(1),
             "--keep" => o.keep = true,
             "--baseline" => {
                 let path = it
@@ -61,7 +69,7 @@ pub fn parse(args: &[String]) -> anyhow::Result<LoadOptions> {
                 })?);
             }
             other => bail!(
-                "unknown bench option {other:?} (expected --seconds N, --connections N, --batch N, --keep, --baseline SEALER)"
+                "unknown bench option {other:?} (expected --seconds N, --connections N, --batch N, --keep, --baseline SEALER, --rounds N)"
             ),
         }
     }
@@ -153,16 +161,24 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
     // The sealer as it ships (the query index on), then as the gateway sidecar runs it
     // (`--index false`), one after the other in the same run; with a baseline, each setting
     // runs on both binaries back to back.
-    let mut columns: Vec<(&str, Ingest)> = Vec::new();
-    for (label, extra) in [
-        ("index on (default)", &[][..]),
-        ("--index false", &["--index", "false"][..]),
-    ] {
-        columns.push((label, ingest(&o, &sealer_bin, extra)?));
-        if let Some(baseline) = &o.baseline {
-            columns.push(("  baseline", ingest(&o, baseline, extra)?));
+    let mut rounds: Vec<Vec<(&str, Ingest)>> = Vec::new();
+    for round in 1..=o.rounds {
+        if o.rounds > 1 {
+            eprintln!("round {round} of {}", o.rounds);
         }
+        let mut columns: Vec<(&str, Ingest)> = Vec::new();
+        for (label, extra) in [
+            ("index on (default)", &[][..]),
+            ("--index false", &["--index", "false"][..]),
+        ] {
+            columns.push((label, ingest(&o, &sealer_bin, extra)?));
+            if let Some(baseline) = &o.baseline {
+                columns.push(("  baseline", ingest(&o, baseline, extra)?));
+            }
+        }
+        rounds.push(columns);
     }
+    let columns = median_columns(rounds.clone());
     let sample = TEMPLATE
         .replace("SRC", "bench/c0/000000000000000")
         .replace("SEQ", "1");
@@ -204,18 +220,41 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
     });
     row("store size", &|r| format!("{} MiB", r.store_bytes >> 20));
     if o.baseline.is_some() {
-        println!("  this build ÷ baseline, same run:");
-        for pair in columns.chunks(2) {
-            let [(label, this), (_, base)] = pair else {
-                continue;
-            };
+        for (i, columns) in rounds.iter().enumerate() {
+            if o.rounds > 1 {
+                println!("  this build ÷ baseline, round {}:", i + 1);
+            } else {
+                println!("  this build ÷ baseline, same run:");
+            }
+            for pair in columns.chunks(2) {
+                let [(label, this), (_, base)] = pair else {
+                    continue;
+                };
+                println!(
+                    "    {label:<20} ingest {:.2}, verification {:.2}, CPU per event {:.2}, peak RSS {:.2}",
+                    this.rate() / base.rate(),
+                    this.verify_rate / base.verify_rate,
+                    this.cpu_per_event() / base.cpu_per_event(),
+                    this.rss_kib as f64 / base.rss_kib.max(1) as f64
+                );
+            }
+        }
+        if o.rounds > 1 {
             println!(
-                "    {label:<20} ingest {:.2}, verification {:.2}, CPU per event {:.2}, peak RSS {:.2}",
-                this.rate() / base.rate(),
-                this.verify_rate / base.verify_rate,
-                this.cpu_per_event() / base.cpu_per_event(),
-                this.rss_kib as f64 / base.rss_kib.max(1) as f64
+                "  this build ÷ baseline, median of the {} rounds' ratios:",
+                o.rounds
             );
+            for (c, (label, _)) in rounds[0].iter().enumerate().step_by(2) {
+                let ratio = |f: &dyn Fn(&Ingest) -> f64| {
+                    median(rounds.iter().map(|r| f(&r[c].1) / f(&r[c + 1].1)).collect())
+                };
+                println!(
+                    "    {label:<20} ingest {:.2}, verification {:.2}, CPU per event {:.2}",
+                    ratio(&Ingest::rate),
+                    ratio(&|r| r.verify_rate),
+                    ratio(&Ingest::cpu_per_event)
+                );
+            }
         }
     }
     println!("  in-process, one core, same run:");
@@ -230,7 +269,35 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// Each column's run of median ingest rate over the rounds, with the largest peak RSS any
+/// round of that column reached.
+fn median_columns(mut rounds: Vec<Vec<(&str, Ingest)>>) -> Vec<(&str, Ingest)> {
+    let width = rounds[0].len();
+    let mut out = Vec::with_capacity(width);
+    for c in (0..width).rev() {
+        let mut runs: Vec<(&str, Ingest)> = rounds.iter_mut().map(|r| r.remove(c)).collect();
+        let peak = runs.iter().map(|(_, r)| r.rss_kib).max().unwrap_or(0);
+        runs.sort_by(|a, b| a.1.rate().total_cmp(&b.1.rate()));
+        let (label, mut middle) = runs.swap_remove(runs.len() / 2);
+        middle.rss_kib = peak;
+        out.push((label, middle));
+    }
+    out.reverse();
+    out
+}
+
 /// What one ingest run measured.
+#[derive(Clone)]
 struct Ingest {
     events: u64,
     seconds: f64,

@@ -14,7 +14,7 @@
 //!   the same store in turn with this one (best of 3 each), and the ratio is reported;
 //! - **incremental verification** (`sealer verify --checkpoint` the checkpoint saved at
 //!   9N/10) of the last N/10 entries, against the full verification of the fresh N/10 log;
-//!   these start with the store's pages dropped from the page cache;
+//!   these start with the store's pages dropped from the page cache, best of 3 each;
 //! - **store overhead**: bytes per entry of segments, tiles and checkpoints.
 
 use std::path::{Path, PathBuf};
@@ -158,6 +158,17 @@ impl Bench {
         self.verify_cached(extra)
     }
 
+    /// [`Bench::verify`] three times: the entries verified and the fewest seconds taken. The
+    /// disk's speed varies from run to run more than the two 1 M-entry verifications, fresh
+    /// and incremental, differ.
+    fn verify_best_of_3(&self, extra: &[&str]) -> anyhow::Result<(u64, f64)> {
+        let mut best = self.verify(extra)?;
+        for _ in 0..2 {
+            best.1 = best.1.min(self.verify(extra)?.1);
+        }
+        Ok(best)
+    }
+
     /// `sealer verify` with `extra`, the store as it is in the page cache.
     fn verify_cached(&self, extra: &[&str]) -> anyhow::Result<(u64, f64)> {
         self.verify_cached_with(&self.sealer, extra)
@@ -248,7 +259,7 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
     eprintln!("log bench: {entries} entries, measured at {small} and {entries}");
     b.seal(0, small)?;
     let restart_small = b.restart()?;
-    let (full_small_n, full_small_s) = b.verify(&[])?;
+    let (full_small_n, full_small_s) = b.verify_best_of_3(&[])?;
 
     b.seal(small, entries - small)?;
     let trusted = b.dir.join("trusted.note");
@@ -267,7 +278,7 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
 
     b.seal(entries - small, entries)?;
     let restart_big = b.restart()?;
-    let (incr_n, incr_s) = b.verify(&["--checkpoint", &trusted_arg])?;
+    let (incr_n, incr_s) = b.verify_best_of_3(&["--checkpoint", &trusted_arg])?;
 
     let store = b.dir.join("data/store");
     let size = |sub: &str| dir_size(&store.join(sub));

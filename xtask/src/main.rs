@@ -50,7 +50,7 @@ fn main() -> ExitCode {
                  test                                       install test tools, run every gate and test\n  \
                  tools                                      only install what the tests need (kube-apiserver is built once)\n  \
                  images [--tag-prefix P] [--version V]      build the sealer and filter images offline (FROM scratch)\n  \
-                 bench [--seconds N] [--keep]               measure ingest and verification throughput\n  \
+                 bench [--seconds N] [--keep] [--baseline SEALER] [--rounds N]  measure ingest and verification throughput\n  \
                  bench proxy [--seconds N] [--rounds N] [--scenario direct|ingress]  the audit filter in Envoy against no filter, Envoy's own access log, a no-op filter and its host calls alone\n  \
                  bench hostcalls [--seconds N] [--rounds N] what one proxy-wasm host call costs Envoy\n  \
                  bench query [--entries N] [--queries N]    query latency, index build rate, time to appear\n  \

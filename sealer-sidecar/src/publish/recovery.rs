@@ -139,6 +139,8 @@ pub async fn recover<S: Store + Clone>(
     // 2. The write-ahead log.
     fs::create_dir_all(wal_dir)
         .with_context(|| format!("failed to create WAL directory {}", wal_dir.display()))?;
+    wal::remove_spilled_leaves(wal_dir)
+        .with_context(|| format!("failed to clean WAL directory {}", wal_dir.display()))?;
     let files = wal::list(wal_dir)
         .with_context(|| format!("failed to list WAL directory {}", wal_dir.display()))?;
     let mut tail = Tail {
@@ -212,6 +214,7 @@ pub async fn recover<S: Store + Clone>(
             root: tail.frontier.root(),
             chain: tail.head,
             leaves: std::mem::take(&mut tail.leaves),
+            spilled_leaves: None,
         });
     }
     Ok(Recovered {
@@ -621,6 +624,22 @@ mod tests {
             .map(|(i, _)| i + 1)
             .nth(n - 1)
             .expect("the WAL has n records")
+    }
+
+    #[tokio::test]
+    async fn leaf_hashes_a_previous_run_put_aside_are_removed_and_its_segments_hashed_again() {
+        let (dir, path, mac) = wal_with_three_records();
+        let aside = crate::seal::writer::spilled_leaves_path(&path);
+        fs::write(&aside, [7u8; 96]).unwrap();
+        let r = recover_in(dir.path(), &mac).await.unwrap();
+        assert!(!aside.exists(), "the file put aside is gone");
+        assert_eq!(r.pending.len(), 1);
+        assert_eq!(r.pending[0].spilled_leaves, None);
+        assert_eq!(
+            r.pending[0].leaves.len(),
+            3,
+            "the pending segment's leaves, hashed"
+        );
     }
 
     #[tokio::test]

@@ -51,6 +51,19 @@ pub fn list(dir: &Path) -> io::Result<Vec<(u64, PathBuf)>> {
     Ok(out)
 }
 
+/// Remove the leaf-hash files a previous run's writer put beside its WAL files
+/// ([`crate::seal::writer::spilled_leaves_path`]): a start hashes its pending segments
+/// itself, and they are never part of the log.
+pub fn remove_spilled_leaves(dir: &Path) -> io::Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "leaves") {
+            fs::remove_file(&path)?;
+        }
+    }
+    Ok(())
+}
+
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }

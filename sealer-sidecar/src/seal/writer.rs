@@ -55,8 +55,18 @@ pub struct ClosedSegment {
     pub last: u64,
     pub root: Hash,
     pub chain: Hash,
-    /// The leaf hash of every entry in the segment, in order, for the tree's tiles.
+    /// The leaf hash of every entry in the segment, in order, for the tree's tiles; empty
+    /// when they are in `spilled_leaves`, or not known (after a restart the uploader hashes
+    /// the WAL file).
     pub leaves: Vec<Hash>,
+    /// A file beside the WAL file holding the leaf hashes (32 bytes each, in order), when the
+    /// uploader was too far behind to hold them in memory ([`crate::seal::spool`]).
+    pub spilled_leaves: Option<PathBuf>,
+}
+
+/// Where a closed segment's leaf hashes go when they are not held in memory.
+pub fn spilled_leaves_path(wal_file: &std::path::Path) -> PathBuf {
+    wal_file.with_extension("leaves")
 }
 
 /// When to close the open WAL file and start a new segment.
@@ -431,20 +441,44 @@ impl Writer {
         }
     }
 
+    /// A closed segment's leaf hashes for the uploader: in memory while the spool holds few,
+    /// else in a file beside the WAL file (not synced: it only saves the uploader hashing the
+    /// WAL file again, which it does if the file is missing or short).
+    fn hand_over_leaves(
+        &self,
+        wal_file: &std::path::Path,
+        mut leaves: Vec<Hash>,
+    ) -> (Vec<Hash>, Option<PathBuf>) {
+        if self.spool.hold_leaves(leaves.len() as u64) {
+            leaves.shrink_to_fit();
+            return (leaves, None);
+        }
+        let path = spilled_leaves_path(wal_file);
+        match std::fs::write(&path, leaves.concat()) {
+            Ok(()) => (Vec::new(), Some(path)),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot write a segment's leaf hashes aside; the uploader will hash its WAL file");
+                (Vec::new(), None)
+            }
+        }
+    }
+
     /// Close the open WAL file as a segment; open a new one if `reopen`.
     fn roll(&mut self, reopen: bool) {
         let Some(wal) = self.wal.take() else { return };
         match wal.close() {
             Ok(Some(closed)) => {
+                let leaves = std::mem::take(&mut self.state.leaves);
+                let (leaves, spilled_leaves) = self.hand_over_leaves(&closed.path, leaves);
                 let seg = ClosedSegment {
                     path: closed.path,
                     first: closed.first,
                     last: closed.last,
                     root: self.state.sealer.frontier().root(),
                     chain: self.state.sealer.head(),
-                    leaves: std::mem::take(&mut self.state.leaves),
+                    leaves,
+                    spilled_leaves,
                 };
-                debug_assert_eq!(seg.leaves.len() as u64, seg.last - seg.first + 1);
                 self.snapshot_sources(seg.last + 1);
                 tracing::debug!(first = seg.first, last = seg.last, "segment closed");
                 let _ = self.segments.send(seg);
@@ -477,6 +511,7 @@ mod tests {
     use super::*;
     use crate::ingest::{SourceReport, SourceState};
     use crate::seal::sources::Liveness;
+    use crate::seal::spool::Spool;
     use crate::store::{MemoryStore, Store};
     use crate::testing::{self, event};
 
@@ -489,13 +524,17 @@ mod tests {
     }
 
     fn start(max_bytes: u64, silence: Duration) -> Running {
+        start_with(max_bytes, silence, Default::default())
+    }
+
+    fn start_with(max_bytes: u64, silence: Duration, spool: Spool) -> Running {
         let dir = tempfile::tempdir().unwrap();
         let (tx, segments) = tokio::sync::mpsc::unbounded_channel();
         let metrics = Arc::new(Metrics::default());
         let (live, _) = tokio::sync::broadcast::channel(16);
         let (handle, join) = spawn(
             WriterState {
-                spool: Default::default(),
+                spool,
                 sealer: testing::new_sealer(),
                 sources: SourceTracker::default(),
                 liveness: Liveness::new(silence),
@@ -606,6 +645,49 @@ mod tests {
         // The silent source had announced 2: a gap for it, then its end.
         assert_eq!(w.metrics.gap_entries.get(), 1);
         stop_and_verify(w).await;
+    }
+
+    #[tokio::test]
+    async fn leaves_go_to_a_file_beside_the_wal_once_the_spool_holds_too_many() {
+        use crate::seal::spool::MAX_HELD_LEAVES;
+        // The uploader is far behind: the spool already holds as many leaves as it may.
+        let spool = Spool::default();
+        assert!(spool.hold_leaves(MAX_HELD_LEAVES));
+        let mut w = start_with(2048, Duration::from_secs(60), spool.clone());
+        for n in 0..4 {
+            let events = (1..=5).map(|k| event("gw/a", n * 5 + k)).collect();
+            w.handle.submit(events, None).await.unwrap();
+        }
+        // Keep the WAL directory past stop_and_verify.
+        let _wal_dir = std::mem::replace(&mut w._dir, tempfile::tempdir().unwrap());
+        let closed = stop_and_verify(w).await;
+        assert!(closed.len() >= 2, "segments rolled: {}", closed.len());
+        for seg in &closed {
+            assert!(seg.leaves.is_empty());
+            let spilled = seg.spilled_leaves.as_ref().expect("leaves put aside");
+            assert_eq!(*spilled, spilled_leaves_path(&seg.path));
+            let key = auditlog::layout::segment_key(seg.first, seg.last);
+            let hashed =
+                crate::publish::tiles::leaves_of(&key, &std::fs::read(&seg.path).unwrap()).unwrap();
+            assert_eq!(std::fs::read(spilled).unwrap(), hashed.concat());
+        }
+        assert_eq!(
+            spool.held_leaves(),
+            MAX_HELD_LEAVES,
+            "spilled leaves are not counted"
+        );
+
+        // With room in the spool they stay in memory, and are counted until released.
+        let spool = Spool::default();
+        let w = start_with(2048, Duration::from_secs(60), spool.clone());
+        for n in 0..4 {
+            let events = (1..=5).map(|k| event("gw/a", n * 5 + k)).collect();
+            w.handle.submit(events, None).await.unwrap();
+        }
+        let closed = stop_and_verify(w).await;
+        let held: u64 = closed.iter().map(|s| s.leaves.len() as u64).sum();
+        assert!(held > 0 && closed.iter().all(|s| s.spilled_leaves.is_none()));
+        assert_eq!(spool.held_leaves(), held);
     }
 
     #[tokio::test]
