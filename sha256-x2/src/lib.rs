@@ -5,8 +5,9 @@
 //! stream cannot keep a core busy: with the x86 SHA extensions each of the 32 `sha256rnds2`
 //! instructions of a block waits on the previous one. Two independent streams interleaved
 //! fill those waits. Measured on this project's 2-core AMD EPYC machine, one block costs
-//! 36 ns through `sha2::compress256` and 23 ns per block when two are compressed together
-//! (docs/benchmarks.md, "SHA-256, two at a time").
+//! 34 ns through `sha2::compress256` and 21 ns per block when two are compressed together
+//! (`cargo run --release -p sha256-x2 --example speed`; docs/benchmarks.md, "SHA-256 two at a
+//! time").
 //!
 //! The functions here give exactly FIPS 180-4 SHA-256. On x86-64 CPUs with the SHA
 //! extensions (detected at run time) two compressions run interleaved (`sha_ni`); everywhere

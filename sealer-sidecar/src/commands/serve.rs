@@ -197,6 +197,8 @@ pub async fn run(
 
     let (seg_tx, seg_rx) = mpsc::unbounded_channel();
     for seg in recovered.pending {
+        // Recovery hashed their leaves: they count against the spool's bound until stored.
+        spool.add_held_leaves(seg.leaves.len() as u64);
         seg_tx.send(seg).expect("receiver is alive");
     }
     let (writer, writer_thread) = writer::spawn(

@@ -60,6 +60,12 @@ impl Spool {
             .is_ok()
     }
 
+    /// Count `n` leaf hashes already in memory, whatever the bound (the pending segments a
+    /// start hashed itself).
+    pub fn add_held_leaves(&self, n: u64) {
+        self.0.leaves.fetch_add(n, Relaxed);
+    }
+
     /// The uploader is done with `n` held leaf hashes.
     pub fn release_leaves(&self, n: u64) {
         let _ = self
@@ -70,6 +76,29 @@ impl Spool {
 
     pub fn held_leaves(&self) -> u64 {
         self.0.leaves.load(Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leaves_are_held_up_to_the_bound_and_one_segment_always() {
+        let spool = Spool::default();
+        assert!(
+            spool.hold_leaves(MAX_HELD_LEAVES + 5),
+            "the first segment, however large"
+        );
+        assert!(!spool.hold_leaves(1));
+        spool.release_leaves(MAX_HELD_LEAVES + 5);
+        assert!(spool.hold_leaves(MAX_HELD_LEAVES - 10));
+        assert!(spool.hold_leaves(10));
+        assert!(!spool.hold_leaves(1));
+        spool.release_leaves(10);
+        spool.add_held_leaves(20);
+        assert_eq!(spool.held_leaves(), MAX_HELD_LEAVES + 10);
+        assert!(!spool.hold_leaves(1), "counted leaves keep the bound");
     }
 }
 
