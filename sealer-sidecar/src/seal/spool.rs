@@ -79,6 +79,13 @@ impl Spool {
     }
 }
 
+/// The metrics show the spool's bytes at each scrape.
+impl crate::metrics::Reading for Spool {
+    fn read(&self) -> u64 {
+        self.bytes()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,12 +106,5 @@ mod tests {
         spool.add_held_leaves(20);
         assert_eq!(spool.held_leaves(), MAX_HELD_LEAVES + 10);
         assert!(!spool.hold_leaves(1), "counted leaves keep the bound");
-    }
-}
-
-/// The metrics show the spool's bytes at each scrape.
-impl crate::metrics::Reading for Spool {
-    fn read(&self) -> u64 {
-        self.bytes()
     }
 }
