@@ -238,15 +238,6 @@ mod tests {
         bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    #[cfg(target_arch = "x86_64")]
-    #[test]
-    fn which_path_this_machine_tests() {
-        // Without the SHA extensions only the sha2 path can run here: say so in the output.
-        if !sha_ni::available() {
-            eprintln!("NOTE: this CPU lacks the SHA extensions; only the sha2 path is tested");
-        }
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
 
