@@ -162,6 +162,8 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
     // (`--index false`), one after the other in the same run; with a baseline, each setting
     // runs on both binaries back to back.
     let mut rounds: Vec<Vec<(&str, Ingest)>> = Vec::new();
+    // Every column's directory stays until all have run (see `Scratch`).
+    let mut scratch = Scratch::default();
     for round in 1..=o.rounds {
         if o.rounds > 1 {
             eprintln!("round {round} of {}", o.rounds);
@@ -171,13 +173,14 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
             ("index on (default)", &[][..]),
             ("--index false", &["--index", "false"][..]),
         ] {
-            columns.push((label, ingest(&o, &sealer_bin, extra)?));
+            columns.push((label, ingest(&o, &sealer_bin, extra, &mut scratch)?));
             if let Some(baseline) = &o.baseline {
-                columns.push(("  baseline", ingest(&o, baseline, extra)?));
+                columns.push(("  baseline", ingest(&o, baseline, extra, &mut scratch)?));
             }
         }
         rounds.push(columns);
     }
+    scratch.remove_all()?;
     let columns = median_columns(rounds.clone());
     let sample = TEMPLATE
         .replace("SRC", "bench/c0/000000000000000")
@@ -318,8 +321,61 @@ impl Ingest {
 }
 
 /// Start a sealer with `extra` arguments, load it, stop it, verify its store.
-fn ingest(o: &LoadOptions, sealer_bin: &Path, extra: &[&str]) -> anyhow::Result<Ingest> {
+/// The columns' directories. Each is emptied once its column has run, and removed only once
+/// every column has run.
+///
+/// Removing a store frees tens of thousands of inodes at once. On ext4 without a journal (this
+/// machine's root filesystem), the kernel then passes over every inode freed in the last 60 s
+/// (360 s while its inode table block is dirty) each time it allocates one, checking them one by
+/// one (`recently_deleted` in fs/ext4/ialloc.c). Removed between columns, a column's store made
+/// every file the next column created several times dearer, and the build that creates more
+/// files (tiles) paid for it most: `perf` showed the sealer's time in `recently_deleted`.
+/// Truncating the files instead gives the disk space back (a column's store is 2 to 4 GiB) and
+/// frees no inode.
+#[derive(Default)]
+struct Scratch {
+    dirs: Vec<std::path::PathBuf>,
+}
+
+impl Scratch {
+    /// Give back the space of `dir`'s files, keeping the files.
+    fn empty(dir: &Path) -> anyhow::Result<()> {
+        for entry in std::fs::read_dir(dir).with_context(|| format!("read {}", dir.display()))? {
+            let path = entry?.path();
+            let meta = std::fs::symlink_metadata(&path)?;
+            if meta.is_dir() {
+                Self::empty(&path)?;
+            } else if meta.is_file() && meta.len() > 0 {
+                use std::os::unix::fs::PermissionsExt;
+                // Stored objects are read-only.
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+                std::fs::OpenOptions::new()
+                    .write(true)
+                    .truncate(true)
+                    .open(&path)
+                    .with_context(|| format!("empty {}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
+
+    fn remove_all(self) -> anyhow::Result<()> {
+        for dir in self.dirs {
+            std::fs::remove_dir_all(&dir)
+                .with_context(|| format!("failed to remove {}", dir.display()))?;
+        }
+        Ok(())
+    }
+}
+
+fn ingest(
+    o: &LoadOptions,
+    sealer_bin: &Path,
+    extra: &[&str],
+    scratch: &mut Scratch,
+) -> anyhow::Result<Ingest> {
     let dir = tasks::scratch_dir("bench")?;
+
     tasks::run(
         Command::new(sealer_bin)
             .args(["keygen", "--origin", "bench.example/log", "--out"])
@@ -372,8 +428,8 @@ fn ingest(o: &LoadOptions, sealer_bin: &Path, extra: &[&str]) -> anyhow::Result<
     if o.keep {
         println!("store and log kept in {}", dir.display());
     } else {
-        std::fs::remove_dir_all(&dir)
-            .with_context(|| format!("failed to remove {}", dir.display()))?;
+        Scratch::empty(&dir)?;
+        scratch.dirs.push(dir);
     }
     Ok(Ingest {
         events,

@@ -290,6 +290,7 @@ pub async fn run(
             },
         },
         max_body_bytes: config.max_body_bytes,
+        body_buffers: Default::default(),
         inflight: Semaphore::new(config.max_inflight_batches),
         spool_max_bytes: config.spool_max_bytes,
         tokens,

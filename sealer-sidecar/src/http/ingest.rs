@@ -6,8 +6,10 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
 
 use crate::http::auth::Role;
+use crate::http::body_buffers::ReadError;
 use crate::http::{AppState, HttpError};
 use crate::ingest::events::{self, BodyFormat, IngestError, IngestErrorKind, IngestLimits};
 use crate::ingest::{PreparedEvent, SourceReport, SourceState};
@@ -44,22 +46,22 @@ pub async fn post_events<S: Store + Clone>(
             return Err(e);
         }
     };
-    let (events, report) = events;
-    let ack = state
-        .writer
-        .submit(events, report)
-        .await
-        .map_err(|e| unavailable(&e))?;
+    let (events, report, body) = events;
+    let ack = state.writer.submit(events, report).await;
+    // The writer has dropped the events: the body's buffer serves a later request.
+    state.body_buffers.give_back(body);
+    let ack = ack.map_err(|e| unavailable(&e))?;
     Metrics::observe(&state.metrics.ingest_durable_seconds, started.elapsed());
     Ok((StatusCode::OK, axum::Json(ack)).into_response())
 }
 
-/// The batch of a request: its events and what its source reports, or the answer to send.
+/// The batch of a request: its events, what its source reports and the body they were read
+/// from; or the answer to send.
 async fn read_batch<S: Store>(
     state: &AppState<S>,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(Vec<PreparedEvent>, Option<SourceReport>), HttpError> {
+) -> Result<(Vec<PreparedEvent>, Option<SourceReport>, Bytes), HttpError> {
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -99,12 +101,23 @@ async fn read_batch<S: Store>(
             "the sealer is shutting down",
         ));
     };
-    let body = axum::body::to_bytes(body, state.max_body_bytes)
+    let body = match state
+        .body_buffers
+        .read(body, declared, state.max_body_bytes)
         .await
-        .map_err(|_| too_large())?;
+    {
+        Ok(body) => body,
+        Err(ReadError::TooLarge) => return Err(too_large()),
+        Err(ReadError::Io(e)) => {
+            return Err(HttpError::bad_request(
+                "body_unreadable",
+                format!("the request body could not be read: {e}"),
+            ));
+        }
+    };
     let report = source_report(headers, &state.limits)?;
     let events = events::parse_batch(&body, format, &state.limits)?;
-    Ok((events, report))
+    Ok((events, report, body))
 }
 
 /// What the producer says about itself (the audit filter sends these with every batch and

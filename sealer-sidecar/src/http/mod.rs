@@ -17,6 +17,7 @@
 //! renders every error answer.
 
 pub mod auth;
+pub mod body_buffers;
 pub mod error;
 pub mod ingest;
 pub mod ops;

@@ -30,6 +30,8 @@ pub struct AppState<S> {
     pub spool: Spool,
     pub limits: IngestLimits,
     pub max_body_bytes: usize,
+    /// Buffers of earlier request bodies, read into again.
+    pub body_buffers: crate::http::body_buffers::BodyBuffers,
     /// Bounds the batches parsed or waiting for the disk at once.
     pub inflight: Semaphore,
     /// Above this many spooled bytes (sealed, not yet stored), batches get 503.

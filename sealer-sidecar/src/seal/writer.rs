@@ -356,7 +356,11 @@ impl Writer {
                     }));
                 }
                 for (job, ack) in group.drain(..).zip(done.acks) {
-                    let _ = job.reply.send(Ok(ack));
+                    // The events go first: their request's body buffer is then free to be
+                    // kept when the request hears the answer (`http::body_buffers`).
+                    let Job { events, reply, .. } = job;
+                    drop(events);
+                    let _ = reply.send(Ok(ack));
                 }
             }
             Err(e) => {
