@@ -41,24 +41,12 @@ pub struct Fields {
     pub client: Option<String>,
 }
 
-fn text(v: &Value, path: &[&str]) -> Option<String> {
-    let mut v = v;
-    for key in path {
-        v = v.get(key)?;
-    }
-    v.as_str().map(str::to_owned)
-}
+mod members;
 
-fn number(v: &Value, path: &[&str]) -> Option<u16> {
-    let mut v = v;
-    for key in path {
-        v = v.get(key)?;
-    }
-    v.as_u64().and_then(|n| u16::try_from(n).ok())
-}
+use members::Members;
 
-fn timestamp(v: Option<String>) -> Option<i64> {
-    v.and_then(|s| Timestamp::parse(&s).ok())
+fn timestamp(v: Option<&str>) -> Option<i64> {
+    v.and_then(|s| Timestamp::parse(s).ok())
         .map(Timestamp::unix_nanos)
 }
 
@@ -66,42 +54,52 @@ impl Fields {
     /// The fields of a parsed entry (the object a segment line's `entry` holds). Members
     /// that are absent or of the wrong type leave their field empty.
     pub fn of(entry: &Value) -> Fields {
-        let kind: Option<EntryKind> = entry
-            .get("kind")
-            .and_then(|k| serde_json::from_value(k.clone()).ok());
-        let sealed_at = timestamp(text(entry, &["sealed_at"])).unwrap_or(0);
-        let event = entry.get("event").unwrap_or(&Value::Null);
-        let gateway = text(entry, &["source", "id"])
+        Fields::from_members(Members::of_value(entry))
+    }
+
+    /// The fields of an entry's JSON, as [`Fields::of`] gives them for the parsed entry;
+    /// without building a [`Value`] when the members have the shapes fields are read from.
+    pub fn of_json(entry: &[u8]) -> serde_json::Result<Fields> {
+        match Members::of_json(entry) {
+            Some(m) => Ok(Fields::from_members(m)),
+            None => Ok(Fields::of(&serde_json::from_slice::<Value>(entry)?)),
+        }
+    }
+
+    fn from_members(m: Members<'_>) -> Fields {
+        let sealed_at = timestamp(m.sealed_at.as_deref()).unwrap_or(0);
+        let gateway = m
+            .source_id
+            .as_deref()
             .map(|id| id.split('/').next().unwrap_or_default().to_owned());
+        let owned = |v: Option<std::borrow::Cow<'_, str>>| v.map(|s| s.into_owned());
+        let status = |n: Option<u64>| n.and_then(|n| u16::try_from(n).ok());
+        let e = m.event;
         let mut f = Fields {
-            seq: entry.get("seq").and_then(Value::as_u64).unwrap_or(0),
-            kind,
+            seq: m.seq.unwrap_or(0),
+            kind: m.kind,
             time: sealed_at,
             sealed_at,
             ..Fields::default()
         };
-        match kind {
+        match m.kind {
             Some(EntryKind::Http) => {
-                f.time = timestamp(text(event, &["start_time"])).unwrap_or(sealed_at);
+                f.time = timestamp(e.start_time.as_deref()).unwrap_or(sealed_at);
                 f.gateway = gateway;
-                f.method = text(event, &["http", "request", "method"]);
-                f.host = text(event, &["server", "address"]);
-                f.path = text(event, &["url", "path"]);
-                f.status = number(event, &["http", "response", "status_code"]);
-                f.identity = text(event, &["enduser", "id"]);
-                f.client = text(event, &["client", "address"]);
+                f.method = owned(e.http_method);
+                f.host = owned(e.server_address);
+                f.path = owned(e.url_path);
+                f.status = status(e.http_status);
+                f.identity = owned(e.enduser_id);
+                f.client = owned(e.client_address);
             }
             Some(EntryKind::K8sAudit) => {
-                f.time = timestamp(text(event, &["stageTimestamp"])).unwrap_or(sealed_at);
-                f.method = text(event, &["verb"]);
-                f.path = text(event, &["requestURI"]);
-                f.status = number(event, &["responseStatus", "code"]);
-                f.identity = text(event, &["user", "username"]);
-                f.client = event
-                    .get("sourceIPs")
-                    .and_then(|ips| ips.get(0))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
+                f.time = timestamp(e.stage_timestamp.as_deref()).unwrap_or(sealed_at);
+                f.method = owned(e.verb);
+                f.path = owned(e.request_uri);
+                f.status = status(e.response_code);
+                f.identity = owned(e.username);
+                f.client = owned(e.first_source_ip);
             }
             Some(EntryKind::Gap | EntryKind::SourceEnd) => f.gateway = gateway,
             Some(EntryKind::Start) | None => {}
@@ -404,5 +402,173 @@ mod tests {
             Filter::from_pairs([("limit", "5")]).unwrap(),
             Filter::default()
         );
+    }
+
+    mod both_paths {
+        use proptest::prelude::*;
+        use serde_json::{Map, Value, json};
+
+        use super::super::members::Members;
+        use super::super::*;
+
+        /// Any JSON value of a few kinds, including the ones members must not be.
+        fn leaf() -> impl Strategy<Value = Value> {
+            prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                (0u64..70_000).prop_map(Value::from),
+                Just(json!(u64::MAX)),
+                (-5i64..0).prop_map(Value::from),
+                Just(json!(200.0)),
+                prop::sample::select(vec![
+                    "GET",
+                    "gw-eu/0011",
+                    "/p\"q\u{e9}",
+                    "2026-11-28T09:00:00.5Z",
+                    "not a time",
+                    "",
+                ])
+                .prop_map(Value::from),
+                Just(json!([])),
+                Just(json!(["10.0.0.1", "10.0.0.2"])),
+                Just(json!([7, "10.0.0.1"])),
+                Just(json!({"x": 1})),
+            ]
+        }
+
+        /// An object with some of `keys`, each well shaped (from `shaped`) or any leaf.
+        fn object(
+            keys: &'static [&'static str],
+            shaped: impl Fn(&str) -> BoxedStrategy<Value> + 'static,
+        ) -> impl Strategy<Value = Value> {
+            let members: Vec<BoxedStrategy<Option<Value>>> = keys
+                .iter()
+                .map(|k| prop::option::of(prop_oneof![3 => shaped(k), 1 => leaf()]).boxed())
+                .collect();
+            members.prop_map(move |values| {
+                let mut m = Map::new();
+                for (k, v) in keys.iter().zip(values) {
+                    if let Some(v) = v {
+                        m.insert((*k).to_owned(), v);
+                    }
+                }
+                Value::Object(m)
+            })
+        }
+
+        fn text() -> BoxedStrategy<Value> {
+            prop::sample::select(vec!["GET", "a/b", "x\ny", "2026-11-28T09:00:00Z"])
+                .prop_map(Value::from)
+                .boxed()
+        }
+
+        fn inner(key: &'static str) -> BoxedStrategy<Value> {
+            object(Box::leak(Box::new([key])), |k| match k {
+                "status_code" | "code" => (0u64..70_000).prop_map(Value::from).boxed(),
+                _ => text(),
+            })
+            .boxed()
+        }
+
+        fn event() -> impl Strategy<Value = Value> {
+            object(
+                &[
+                    "start_time",
+                    "http",
+                    "server",
+                    "url",
+                    "enduser",
+                    "client",
+                    "stageTimestamp",
+                    "verb",
+                    "requestURI",
+                    "responseStatus",
+                    "user",
+                    "sourceIPs",
+                    "other",
+                ],
+                |k| match k {
+                    "http" => (inner("method"), inner("status_code"))
+                        .prop_map(|(req, resp)| json!({"request": req, "response": resp}))
+                        .boxed(),
+                    "server" | "client" => inner("address"),
+                    "url" => inner("path"),
+                    "enduser" => inner("id"),
+                    "responseStatus" => inner("code"),
+                    "user" => inner("username"),
+                    "sourceIPs" => prop::collection::vec(text(), 0..3)
+                        .prop_map(Value::from)
+                        .boxed(),
+                    _ => text(),
+                },
+            )
+        }
+
+        fn entry() -> impl Strategy<Value = Value> {
+            (
+                event(),
+                prop::sample::select(vec![
+                    "http",
+                    "k8s_audit",
+                    "gap",
+                    "source_end",
+                    "start",
+                    "other",
+                ]),
+            )
+                .prop_flat_map(|(event, kind)| {
+                    object(
+                        &["seq", "kind", "sealed_at", "source", "event"],
+                        move |k| match k {
+                            "seq" => (0u64..1_000_000).prop_map(Value::from).boxed(),
+                            "kind" => Just(Value::from(kind)).boxed(),
+                            "source" => inner("id"),
+                            "event" => Just(event.clone()).boxed(),
+                            _ => text(),
+                        },
+                    )
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+            #[test]
+            fn the_fast_path_gives_the_fields_of_the_parsed_entry(entry in entry()) {
+                let json = serde_json::to_vec(&entry).unwrap();
+                prop_assert_eq!(Fields::of_json(&json).unwrap(), Fields::of(&entry));
+            }
+        }
+
+        #[test]
+        fn well_shaped_entries_take_the_fast_path() {
+            let http =
+                serde_json::to_vec(&super::http(3, "GET", "/a\"b", 403, Some("bob"))).unwrap();
+            let k8s = serde_json::to_vec(&json!({"kind": "k8s_audit", "seq": 4,
+                "event": {"verb": "delete", "requestURI": "/apis/x", "responseStatus": {"code": 200},
+                          "user": {"username": "admin"}, "sourceIPs": ["10.0.0.1"],
+                          "stageTimestamp": "2026-11-28T09:00:00Z"}})).unwrap();
+            for json in [http, k8s] {
+                let fast = Members::of_json(&json).map(|m| Fields::from_members(m));
+                assert!(fast.is_some(), "{}", String::from_utf8_lossy(&json));
+                let entry: Value = serde_json::from_slice(&json).unwrap();
+                assert_eq!(fast.unwrap(), Fields::of(&entry));
+            }
+        }
+
+        #[test]
+        fn a_repeated_member_counts_as_the_parsed_entry_counts_it() {
+            // serde_json keeps the last of repeated members; the views refuse them.
+            let json = br#"{"kind":"http","seq":1,"seq":2,"event":{"verb":"a","verb":"b"}}"#;
+            assert!(Members::of_json(json).is_none());
+            let parsed: Value = serde_json::from_slice(json).unwrap();
+            let fields = Fields::of_json(json).unwrap();
+            assert_eq!(fields, Fields::of(&parsed));
+            assert_eq!(fields.seq, 2);
+        }
+
+        #[test]
+        fn not_json_is_an_error() {
+            assert!(Fields::of_json(b"{\"kind\":").is_err());
+        }
     }
 }
