@@ -137,16 +137,6 @@ impl<'a, S: Store> StoredLog<'a, S> {
             })
     }
 
-    /// Like [`StoredLog::read`], into `buf` (its memory reused: see [`Store::get_into`]).
-    pub async fn read_into(&self, key: &str, buf: Vec<u8>) -> Result<Vec<u8>, StoredLogError> {
-        self.store
-            .get_into(key, buf)
-            .await?
-            .ok_or_else(|| StoredLogError::Vanished {
-                key: key.to_owned(),
-            })
-    }
-
     /// The origin the log's first checkpoint names (its first line), if it has one.
     pub async fn origin(&self) -> Result<Option<String>, StoredLogError> {
         let Some(first) = self.checkpoints().await?.into_iter().next() else {
