@@ -320,7 +320,6 @@ impl Ingest {
     }
 }
 
-/// Start a sealer with `extra` arguments, load it, stop it, verify its store.
 /// The columns' directories. Each is emptied once its column has run, and removed only once
 /// every column has run.
 ///
@@ -368,6 +367,8 @@ impl Scratch {
     }
 }
 
+/// Start a sealer with `extra` arguments, load it, stop it, verify its store, and give its
+/// directory to `scratch`.
 fn ingest(
     o: &LoadOptions,
     sealer_bin: &Path,
@@ -375,7 +376,6 @@ fn ingest(
     scratch: &mut Scratch,
 ) -> anyhow::Result<Ingest> {
     let dir = tasks::scratch_dir("bench")?;
-
     tasks::run(
         Command::new(sealer_bin)
             .args(["keygen", "--origin", "bench.example/log", "--out"])
