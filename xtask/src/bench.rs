@@ -8,7 +8,7 @@
 //! is shown not to slow ingest or verification on the same machine at the same moment. Runs of
 //! 10 s spread by more than 5 % here, so `--rounds N` repeats the whole comparison N times and
 //! reports each round's ratios and their median; the table then shows each column's median
-//! round (and the largest peak RSS of all rounds).
+//! round (and the largest peak RSS of all rounds). Every other round runs the baseline first.
 //!
 //! Reported: events/s acknowledged (each acknowledgement means fsync'd in the WAL); how long
 //! after the load the sealer took to store every entry under a checkpoint and index it, and the
@@ -176,9 +176,19 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
             ("index on (default)", &[][..]),
             ("--index false", &["--index", "false"][..]),
         ] {
-            columns.push((label, ingest(&o, &sealer_bin, extra, &mut scratch)?));
-            if let Some(baseline) = &o.baseline {
-                columns.push(("  baseline", ingest(&o, baseline, extra, &mut scratch)?));
+            match &o.baseline {
+                None => columns.push((label, ingest(&o, &sealer_bin, extra, &mut scratch)?)),
+                // Every other round runs the baseline first: whatever a column leaves behind
+                // (page cache, freed memory, disk work) then falls on each build in turn.
+                Some(baseline) if round % 2 == 0 => {
+                    let base = ingest(&o, baseline, extra, &mut scratch)?;
+                    columns.push((label, ingest(&o, &sealer_bin, extra, &mut scratch)?));
+                    columns.push(("  baseline", base));
+                }
+                Some(baseline) => {
+                    columns.push((label, ingest(&o, &sealer_bin, extra, &mut scratch)?));
+                    columns.push(("  baseline", ingest(&o, baseline, extra, &mut scratch)?));
+                }
             }
         }
         rounds.push(columns);
