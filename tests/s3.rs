@@ -88,6 +88,21 @@ fn sealed_events_land_locked_in_s3_and_verify_from_there() {
     s3.create_bucket("audit", true);
     let mut sealer = s3_sealer(&s3, "e2e.test/s3-seal", "s3://audit/fleet", &[]);
     seal_batches(&sealer, "gw/1", 6, 50);
+    // The query index reads its entries from S3 too (range requests, a piece at a time).
+    sealer.wait_stored();
+    let size = sealer.get_json("/readyz")["log_size"].as_u64().unwrap();
+    sealer.wait_until(&format!("the index to reach {size} entries"), || {
+        sealer.get_json("/v1/events?limit=1")["indexed_size"].as_u64() == Some(size)
+    });
+    let page = sealer.get_json("/v1/events?limit=1000");
+    let mut seqs: Vec<u64> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["seq"].as_u64().unwrap())
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..size).collect::<Vec<_>>(), "{page}");
     sealer.stop();
 
     // The log is under PREFIX/LOG_ID/, every object locked in COMPLIANCE mode for a day.

@@ -377,6 +377,38 @@ impl Store for LocalStore {
         .expect("store task does not panic")
     }
 
+    async fn get_range_into(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+        mut buf: Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        check_key(key)?;
+        let path = self.root.join(key);
+        let key = key.to_owned();
+        tokio::task::spawn_blocking(move || {
+            use std::os::unix::fs::FileExt;
+            let io = |e: std::io::Error| StoreError::Io {
+                key: key.clone(),
+                source: e,
+            };
+            let file = match File::open(&path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+                Err(e) => return Err(io(e)),
+            };
+            let size = file.metadata().map_err(io)?.len();
+            let len = len.min(size.saturating_sub(offset)) as usize;
+            let start = buf.len();
+            buf.resize(start + len, 0);
+            file.read_exact_at(&mut buf[start..], offset).map_err(io)?;
+            Ok(Some(buf))
+        })
+        .await
+        .expect("store task does not panic")
+    }
+
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
         let this = self.clone();
         let prefix = prefix.to_owned();
@@ -403,6 +435,30 @@ impl Store for LocalStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_range_is_appended_to_the_buffer_and_stops_at_the_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        let key = "segments/r.ndjson";
+        store
+            .put_if_absent(key, Bytes::from_static(b"0123456789"))
+            .await
+            .unwrap();
+        let buf = b"kept".to_vec();
+        let buf = store.get_range_into(key, 2, 3, buf).await.unwrap().unwrap();
+        assert_eq!(buf, b"kept234");
+        let buf = store.get_range_into(key, 8, 5, buf).await.unwrap().unwrap();
+        assert_eq!(buf, b"kept23489");
+        let buf = store
+            .get_range_into(key, 10, 5, buf)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(buf, b"kept23489");
+        let missing = store.get_range_into("segments/none.ndjson", 0, 1, Vec::new());
+        assert!(missing.await.unwrap().is_none());
+    }
 
     #[tokio::test]
     async fn writes_once_and_never_replaces() {

@@ -143,6 +143,26 @@ pub trait Store: Send + Sync + 'static {
         }
     }
 
+    /// Up to `len` bytes of an object from byte `offset` (fewer at its end), appended to
+    /// `buf`, whose memory is reused: a reader that goes through a large object a piece at a
+    /// time keeps one small buffer instead of faulting in fresh memory for each piece, or
+    /// holding the whole object. The default copies what [`Store::get_range`] returns; the
+    /// local store reads the file straight into `buf`.
+    fn get_range_into(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+        mut buf: Vec<u8>,
+    ) -> impl Future<Output = Result<Option<Vec<u8>>, StoreError>> + Send {
+        async move {
+            Ok(self.get_range(key, offset, len).await?.map(|bytes| {
+                buf.extend_from_slice(&bytes);
+                buf
+            }))
+        }
+    }
+
     fn list(
         &self,
         prefix: &str,
@@ -274,6 +294,20 @@ impl Store for AnyStore {
             AnyStore::Local(s) => s.get_range(key, offset, len).await,
             #[cfg(feature = "s3")]
             AnyStore::S3(s) => s.get_range(key, offset, len).await,
+        }
+    }
+
+    async fn get_range_into(
+        &self,
+        key: &str,
+        offset: u64,
+        len: u64,
+        buf: Vec<u8>,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        match self {
+            AnyStore::Local(s) => s.get_range_into(key, offset, len, buf).await,
+            #[cfg(feature = "s3")]
+            AnyStore::S3(s) => s.get_range_into(key, offset, len, buf).await,
         }
     }
 
