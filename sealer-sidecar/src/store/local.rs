@@ -353,28 +353,8 @@ impl Store for LocalStore {
         offset: u64,
         len: u64,
     ) -> Result<Option<Bytes>, StoreError> {
-        check_key(key)?;
-        let path = self.root.join(key);
-        let key = key.to_owned();
-        tokio::task::spawn_blocking(move || {
-            use std::os::unix::fs::FileExt;
-            let io = |e: std::io::Error| StoreError::Io {
-                key: key.clone(),
-                source: e,
-            };
-            let file = match std::fs::File::open(&path) {
-                Ok(f) => f,
-                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
-                Err(e) => return Err(io(e)),
-            };
-            let size = file.metadata().map_err(io)?.len();
-            let len = len.min(size.saturating_sub(offset));
-            let mut buf = vec![0u8; len as usize];
-            file.read_exact_at(&mut buf, offset).map_err(io)?;
-            Ok(Some(Bytes::from(buf)))
-        })
-        .await
-        .expect("store task does not panic")
+        let read = self.get_range_into(key, offset, len, Vec::new()).await?;
+        Ok(read.map(Bytes::from))
     }
 
     async fn get_range_into(
