@@ -1,5 +1,5 @@
-//! `cargo xtask bench log [--entries N] [--baseline SEALER]`: what a log costs as it grows
-//! (issue 15's targets).
+//! `cargo xtask bench log [--entries N] [--baseline SEALER] [--keep]`: what a log costs as it
+//! grows (issue 15's targets). The store is removed at the end unless `--keep`.
 //!
 //! One release sealer (`--index false`, as the gateway sidecar runs) seals N/10 access
 //! events, then up to 9N/10, then N (default N = 10,000,000). Measured in the same run:
@@ -227,10 +227,12 @@ fn drop_cached(dir: &Path) {
 pub fn run(args: &[String]) -> anyhow::Result<u8> {
     let mut entries: u64 = 10_000_000;
     let mut baseline: Option<PathBuf> = None;
+    let mut keep = false;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--entries" => entries = tasks::number_after(a, &mut it)?.max(10 * BATCH),
+            "--keep" => keep = true,
             "--baseline" => {
                 let path = it
                     .next()
@@ -239,7 +241,7 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
                     format!("--baseline {path}: no such sealer binary (build an earlier commit with `cargo build --release -p sealer-sidecar --bin sealer` and give its target/release/sealer)")
                 })?);
             }
-            other => bail!("unknown option {other:?}: use --entries N, --baseline SEALER"),
+            other => bail!("unknown option {other:?}: use --entries N, --baseline SEALER, --keep"),
         }
     }
     let sealer = tasks::build_sealer(true)?;
@@ -321,5 +323,12 @@ pub fn run(args: &[String]) -> anyhow::Result<u8> {
         100.0 * tiles as f64 / segments as f64,
         per(checkpoints)
     );
+    if keep {
+        println!("store and data kept in {}", b.dir.display());
+    } else {
+        // Several GiB at 10 M entries.
+        std::fs::remove_dir_all(&b.dir)
+            .with_context(|| format!("failed to remove {}", b.dir.display()))?;
+    }
     Ok(0)
 }
