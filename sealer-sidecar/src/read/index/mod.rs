@@ -467,8 +467,6 @@ struct SegmentReader {
     next_offset: u64,
     /// Lines of the current piece, and after them the start of a line the next read ends.
     buf: Vec<u8>,
-    /// `buf[..complete]` are the whole lines handed out by the last [`Self::next_piece`].
-    complete: usize,
     /// The segment offset of `buf[0]`.
     buf_offset: u64,
     /// Line number (entry position) of the first line in `buf`.
@@ -504,7 +502,6 @@ impl SegmentReader {
             piece_bytes,
             next_offset: 0,
             buf,
-            complete: 0,
             buf_offset: 0,
             buf_seq: seq,
             at_end: false,
@@ -522,7 +519,6 @@ impl SegmentReader {
                 memchr::memrchr(b'\n', &self.buf).map_or(0, |i| i + 1)
             };
             if whole > 0 {
-                self.complete = whole;
                 return Ok(Some(Piece {
                     buf: std::mem::take(&mut self.buf),
                     len: whole,
@@ -558,13 +554,12 @@ impl SegmentReader {
 
     /// The last piece is indexed: drop its lines, keeping the start of the next line.
     fn consumed(&mut self, piece: Piece) {
-        self.buf = piece.buf;
         // (A last line without its newline ends the segment: no line comes after it.)
-        let lines = memchr::memchr_iter(b'\n', &self.buf[..self.complete]).count();
-        self.buf.drain(..self.complete);
-        self.buf_offset += self.complete as u64;
+        let lines = memchr::memchr_iter(b'\n', &piece).count();
+        self.buf = piece.buf;
+        self.buf.drain(..piece.len);
+        self.buf_offset += piece.len as u64;
         self.buf_seq += lines as u64;
-        self.complete = 0;
     }
 
     fn into_buffer(self) -> Vec<u8> {
