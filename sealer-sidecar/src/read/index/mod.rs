@@ -532,13 +532,14 @@ impl SegmentReader {
             // Read at most a piece's worth in all, unless one line is longer than that, and
             // not past the size the listing gave (S3 refuses a range past the end).
             let left = self.seg.bytes.saturating_sub(self.next_offset);
-            let want = (self.piece_bytes.saturating_sub(self.buf.len()))
-                .max(self.piece_bytes / 4)
-                .min(usize::try_from(left).unwrap_or(usize::MAX));
-            if want == 0 {
+            if left == 0 {
                 self.at_end = true;
                 continue;
             }
+            let want = (self.piece_bytes.saturating_sub(self.buf.len()))
+                .max(self.piece_bytes / 4)
+                .max(1)
+                .min(usize::try_from(left).unwrap_or(usize::MAX));
             let before = self.buf.len();
             let key = &self.seg.key;
             let buf = std::mem::take(&mut self.buf);
@@ -766,6 +767,36 @@ mod tests {
             let mut one = IndexWriter::open(one_dir.path()).unwrap();
             index_in_pieces(&rt, &store, &mut one, seg, usize::MAX / 4, last + 1);
             prop_assert_eq!(all_rows(&one), all_rows(&small));
+        }
+    }
+
+    /// Pieces smaller than a line, down to one byte (the property test rarely draws these).
+    #[test]
+    fn tiny_pieces_give_the_rows_of_the_whole_segment() {
+        let entries: Vec<Value> = (0..3).map(|i| entry(i, [i as u8; 6])).collect();
+        let store = MemoryStore::default();
+        let dir = tempfile::tempdir().unwrap();
+        let mut reference = IndexWriter::open(dir.path()).unwrap();
+        add_segment(&store, &mut reference, &entries);
+        let key = layout::segment_key(0, 2);
+        let seg = crate::read::stored_log::SegmentRef {
+            bytes: rt_get(&store, &key).len() as u64,
+            key,
+            first: 0,
+            last: 2,
+        };
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        for piece_bytes in 1..=8 {
+            let dir = tempfile::tempdir().unwrap();
+            let mut w = IndexWriter::open(dir.path()).unwrap();
+            index_in_pieces(&rt, &store, &mut w, seg.clone(), piece_bytes, 3);
+            assert_eq!(
+                all_rows(&w),
+                all_rows(&reference),
+                "pieces of {piece_bytes}"
+            );
         }
     }
 
