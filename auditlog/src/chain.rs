@@ -36,9 +36,13 @@ pub fn next(previous: &Hash, leaf: &Hash) -> Hash {
     short_hash::pair(previous, leaf)
 }
 
-/// Two chain steps at once (two entries' steps, checked side by side by the verifier).
-pub fn next_two(first: (&Hash, &Hash), second: (&Hash, &Hash)) -> [Hash; 2] {
-    short_hash::pair_two(first, second)
+/// Many chain steps at once (a batch of entries' steps, checked side by side by the
+/// verifier): `out[i]` is `next(inputs[i].0, inputs[i].1)`.
+///
+/// # Panics
+/// If `out` is not as long as `inputs`.
+pub fn next_many(inputs: &[(&Hash, &Hash)], out: &mut [Hash]) {
+    short_hash::pair_many(inputs, out);
 }
 
 /// Length of an HMAC key in bytes.
@@ -67,10 +71,19 @@ impl MacKey {
         self.prepared.mac(chain).ct_eq(mac).into()
     }
 
-    /// [`MacKey::verify`] of two stored MACs at once.
-    pub fn verify_two(&self, first: (&Hash, &Hash), second: (&Hash, &Hash)) -> [bool; 2] {
-        let [x, y] = self.prepared.mac_two(first.0, second.0);
-        [x.ct_eq(first.1).into(), y.ct_eq(second.1).into()]
+    /// [`MacKey::verify`] of many `(chain, stored MAC)` pairs at once: `out[i]` says whether
+    /// `pairs[i]`'s MAC is right.
+    ///
+    /// # Panics
+    /// If `out` is not as long as `pairs`.
+    pub fn verify_many(&self, pairs: &[(&Hash, &Hash)], out: &mut [bool]) {
+        assert_eq!(pairs.len(), out.len(), "one answer per MAC");
+        let chains: Vec<&Hash> = pairs.iter().map(|(chain, _)| *chain).collect();
+        let mut macs = vec![[0u8; 32]; pairs.len()];
+        self.prepared.mac_many(&chains, &mut macs);
+        for ((ok, mac), (_, stored)) in out.iter_mut().zip(&macs).zip(pairs) {
+            *ok = mac.ct_eq(*stored).into();
+        }
     }
 }
 
@@ -87,17 +100,31 @@ mod tests {
 
     proptest! {
         #[test]
-        fn two_steps_and_macs_at_once_are_two_of_each(
+        fn steps_and_macs_at_once_are_each_alone(
             key in any::<[u8; MAC_KEY_LEN]>(),
-            hashes in any::<[[u8; 32]; 4]>(),
+            hashes in proptest::collection::vec(any::<[u8; 32]>(), 1..40),
+            wrong in proptest::collection::vec(any::<bool>(), 40),
         ) {
-            let [a, b, c, d] = &hashes;
-            prop_assert_eq!(next_two((a, b), (c, d)), [next(a, b), next(c, d)]);
+            let pairs: Vec<(&Hash, &Hash)> = hashes.iter().zip(hashes.iter().rev()).collect();
+            let mut steps = vec![[0u8; 32]; pairs.len()];
+            next_many(&pairs, &mut steps);
+            let expected: Vec<Hash> = pairs.iter().map(|(a, b)| next(a, b)).collect();
+            prop_assert_eq!(steps, expected);
             let key = MacKey::new(&key);
-            let (mac_a, mac_c) = (key.mac(a), key.mac(c));
-            prop_assert_eq!(key.verify_two((a, &mac_a), (c, &mac_c)), [true, true]);
-            prop_assert_eq!(key.verify_two((a, &mac_c), (c, &mac_c)), [a == c, true]);
-            prop_assert_eq!(key.verify_two((a, &mac_a), (c, b)), [true, key.verify(c, b)]);
+            // Each chain value with its right MAC, or with a wrong one where `wrong` says.
+            let macs: Vec<Hash> = hashes
+                .iter()
+                .zip(&wrong)
+                .map(|(h, &w)| if w { *h } else { key.mac(h) })
+                .collect();
+            let stored: Vec<(&Hash, &Hash)> = hashes.iter().zip(&macs).collect();
+            let mut ok = vec![false; stored.len()];
+            key.verify_many(&stored, &mut ok);
+            let expected: Vec<bool> = stored.iter().map(|(c, m)| key.verify(c, m)).collect();
+            prop_assert_eq!(&ok, &expected);
+            for (ok, &w) in ok.iter().zip(&wrong) {
+                prop_assert_eq!(*ok, !w);
+            }
         }
     }
 }

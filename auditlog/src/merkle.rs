@@ -74,10 +74,15 @@ pub fn leaf_hash(data: &[u8]) -> Hash {
         .into()
 }
 
-/// The leaf hashes of two entries at once, the compressions interleaved (`sha256_x2`).
-#[must_use]
-pub fn leaf_hash_two(first: &[u8], second: &[u8]) -> [Hash; 2] {
-    sha256_x2::digest_two(&[&[LEAF_PREFIX], first], &[&[LEAF_PREFIX], second])
+/// The leaf hashes of many entries at once, their compressions side by side (`sha256_x2`):
+/// `out[i]` is `leaf_hash(entries[i])`.
+///
+/// # Panics
+/// If `out` is not as long as `entries`.
+pub fn leaf_hash_many(entries: &[&[u8]], out: &mut [Hash]) {
+    let messages: Vec<[&[u8]; 2]> = entries.iter().map(|e| [&[LEAF_PREFIX][..], e]).collect();
+    let messages: Vec<&[&[u8]]> = messages.iter().map(|m| &m[..]).collect();
+    sha256_x2::digest_many(&messages, out);
 }
 
 /// The hash of an interior node: `SHA-256(0x01 || left || right)`.
@@ -86,10 +91,13 @@ pub fn node_hash(left: &Hash, right: &Hash) -> Hash {
     crate::short_hash::prefixed_pair(NODE_PREFIX, left, right)
 }
 
-/// Two interior nodes' hashes at once, the compressions interleaved (`sha256_x2`).
-#[must_use]
-pub fn node_hash_two(first: (&Hash, &Hash), second: (&Hash, &Hash)) -> [Hash; 2] {
-    crate::short_hash::prefixed_pair_two(NODE_PREFIX, first, second)
+/// Many interior nodes' hashes at once (`sha256_x2`): `out[i]` is
+/// `node_hash(children[i].0, children[i].1)`.
+///
+/// # Panics
+/// If `out` is not as long as `children`.
+pub fn node_hash_many(children: &[(&Hash, &Hash)], out: &mut [Hash]) {
+    crate::short_hash::prefixed_pair_many(NODE_PREFIX, children, out);
 }
 
 /// The root of the empty tree: `SHA-256("")`.
@@ -740,13 +748,19 @@ mod tests {
         #![proptest_config(ProptestConfig::with_cases(64))]
 
         #[test]
-        fn two_leaf_hashes_at_once_are_two_leaf_hashes(
-            a in proptest::collection::vec(any::<u8>(), 0..600),
-            b in proptest::collection::vec(any::<u8>(), 0..600),
+        fn leaf_and_node_hashes_at_once_are_each_alone(
+            entries in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 0..600), 0..20),
         ) {
-            prop_assert_eq!(leaf_hash_two(&a, &b), [leaf_hash(&a), leaf_hash(&b)]);
-            let (x, y) = (leaf_hash(&a), leaf_hash(&b));
-            prop_assert_eq!(node_hash_two((&x, &y), (&y, &x)), [node_hash(&x, &y), node_hash(&y, &x)]);
+            let entries: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+            let mut leaves = vec![[0u8; 32]; entries.len()];
+            leaf_hash_many(&entries, &mut leaves);
+            let expected: Vec<Hash> = entries.iter().map(|e| leaf_hash(e)).collect();
+            prop_assert_eq!(&leaves, &expected);
+            let children: Vec<(&Hash, &Hash)> = leaves.iter().zip(leaves.iter().rev()).collect();
+            let mut nodes = vec![[0u8; 32]; children.len()];
+            node_hash_many(&children, &mut nodes);
+            let expected: Vec<Hash> = children.iter().map(|(l, r)| node_hash(l, r)).collect();
+            prop_assert_eq!(nodes, expected);
         }
 
         #[test]

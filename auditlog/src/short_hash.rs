@@ -7,10 +7,11 @@
 //! of state, and verification does this three times per entry. The tests compare every
 //! function with `sha2::Sha256` and `hmac::Hmac`.
 //!
-//! The `_two` functions do the same for two messages at once: the verifier has two entries'
-//! chain steps and MACs to compute at a time, and `sha256_x2` interleaves their compressions.
+//! The `_many` functions do the same for many messages at once: the verifier has a batch of
+//! entries' chain steps and MACs to compute at a time, and `sha256_x2` runs their
+//! compressions side by side (sixteen at once with AVX-512, two with the SHA extensions).
 
-use sha256_x2::{IV, compress, compress_two, output};
+use sha256_x2::{IV, compress, compress_many, output};
 
 use crate::merkle::Hash;
 
@@ -37,20 +38,45 @@ pub(crate) fn pair(a: &Hash, b: &Hash) -> Hash {
     output(&state)
 }
 
-/// `SHA-256(a || b)` of two pairs at once: [`pair`] twice, the compressions interleaved
-/// (`sha256_x2`).
-pub(crate) fn pair_two(first: (&Hash, &Hash), second: (&Hash, &Hash)) -> [Hash; 2] {
-    let block = |(a, b): (&Hash, &Hash)| {
-        let mut block = [0u8; BLOCK];
-        block[..32].copy_from_slice(a);
-        block[32..].copy_from_slice(b);
-        block
-    };
-    let (mut x, mut y) = (IV, IV);
-    compress_two(&mut x, &block(first), &mut y, &block(second));
+/// How many messages the `_many` functions hash side by side; longer inputs go in turns.
+const BATCH: usize = 16;
+
+/// Hashes two-block messages side by side: `out[i]` is the digest of the message whose
+/// blocks `blocks(i)` gives, from the initial state.
+fn two_blocks_many(n: usize, blocks: impl Fn(usize) -> [[u8; BLOCK]; 2], out: &mut [Hash]) {
+    for (start, out) in (0..n).step_by(BATCH).zip(out.chunks_mut(BATCH)) {
+        let count = out.len();
+        let mut states = [IV; BATCH];
+        let (mut firsts, mut seconds) = ([[0u8; BLOCK]; BATCH], [[0u8; BLOCK]; BATCH]);
+        for i in 0..count {
+            [firsts[i], seconds[i]] = blocks(start + i);
+        }
+        compress_many(&mut states[..count], &firsts[..count]);
+        compress_many(&mut states[..count], &seconds[..count]);
+        for (digest, state) in out.iter_mut().zip(&states) {
+            *digest = output(state);
+        }
+    }
+}
+
+/// [`pair`] of each of `inputs`, side by side: `out[i]` is the hash of `inputs[i]`.
+///
+/// # Panics
+/// If `out` is not as long as `inputs`.
+pub(crate) fn pair_many(inputs: &[(&Hash, &Hash)], out: &mut [Hash]) {
+    assert_eq!(inputs.len(), out.len(), "one hash per pair");
     let padding = last_block(&[], 64);
-    compress_two(&mut x, &padding, &mut y, &padding);
-    [output(&x), output(&y)]
+    two_blocks_many(
+        inputs.len(),
+        |i| {
+            let (a, b) = inputs[i];
+            let mut block = [0u8; BLOCK];
+            block[..32].copy_from_slice(a);
+            block[32..].copy_from_slice(b);
+            [block, padding]
+        },
+        out,
+    );
 }
 
 /// `SHA-256(prefix || a || b)`, 65 bytes: the second block holds `b`'s last byte.
@@ -65,24 +91,24 @@ pub(crate) fn prefixed_pair(prefix: u8, a: &Hash, b: &Hash) -> Hash {
     output(&state)
 }
 
-/// [`prefixed_pair`] of two triples at once, the compressions interleaved.
-pub(crate) fn prefixed_pair_two(
-    prefix: u8,
-    first: (&Hash, &Hash),
-    second: (&Hash, &Hash),
-) -> [Hash; 2] {
-    let blocks = |(a, b): (&Hash, &Hash)| {
-        let mut block = [0u8; BLOCK];
-        block[0] = prefix;
-        block[1..33].copy_from_slice(a);
-        block[33..].copy_from_slice(&b[..31]);
-        (block, last_block(&b[31..], 65))
-    };
-    let ((x1, x2), (y1, y2)) = (blocks(first), blocks(second));
-    let (mut x, mut y) = (IV, IV);
-    compress_two(&mut x, &x1, &mut y, &y1);
-    compress_two(&mut x, &x2, &mut y, &y2);
-    [output(&x), output(&y)]
+/// [`prefixed_pair`] of each of `inputs`, side by side.
+///
+/// # Panics
+/// If `out` is not as long as `inputs`.
+pub(crate) fn prefixed_pair_many(prefix: u8, inputs: &[(&Hash, &Hash)], out: &mut [Hash]) {
+    assert_eq!(inputs.len(), out.len(), "one hash per pair");
+    two_blocks_many(
+        inputs.len(),
+        |i| {
+            let (a, b) = inputs[i];
+            let mut block = [0u8; BLOCK];
+            block[0] = prefix;
+            block[1..33].copy_from_slice(a);
+            block[33..].copy_from_slice(&b[..31]);
+            [block, last_block(&b[31..], 65)]
+        },
+        out,
+    );
 }
 
 /// HMAC-SHA256 under one key of at most 64 bytes, with the states after its inner and outer
@@ -122,25 +148,30 @@ impl HmacSha256 {
         output(&outer)
     }
 
-    /// The MACs of two 32-byte messages at once, the compressions interleaved.
-    pub(crate) fn mac_two(&self, first: &Hash, second: &Hash) -> [Hash; 2] {
+    /// The MACs of `messages`, side by side: `out[i]` is the MAC of `messages[i]`.
+    ///
+    /// # Panics
+    /// If `out` is not as long as `messages`.
+    pub(crate) fn mac_many(&self, messages: &[&Hash], out: &mut [Hash]) {
+        assert_eq!(messages.len(), out.len(), "one MAC per message");
         let message_len = (BLOCK + 32) as u64;
-        let (mut x, mut y) = (self.inner, self.inner);
-        compress_two(
-            &mut x,
-            &last_block(first, message_len),
-            &mut y,
-            &last_block(second, message_len),
-        );
-        let (inner_x, inner_y) = (output(&x), output(&y));
-        let (mut x, mut y) = (self.outer, self.outer);
-        compress_two(
-            &mut x,
-            &last_block(&inner_x, message_len),
-            &mut y,
-            &last_block(&inner_y, message_len),
-        );
-        [output(&x), output(&y)]
+        for (messages, out) in messages.chunks(BATCH).zip(out.chunks_mut(BATCH)) {
+            let count = messages.len();
+            let mut blocks = [[0u8; BLOCK]; BATCH];
+            let mut states = [self.inner; BATCH];
+            for (block, message) in blocks.iter_mut().zip(messages) {
+                *block = last_block(*message, message_len);
+            }
+            compress_many(&mut states[..count], &blocks[..count]);
+            for (block, inner) in blocks.iter_mut().zip(&states[..count]) {
+                *block = last_block(&output(inner), message_len);
+            }
+            let mut states = [self.outer; BATCH];
+            compress_many(&mut states[..count], &blocks[..count]);
+            for (mac, state) in out.iter_mut().zip(&states) {
+                *mac = output(state);
+            }
+        }
     }
 }
 
@@ -173,11 +204,30 @@ mod tests {
         fn same_as_the_streaming_hasher(a in any::<[u8; 32]>(), b in any::<[u8; 32]>(), p in any::<u8>()) {
             prop_assert_eq!(pair(&a, &b), hash(&[&a, &b]));
             prop_assert_eq!(prefixed_pair(p, &a, &b), hash(&[&[p], &a, &b]));
-            prop_assert_eq!(pair_two((&a, &b), (&b, &a)), [hash(&[&a, &b]), hash(&[&b, &a])]);
-            prop_assert_eq!(
-                prefixed_pair_two(p, (&a, &b), (&b, &a)),
-                [hash(&[&[p], &a, &b]), hash(&[&[p], &b, &a])]
-            );
+        }
+
+        /// Any number of pairs, in any number of batches, hashed side by side.
+        #[test]
+        fn many_at_once_are_each_alone(
+            hashes in proptest::collection::vec(any::<[u8; 32]>(), 1..40),
+            p in any::<u8>(),
+            key in any::<[u8; 32]>(),
+        ) {
+            let inputs: Vec<(&Hash, &Hash)> =
+                hashes.iter().zip(hashes.iter().rev()).collect();
+            let mut out = vec![[0u8; 32]; inputs.len()];
+            pair_many(&inputs, &mut out);
+            let expected: Vec<Hash> = inputs.iter().map(|(a, b)| hash(&[*a, *b])).collect();
+            prop_assert_eq!(&out, &expected);
+            prefixed_pair_many(p, &inputs, &mut out);
+            let expected: Vec<Hash> =
+                inputs.iter().map(|(a, b)| hash(&[&[p], *a, *b])).collect();
+            prop_assert_eq!(&out, &expected);
+            let prepared = HmacSha256::new(&key);
+            let messages: Vec<&Hash> = hashes.iter().collect();
+            prepared.mac_many(&messages, &mut out);
+            let expected: Vec<Hash> = hashes.iter().map(|m| prepared.mac(m)).collect();
+            prop_assert_eq!(&out, &expected);
         }
 
         #[test]
@@ -187,9 +237,6 @@ mod tests {
             let expected: Hash = reference.finalize().into_bytes().into();
             let prepared = HmacSha256::new(&key);
             prop_assert_eq!(prepared.mac(&message), expected);
-            let [first, second] = prepared.mac_two(&message, &key);
-            prop_assert_eq!(first, expected);
-            prop_assert_eq!(second, prepared.mac(&key));
         }
     }
 }

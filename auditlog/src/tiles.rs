@@ -27,7 +27,7 @@
 
 use std::collections::HashMap;
 
-use crate::merkle::{Frontier, Hash, ProofError, node_hash, node_hash_two};
+use crate::merkle::{Frontier, Hash, ProofError, node_hash_many};
 use crate::subtrees::Subtrees;
 
 /// Tree levels per tile level.
@@ -225,15 +225,10 @@ fn perfect_root(hashes: &[Hash]) -> Hash {
     debug_assert!(hashes.len().is_power_of_two());
     let mut level: Vec<Hash> = hashes.to_vec();
     while level.len() > 1 {
-        // Two nodes at a time (`node_hash_two`), the last one alone on the level of two.
-        let mut next = Vec::with_capacity(level.len() / 2);
-        let mut quads = level.chunks_exact(4);
-        for q in quads.by_ref() {
-            next.extend(node_hash_two((&q[0], &q[1]), (&q[2], &q[3])));
-        }
-        if let [left, right] = quads.remainder() {
-            next.push(node_hash(left, right));
-        }
+        // A level's nodes all at once (`node_hash_many`).
+        let children: Vec<(&Hash, &Hash)> = level.chunks_exact(2).map(|c| (&c[0], &c[1])).collect();
+        let mut next = vec![[0u8; 32]; children.len()];
+        node_hash_many(&children, &mut next);
         level = next;
     }
     level[0]

@@ -19,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     let pieces = (0..plan.pieces())
         .map(|i| plan.check_piece(i, data, Some(&mac)))
         .collect();
-    let split = plan.finish(pieces);
+    let split = plan.finish(pieces, data, Some(&mac));
     assert_eq!(split.records, with.records);
     assert_eq!(split.leaves, with.leaves);
     assert_eq!(split.problems, with.problems);

@@ -1,10 +1,12 @@
-//! One SHA-256 stream against two interleaved, side by side in one run:
+//! One SHA-256 stream against several side by side, in one run:
 //! `cargo run --release -p sha256-x2 --example speed`.
 //!
-//! It compresses single blocks one and two at a time, then hashes entry-sized messages (a
+//! It compresses single blocks one at a time, two at a time and as many at a time as
+//! `compress_many` runs here (`lanes()`: 16 with AVX-512), then hashes entry-sized messages (a
 //! prefix byte and 370 bytes, six blocks, as the verifier's leaf hashes) one at a time with
-//! `sha2::Sha256` and two at a time with `digest_two`. It prints the rates and their ratios;
-//! each measure is the best of five rounds.
+//! `sha2::Sha256`, two at a time with `digest_two` and many at a time with `digest_many`. It
+//! prints the rates and their ratios to one at a time; each measure is the best of five
+//! rounds.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -39,12 +41,26 @@ fn main() {
         }
     });
     black_box((a, b));
+    let mut states = vec![sha256_x2::IV; 64];
+    let blocks = vec![block; 64];
+    let many = best_of_five(|| {
+        for _ in 0..BLOCKS / 64 {
+            sha256_x2::compress_many(&mut states, black_box(&blocks));
+        }
+    });
+    black_box(&states);
     let ns = |secs: f64, n: usize| secs / n as f64 * 1e9;
     println!(
         "blocks: one at a time {:.1} ns each, two at a time {:.1} ns each: {:.2}x",
         ns(one, BLOCKS),
         ns(two, BLOCKS),
         one / two
+    );
+    println!(
+        "blocks: {} at a time {:.1} ns each: {:.2}x",
+        sha256_x2::lanes(),
+        ns(many, BLOCKS / 64 * 64),
+        one / many
     );
 
     let messages: Vec<Vec<u8>> = (0..MESSAGES)
@@ -66,5 +82,19 @@ fn main() {
         ns(one, MESSAGES),
         ns(two, MESSAGES),
         one / two
+    );
+    let many = best_of_five(|| {
+        let mut out = [[0u8; 32]; 64];
+        for group in messages.chunks_exact(64) {
+            let parts: Vec<[&[u8]; 2]> = group.iter().map(|m| [&[0u8][..], &m[..]]).collect();
+            let parts: Vec<&[&[u8]]> = parts.iter().map(|p| &p[..]).collect();
+            sha256_x2::digest_many(&parts, &mut out);
+            black_box(&out);
+        }
+    });
+    println!(
+        "messages of 1+{LEN} bytes: digest_many {:.0} ns each: {:.2}x",
+        ns(many, MESSAGES / 64 * 64),
+        one / many
     );
 }

@@ -22,7 +22,7 @@ pub(crate) fn available() -> bool {
 }
 
 /// The round constants K (FIPS 180-4 §4.2.2).
-const K: [u32; 64] = [
+pub(crate) const K: [u32; 64] = [
     0x428a_2f98,
     0x7137_4491,
     0xb5c0_fbcf,

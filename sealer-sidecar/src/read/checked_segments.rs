@@ -178,14 +178,22 @@ async fn check(
             plan.check_piece(i, &bytes, mac_key.as_ref())
         }));
     }
+    let mac_key = mac_key.clone();
     tokio::spawn(async move {
         let mut checks = Vec::with_capacity(pieces.len());
         for piece in pieces {
             checks.push(piece.await.expect("a piece check does not panic"));
         }
         let plan = Arc::into_inner(plan).expect("every piece is checked");
-        let buffer = Arc::into_inner(bytes).unwrap_or_default();
-        (plan.finish(checks), buffer)
+        let buffer = Arc::into_inner(bytes).expect("every piece is checked");
+        // Joining checks a piece again in the rare case that needs it (a damaged segment):
+        // off the async threads.
+        tokio::task::spawn_blocking(move || {
+            let check = plan.finish(checks, &buffer, mac_key.as_ref());
+            (check, buffer)
+        })
+        .await
+        .expect("joining a segment's checks does not panic")
     })
 }
 
