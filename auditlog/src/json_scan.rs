@@ -14,12 +14,15 @@ pub struct ScanError {
     pub at: usize,
 }
 
+/// What a document that is not UTF-8 is told, wherever its first bad byte is.
+const NOT_UTF8: &str = "not UTF-8";
+
 /// Deepest nesting accepted (serde_json's default recursion limit).
 const MAX_DEPTH: usize = 128;
 
-/// Length of the leading run of `bytes` that a string holds as it is: no quote, backslash or
-/// control character. Entries' strings are short, so this looks at eight bytes at a time
-/// rather than paying a search call per string.
+/// Length of the leading run of `bytes` that a string holds as it is: ASCII, and no quote,
+/// backslash or control character. Entries' strings are short, so this looks at eight bytes
+/// at a time rather than paying a search call per string.
 #[inline(always)]
 fn plain_run(bytes: &[u8]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
@@ -29,13 +32,15 @@ fn plain_run(bytes: &[u8]) -> usize {
     for word in &mut words {
         let x = u64::from_le_bytes(word.try_into().expect("eight bytes"));
         // A byte's high bit is set in each mask where that byte is a quote, a backslash or
-        // below 0x20. Borrows may also flag bytes after the first match, never before it,
-        // so the lowest flagged byte is the first special one.
+        // below 0x20, and in `x` itself where it is not ASCII. Borrows may also flag bytes
+        // after the first match, never before it, so the lowest flagged byte is the first
+        // special one.
         let quote = x ^ (ONES * u64::from(b'"'));
         let backslash = x ^ (ONES * u64::from(b'\\'));
         let special = (quote.wrapping_sub(ONES) & !quote)
             | (backslash.wrapping_sub(ONES) & !backslash)
-            | (x.wrapping_sub(ONES * 0x20) & !x);
+            | (x.wrapping_sub(ONES * 0x20) & !x)
+            | x;
         let special = special & HIGHS;
         if special != 0 {
             return at + (special.trailing_zeros() / 8) as usize;
@@ -45,7 +50,7 @@ fn plain_run(bytes: &[u8]) -> usize {
     at + words
         .remainder()
         .iter()
-        .position(|&c| c == b'"' || c == b'\\' || c < 0x20)
+        .position(|&c| c == b'"' || c == b'\\' || !(0x20..0x80).contains(&c))
         .unwrap_or(words.remainder().len())
 }
 
@@ -79,18 +84,32 @@ impl<'a> Scanner<'a> {
         }
     }
 
-    /// A string starting at `"`; its raw content (escapes left as they are).
+    /// A string starting at `"`; its raw content (escapes left as they are), which is UTF-8.
     #[inline(always)]
     fn string(&mut self) -> Result<&'a [u8], ScanError> {
         self.eat(b'"', "expected a string")?;
         let start = self.i;
+        let mut ascii = true;
         loop {
-            // The plain run: no quote, backslash or control character.
+            // The plain run: ASCII, no quote, backslash or control character.
             self.i += plain_run(&self.b[self.i..]);
             match self.peek() {
                 Some(b'"') => {
                     self.i += 1;
-                    return Ok(&self.b[start..self.i - 1]);
+                    let content = &self.b[start..self.i - 1];
+                    // A quote is never part of a multi-byte UTF-8 sequence, so the string
+                    // ends here whatever its other bytes are.
+                    if !ascii && std::str::from_utf8(content).is_err() {
+                        return Err(ScanError {
+                            what: NOT_UTF8,
+                            at: 0,
+                        });
+                    }
+                    return Ok(content);
+                }
+                Some(0x80..) => {
+                    ascii = false;
+                    self.i += 1;
                 }
                 Some(b'\\') => {
                     self.i += 1;
@@ -242,14 +261,27 @@ impl<'a> Scanner<'a> {
 /// The first place where `doc` is not one JSON object.
 pub fn object_members<'a>(
     doc: &'a [u8],
+    member: impl FnMut(&'a [u8], &'a [u8]) -> Result<(), ScanError>,
+) -> Result<(), ScanError> {
+    // The scan takes only ASCII outside strings and checks each string that is not ASCII,
+    // so a document it accepts is UTF-8. One that is not is told so first, as if checked
+    // before the scan.
+    scan_members(doc, member).map_err(|e| {
+        if e.what != NOT_UTF8 && std::str::from_utf8(doc).is_err() {
+            ScanError {
+                what: NOT_UTF8,
+                at: 0,
+            }
+        } else {
+            e
+        }
+    })
+}
+
+fn scan_members<'a>(
+    doc: &'a [u8],
     mut member: impl FnMut(&'a [u8], &'a [u8]) -> Result<(), ScanError>,
 ) -> Result<(), ScanError> {
-    if std::str::from_utf8(doc).is_err() {
-        return Err(ScanError {
-            what: "not UTF-8",
-            at: 0,
-        });
-    }
     let mut s = Scanner { b: doc, i: 0 };
     s.ws();
     s.eat(b'{', "expected an object")?;

@@ -232,6 +232,7 @@ impl<'de> serde::Deserialize<'de> for Timestamp {
 }
 
 /// The fields of a syntactically valid RFC 3339 `date-time`, not yet range-checked.
+#[derive(Debug, PartialEq, Eq)]
 struct Parts {
     year: u32,
     month: u32,
@@ -247,7 +248,47 @@ struct Parts {
 }
 
 impl Parts {
+    /// The form the sealer writes, `YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`, read at fixed places
+    /// (every entry's `sealed_at` is in it, and verification reads them all); `None` for any
+    /// other text, which [`Parts::parse`] then reads in full.
+    fn sealed_form(b: &[u8]) -> Option<Parts> {
+        const FORM: &[u8; 30] = b"dddd-dd-ddTdd:dd:dd.dddddddddZ";
+        if b.len() != FORM.len() {
+            return None;
+        }
+        for (&c, &f) in b.iter().zip(FORM) {
+            if (f == b'd' && !c.is_ascii_digit()) || (f != b'd' && c != f) {
+                return None;
+            }
+        }
+        let number = |range: std::ops::Range<usize>| {
+            b[range]
+                .iter()
+                .fold(0u32, |n, &d| n * 10 + u32::from(d - b'0'))
+        };
+        Some(Parts {
+            year: number(0..4),
+            month: number(5..7),
+            day: number(8..10),
+            hour: number(11..13),
+            minute: number(14..16),
+            second: number(17..19),
+            nanos: number(20..29),
+            offset_sign: 1,
+            offset_hour: 0,
+            offset_minute: 0,
+        })
+    }
+
     fn parse(b: &[u8]) -> Result<Parts, &'static str> {
+        match Parts::sealed_form(b) {
+            Some(parts) => Ok(parts),
+            None => Parts::parse_any(b),
+        }
+    }
+
+    /// Any RFC 3339 form this type accepts.
+    fn parse_any(b: &[u8]) -> Result<Parts, &'static str> {
         const EXPECTED: &str = "expected \"YYYY-MM-DDTHH:MM:SS[.fraction](Z|±HH:MM)\"";
         let mut r = Reader { b, at: 0 };
         let year = r.digits(4).ok_or(EXPECTED)?;
@@ -685,6 +726,19 @@ mod tests {
             let local = Timestamp::from_unix_nanos(n + offset).to_string();
             let s = format!("{}{}{h:02}:{m:02}", &local[..29], if sign { '+' } else { '-' });
             prop_assert_eq!(Timestamp::parse(&s), Ok(Timestamp::from_unix_nanos(n)));
+        }
+
+        /// The sealer's form, read at fixed places, gives what the full reader gives, for
+        /// any digits (months, days and times out of range too) and any text near the form.
+        #[test]
+        fn the_sealed_form_reads_as_the_full_reader_does(
+            s in "[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{8,10}[Zz+]",
+        ) {
+            let b = s.as_bytes();
+            match Parts::sealed_form(b) {
+                Some(fast) => prop_assert_eq!(Ok(fast), Parts::parse_any(b)),
+                None => prop_assert!(b.len() != 30 || b[10] != b'T' || b[29] != b'Z', "{}", s),
+            }
         }
 
         #[test]

@@ -13,9 +13,12 @@
 
 use std::arch::x86_64::{
     __m512i, _mm512_add_epi32, _mm512_loadu_si512, _mm512_mask_add_epi32, _mm512_ror_epi32,
-    _mm512_set1_epi32, _mm512_srli_epi32, _mm512_storeu_si512, _mm512_ternarylogic_epi32,
+    _mm512_set1_epi32, _mm512_set4_epi32, _mm512_shuffle_epi8, _mm512_shuffle_i32x4,
+    _mm512_srli_epi32, _mm512_storeu_si512, _mm512_ternarylogic_epi32, _mm512_unpackhi_epi32,
+    _mm512_unpackhi_epi64, _mm512_unpacklo_epi32, _mm512_unpacklo_epi64,
 };
 
+use crate::Block;
 use crate::sha_ni::K;
 
 /// How many compressions run at once.
@@ -26,7 +29,7 @@ pub(crate) type Words = [u32; LANES];
 
 /// Whether this CPU has the features `compress16` is compiled with.
 pub(crate) fn available() -> bool {
-    std::is_x86_feature_detected!("avx512f")
+    std::is_x86_feature_detected!("avx512f") && std::is_x86_feature_detected!("avx512bw")
 }
 
 #[inline]
@@ -34,6 +37,59 @@ pub(crate) fn available() -> bool {
 fn load(words: &Words) -> __m512i {
     // SAFETY: `words` is 64 readable bytes; the load has no alignment requirement.
     unsafe { _mm512_loadu_si512(words.as_ptr().cast()) }
+}
+
+/// A block's sixteen words, read big-endian.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw")]
+fn load_block(block: &Block) -> __m512i {
+    // SAFETY: `block` is 64 readable bytes; the load has no alignment requirement.
+    let bytes = unsafe { _mm512_loadu_si512(block.as_ptr().cast()) };
+    // Each 32-bit word's bytes reversed (the same pattern in every 128-bit lane).
+    let reverse = _mm512_set4_epi32(0x0c0d_0e0f, 0x0809_0a0b, 0x0405_0607, 0x0001_0203);
+    _mm512_shuffle_epi8(bytes, reverse)
+}
+
+/// Rows to columns: `rows[i]` holds word `t` of block `i` in lane `t`; the result's `t`th
+/// vector holds word `t` of block `i` in lane `i`.
+#[inline]
+#[target_feature(enable = "avx512f")]
+fn transpose(rows: [__m512i; 16]) -> [__m512i; 16] {
+    // Pairs of rows, 32-bit interleaved: within each 128-bit lane, words 4L and 4L+1 (even
+    // outputs) or 4L+2 and 4L+3 (odd outputs) of both rows.
+    let t: [__m512i; 16] = std::array::from_fn(|i| {
+        let (a, b) = (rows[i & !1], rows[i | 1]);
+        if i % 2 == 0 {
+            _mm512_unpacklo_epi32(a, b)
+        } else {
+            _mm512_unpackhi_epi32(a, b)
+        }
+    });
+    // Fours of rows, 64-bit interleaved: `u[4j + k]` holds, in 128-bit lane L, word 4L + k
+    // of rows 4j to 4j+3.
+    let u: [__m512i; 16] = std::array::from_fn(|i| {
+        let (j, k) = (i / 4, i % 4);
+        let (a, b) = (t[4 * j + k / 2], t[4 * j + 2 + k / 2]);
+        if k % 2 == 0 {
+            _mm512_unpacklo_epi64(a, b)
+        } else {
+            _mm512_unpackhi_epi64(a, b)
+        }
+    });
+    // Gather the 128-bit lanes: word 4L + k of all rows is lane L of u[k], u[4+k], u[8+k],
+    // u[12+k], in that order.
+    let mut columns = rows;
+    for k in 0..4 {
+        let even_lanes = _mm512_shuffle_i32x4::<0x88>(u[k], u[4 + k]);
+        let odd_lanes = _mm512_shuffle_i32x4::<0xDD>(u[k], u[4 + k]);
+        let even_lanes_high = _mm512_shuffle_i32x4::<0x88>(u[8 + k], u[12 + k]);
+        let odd_lanes_high = _mm512_shuffle_i32x4::<0xDD>(u[8 + k], u[12 + k]);
+        columns[k] = _mm512_shuffle_i32x4::<0x88>(even_lanes, even_lanes_high);
+        columns[8 + k] = _mm512_shuffle_i32x4::<0xDD>(even_lanes, even_lanes_high);
+        columns[4 + k] = _mm512_shuffle_i32x4::<0x88>(odd_lanes, odd_lanes_high);
+        columns[12 + k] = _mm512_shuffle_i32x4::<0xDD>(odd_lanes, odd_lanes_high);
+    }
+    columns
 }
 
 #[inline]
@@ -108,14 +164,14 @@ macro_rules! rounds {
     ($s:ident, $w:ident; $($t:literal)*) => {$( round!($s, $w, $t); )*};
 }
 
-/// Compresses block `words` (word `t` of lane `l` at `words[t][l]`, already read big-endian)
-/// into the states (`state[i][l]`) of the lanes set in `active`.
+/// Compresses `blocks[l]` into the state of lane `l` (`state[i][l]`) for the lanes set in
+/// `active`; the others' blocks are read but their states kept.
 ///
 /// # Safety
-/// The CPU must have AVX-512F (`available` says so).
-#[target_feature(enable = "avx512f")]
-pub(crate) unsafe fn compress16(state: &mut [Words; 8], words: &[Words; 16], active: u16) {
-    let mut w: [__m512i; 16] = std::array::from_fn(|t| load(&words[t]));
+/// The CPU must have AVX-512F and AVX-512BW (`available` says so).
+#[target_feature(enable = "avx512f,avx512bw")]
+pub(crate) unsafe fn compress16(state: &mut [Words; 8], blocks: [&Block; LANES], active: u16) {
+    let mut w = transpose(std::array::from_fn(|i| load_block(blocks[i])));
     let start: [__m512i; 8] = std::array::from_fn(|i| load(&state[i]));
     let mut s = start;
     rounds!(s, w;

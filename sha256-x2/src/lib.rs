@@ -156,22 +156,27 @@ pub fn compress_many(states: &mut [State], blocks: &[Block]) {
 /// [`compress_many`] sixteen at a time.
 ///
 /// # Safety
-/// The CPU must have AVX-512F (`avx512::available` says so).
+/// The CPU must have the features `avx512::available` looks for.
 #[cfg(target_arch = "x86_64")]
 unsafe fn compress_many_avx512(states: &mut [State], blocks: &[Block]) {
     for (states, blocks) in states
         .chunks_mut(avx512::LANES)
         .zip(blocks.chunks(avx512::LANES))
     {
-        let mut lanes = Lanes::default();
-        for (lane, (state, block)) in states.iter().zip(blocks).enumerate() {
-            lanes.set_state(lane, state);
-            lanes.set_block(lane, block);
+        let mut lanes = [[0u32; avx512::LANES]; 8];
+        for (lane, state) in states.iter().enumerate() {
+            for (words, word) in lanes.iter_mut().zip(state) {
+                words[lane] = *word;
+            }
         }
-        // SAFETY: the caller vouches for AVX-512F, the feature `compress16` needs.
-        unsafe { avx512::compress16(&mut lanes.state, &lanes.words, lanes.active) };
+        let zeros = [0u8; 64];
+        let blocks: [&Block; avx512::LANES] =
+            std::array::from_fn(|i| blocks.get(i).unwrap_or(&zeros));
+        let active = (1u32 << states.len()) - 1;
+        // SAFETY: the caller vouches for the features `compress16` needs.
+        unsafe { avx512::compress16(&mut lanes, blocks, active as u16) };
         for (lane, state) in states.iter_mut().enumerate() {
-            *state = lanes.state_of(lane);
+            *state = std::array::from_fn(|i| lanes[i][lane]);
         }
     }
 }
@@ -209,35 +214,35 @@ pub fn digest_many(messages: &[&[&[u8]]], out: &mut [[u8; 32]]) {
 /// they last; a lane whose message has ended is left out of the rest (`active`).
 ///
 /// # Safety
-/// The CPU must have AVX-512F (`avx512::available` says so).
+/// The CPU must have the features `avx512::available` looks for.
 #[cfg(target_arch = "x86_64")]
 unsafe fn digest_many_avx512(messages: &[&[&[u8]]], out: &mut [[u8; 32]]) {
+    let zeros = [0u8; 64];
     let mut scratch = [[0u8; 64]; avx512::LANES];
     for (messages, out) in messages
         .chunks(avx512::LANES)
         .zip(out.chunks_mut(avx512::LANES))
     {
-        let mut blocks: [Option<PaddedBlocks<'_>>; avx512::LANES] =
+        let mut padded: [Option<PaddedBlocks<'_>>; avx512::LANES] =
             std::array::from_fn(|lane| messages.get(lane).map(|m| PaddedBlocks::new(m)));
-        let mut lanes = Lanes::default();
-        for lane in 0..messages.len() {
-            lanes.set_state(lane, &IV);
-        }
+        let mut lanes: [[u32; avx512::LANES]; 8] = IV.map(|word| [word; avx512::LANES]);
         loop {
-            lanes.active = 0;
-            for (lane, (blocks, scratch)) in blocks.iter_mut().zip(&mut scratch).enumerate() {
-                if let Some(block) = blocks.as_mut().and_then(|b| b.next(scratch)) {
-                    lanes.set_block(lane, block);
+            let mut active = 0u16;
+            let mut blocks = [&zeros; avx512::LANES];
+            for (lane, (padded, scratch)) in padded.iter_mut().zip(&mut scratch).enumerate() {
+                if let Some(block) = padded.as_mut().and_then(|p| p.next(scratch)) {
+                    blocks[lane] = block;
+                    active |= 1 << lane;
                 }
             }
-            if lanes.active == 0 {
+            if active == 0 {
                 break;
             }
-            // SAFETY: the caller vouches for AVX-512F, the feature `compress16` needs.
-            unsafe { avx512::compress16(&mut lanes.state, &lanes.words, lanes.active) };
+            // SAFETY: the caller vouches for the features `compress16` needs.
+            unsafe { avx512::compress16(&mut lanes, blocks, active) };
         }
         for (lane, digest) in out.iter_mut().enumerate() {
-            *digest = output(&lanes.state_of(lane));
+            *digest = output(&std::array::from_fn(|i| lanes[i][lane]));
         }
     }
 }
@@ -252,36 +257,6 @@ fn digest_many_in_pairs(messages: &[&[&[u8]]], out: &mut [[u8; 32]]) {
     }
     if messages.len() % 2 == 1 {
         *out.last_mut().expect("odd") = digest(messages.last().expect("odd"));
-    }
-}
-
-/// Sixteen states and blocks laid out word by word for [`avx512::compress16`].
-#[cfg(target_arch = "x86_64")]
-#[derive(Default)]
-struct Lanes {
-    state: [avx512::Words; 8],
-    words: [avx512::Words; 16],
-    /// The lanes given a block since `active` was last cleared.
-    active: u16,
-}
-
-#[cfg(target_arch = "x86_64")]
-impl Lanes {
-    fn set_state(&mut self, lane: usize, state: &State) {
-        for (words, word) in self.state.iter_mut().zip(state) {
-            words[lane] = *word;
-        }
-    }
-
-    fn set_block(&mut self, lane: usize, block: &Block) {
-        for (words, bytes) in self.words.iter_mut().zip(block.chunks_exact(4)) {
-            words[lane] = u32::from_be_bytes(bytes.try_into().expect("4 bytes"));
-        }
-        self.active |= 1 << lane;
-    }
-
-    fn state_of(&self, lane: usize) -> State {
-        std::array::from_fn(|i| self.state[i][lane])
     }
 }
 
