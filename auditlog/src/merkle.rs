@@ -80,9 +80,15 @@ pub fn leaf_hash(data: &[u8]) -> Hash {
 /// # Panics
 /// If `out` is not as long as `entries`.
 pub fn leaf_hash_many(entries: &[&[u8]], out: &mut [Hash]) {
-    let messages: Vec<[&[u8]; 2]> = entries.iter().map(|e| [&[LEAF_PREFIX][..], e]).collect();
-    let messages: Vec<&[&[u8]]> = messages.iter().map(|m| &m[..]).collect();
-    sha256_x2::digest_many(&messages, out);
+    assert_eq!(entries.len(), out.len(), "one hash per entry");
+    // In groups on the stack: the verifier calls this for every batch of entries.
+    const GROUP: usize = 16;
+    for (entries, out) in entries.chunks(GROUP).zip(out.chunks_mut(GROUP)) {
+        let parts: [[&[u8]; 2]; GROUP] =
+            std::array::from_fn(|i| [&[LEAF_PREFIX][..], entries.get(i).copied().unwrap_or(&[])]);
+        let messages: [&[&[u8]]; GROUP] = std::array::from_fn(|i| &parts[i][..]);
+        sha256_x2::digest_many(&messages[..entries.len()], out);
+    }
 }
 
 /// The hash of an interior node: `SHA-256(0x01 || left || right)`.

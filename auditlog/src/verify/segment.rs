@@ -262,31 +262,39 @@ impl SegmentPlan {
         mac_key: Option<&MacKey>,
     ) {
         let n = batch.len();
+        debug_assert!(n <= BATCH, "batches hold at most {BATCH} records");
         let mut leaves = [[0u8; 32]; BATCH];
-        let entries: Vec<&[u8]> = batch.iter().map(|line| line.record.entry).collect();
-        leaf_hash_many(&entries, &mut leaves[..n]);
+        let entries: [&[u8]; BATCH] =
+            std::array::from_fn(|i| batch.get(i).map_or(&[][..], |l| l.record.entry));
+        leaf_hash_many(&entries[..n], &mut leaves[..n]);
         // Chain steps from the lines before, where those are records of this piece.
-        let linked: Vec<usize> = (0..n).filter(|&i| batch[i].previous.is_some()).collect();
-        let steps: Vec<(&Hash, &Hash)> = linked
-            .iter()
-            .map(|&i| (batch[i].previous.as_ref().expect("linked"), &leaves[i]))
-            .collect();
+        let zero = [0u8; 32];
+        let mut linked = [0usize; BATCH];
+        let mut steps = [(&zero, &zero); BATCH];
+        let mut m = 0;
+        for (i, line) in batch.iter().enumerate() {
+            if let Some(previous) = &line.previous {
+                (linked[m], steps[m]) = (i, (previous, &leaves[i]));
+                m += 1;
+            }
+        }
         let mut chains = [[0u8; 32]; BATCH];
-        chain::next_many(&steps, &mut chains[..steps.len()]);
+        chain::next_many(&steps[..m], &mut chains[..m]);
         let mut chained = [None; BATCH];
-        for (&i, step) in linked.iter().zip(&chains) {
+        for (&i, step) in linked[..m].iter().zip(&chains) {
             chained[i] = Some(*step == batch[i].record.chain);
         }
         let mut macs_ok = [None; BATCH];
         if let Some(key) = mac_key {
-            let stored: Vec<(&Hash, &Hash)> = batch
-                .iter()
-                .map(|line| (&line.record.chain, &line.record.mac))
-                .collect();
+            let stored: [(&Hash, &Hash); BATCH] = std::array::from_fn(|i| {
+                batch
+                    .get(i)
+                    .map_or((&zero, &zero), |l| (&l.record.chain, &l.record.mac))
+            });
             let mut ok = [false; BATCH];
-            key.verify_many(&stored, &mut ok[..n]);
-            for (slot, ok) in macs_ok.iter_mut().zip(ok) {
-                *slot = Some(ok);
+            key.verify_many(&stored[..n], &mut ok[..n]);
+            for (slot, ok) in macs_ok.iter_mut().zip(&ok[..n]) {
+                *slot = Some(*ok);
             }
         }
         for (i, line) in batch.drain(..).enumerate() {
