@@ -261,8 +261,15 @@ impl<'a> Scanner<'a> {
 /// The first place where `doc` is not one JSON object.
 pub fn object_members<'a>(
     doc: &'a [u8],
-    member: impl FnMut(&'a [u8], &'a [u8]) -> Result<(), ScanError>,
+    mut member: impl FnMut(&'a [u8], &'a [u8]) -> Result<(), ScanError>,
 ) -> Result<(), ScanError> {
+    let mut members = [(&[][..], &[][..]); compact::MEMBERS];
+    if let Some(count) = compact::object_members(doc, &mut members) {
+        for (key, value) in &members[..count] {
+            member(key, value)?;
+        }
+        return Ok(());
+    }
     // The scan takes only ASCII outside strings and checks each string that is not ASCII,
     // so a document it accepts is UTF-8. One that is not is told so first, as if checked
     // before the scan.
@@ -316,4 +323,276 @@ fn scan_members<'a>(
         return s.err("trailing characters");
     }
     Ok(())
+}
+
+/// The compact form the sealer writes (RFC 8785 output without escapes), read by a loop
+/// with no recursion and no whitespace or escape handling: most of an entry's verification
+/// time went into the general scanner. It accepts a subset of JSON only: no whitespace,
+/// strings of printable ASCII without escapes, integers, `true`, `false`, `null`, at most
+/// [`compact::MAX_DEPTH`] levels and [`compact::MEMBERS`] members at the top. Anything else,
+/// valid or not, is left to the general scanner, which also words every error.
+mod compact {
+    use super::plain_run;
+
+    /// Most top-level members read here (an entry has five or six).
+    pub(super) const MEMBERS: usize = 8;
+
+    /// Deepest nesting read here, below the general scanner's limit.
+    pub(super) const MAX_DEPTH: u32 = 63;
+
+    /// The top-level members of `doc` into `out`, and how many there are; `None` if `doc`
+    /// is not in the compact subset.
+    pub(super) fn object_members<'a>(
+        doc: &'a [u8],
+        out: &mut [(&'a [u8], &'a [u8]); MEMBERS],
+    ) -> Option<usize> {
+        let mut i = 0;
+        expect(doc, &mut i, b'{')?;
+        let mut count = 0;
+        if doc.get(i) == Some(&b'}') {
+            i += 1;
+        } else {
+            loop {
+                let key = key(doc, &mut i)?;
+                let start = i;
+                i = value(doc, i)?;
+                *out.get_mut(count)? = (key, &doc[start..i]);
+                count += 1;
+                match doc.get(i)? {
+                    b',' => i += 1,
+                    b'}' => {
+                        i += 1;
+                        break;
+                    }
+                    _ => return None,
+                }
+            }
+        }
+        (i == doc.len()).then_some(count)
+    }
+
+    fn expect(doc: &[u8], i: &mut usize, c: u8) -> Option<()> {
+        (doc.get(*i) == Some(&c)).then(|| *i += 1)
+    }
+
+    /// A string of plain characters (the quotes included), its content returned.
+    #[inline(always)]
+    fn string<'a>(doc: &'a [u8], i: &mut usize) -> Option<&'a [u8]> {
+        expect(doc, i, b'"')?;
+        let start = *i;
+        *i += plain_run(&doc[start..]);
+        let content = &doc[start..*i];
+        expect(doc, i, b'"')?;
+        Some(content)
+    }
+
+    /// A member's key and the colon after it.
+    #[inline(always)]
+    fn key<'a>(doc: &'a [u8], i: &mut usize) -> Option<&'a [u8]> {
+        let key = string(doc, i)?;
+        expect(doc, i, b':')?;
+        Some(key)
+    }
+
+    /// The end of the value at `i`: containers are followed with a stack of one bit per
+    /// level (set for an array) instead of recursion.
+    fn value(doc: &[u8], mut i: usize) -> Option<usize> {
+        let mut arrays = 0u64;
+        let mut depth = 0u32;
+        loop {
+            // A value starts at `i`.
+            match *doc.get(i)? {
+                b'"' => {
+                    string(doc, &mut i)?;
+                }
+                open @ (b'{' | b'[') => {
+                    i += 1;
+                    let close = if open == b'{' { b'}' } else { b']' };
+                    if doc.get(i) == Some(&close) {
+                        i += 1;
+                    } else {
+                        depth += 1;
+                        if depth > MAX_DEPTH {
+                            return None;
+                        }
+                        if open == b'{' {
+                            arrays &= !(1 << depth);
+                            key(doc, &mut i)?;
+                        } else {
+                            arrays |= 1 << depth;
+                        }
+                        continue;
+                    }
+                }
+                b't' => i = literal(doc, i, b"true")?,
+                b'f' => i = literal(doc, i, b"false")?,
+                b'n' => i = literal(doc, i, b"null")?,
+                b'-' | b'0'..=b'9' => i = integer(doc, i)?,
+                _ => return None,
+            }
+            // A value ended before `i`: close containers until one goes on.
+            loop {
+                if depth == 0 {
+                    return Some(i);
+                }
+                let in_array = arrays & (1 << depth) != 0;
+                match *doc.get(i)? {
+                    b',' => {
+                        i += 1;
+                        if !in_array {
+                            key(doc, &mut i)?;
+                        }
+                        break;
+                    }
+                    b'}' if !in_array => {}
+                    b']' if in_array => {}
+                    _ => return None,
+                }
+                i += 1;
+                depth -= 1;
+            }
+        }
+    }
+
+    fn literal(doc: &[u8], i: usize, word: &[u8]) -> Option<usize> {
+        doc[i..].starts_with(word).then_some(i + word.len())
+    }
+
+    /// `-?(0|[1-9][0-9]*)`; a fraction or an exponent is left to the general scanner.
+    fn integer(doc: &[u8], mut i: usize) -> Option<usize> {
+        if doc.get(i) == Some(&b'-') {
+            i += 1;
+        }
+        match *doc.get(i)? {
+            b'0' => i += 1,
+            b'1'..=b'9' => {
+                i += 1;
+                while doc.get(i).is_some_and(u8::is_ascii_digit) {
+                    i += 1;
+                }
+            }
+            _ => return None,
+        }
+        match doc.get(i) {
+            Some(b'.' | b'e' | b'E') => None,
+            _ => Some(i),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const ENTRY: &[u8] = br#"{"event":{"client":{"address":"198.51.100.7"},"http":{"request":{"headers":{"x":["a","b"]},"method":"GET"},"response":{"status_code":200}},"n":[1,-25,0,true,false,null,{},[]],"url":{"path":"/a"}},"kind":"http","sealed_at":"2026-12-04T22:51:31.690563000Z","seq":601,"source":{"id":"gw/a","seq":9}}"#;
+
+    /// Bytes that change JSON structure, to mutate a document with.
+    const SIGNIFICANT: &[u8] = b"{}[]\",:\\0123456789-+.eEtrufalsn \t\x01u\xc3\xa9";
+
+    /// Keys and raw values of a document's top-level members.
+    type Members<'a> = Vec<(&'a [u8], &'a [u8])>;
+
+    fn general(doc: &[u8]) -> Result<Members<'_>, ScanError> {
+        let mut members = Vec::new();
+        scan_members(doc, |k, v| {
+            members.push((k, v));
+            Ok(())
+        })?;
+        if std::str::from_utf8(doc).is_err() {
+            return Err(ScanError {
+                what: NOT_UTF8,
+                at: 0,
+            });
+        }
+        Ok(members)
+    }
+
+    #[test]
+    fn a_sealed_entry_is_read_by_the_compact_reader() {
+        let mut members = [(&[][..], &[][..]); compact::MEMBERS];
+        let count = compact::object_members(ENTRY, &mut members).expect("compact");
+        assert_eq!(&members[..count], general(ENTRY).unwrap().as_slice());
+        let keys: Vec<&[u8]> = members[..count].iter().map(|m| m.0).collect();
+        assert_eq!(
+            keys,
+            [&b"event"[..], b"kind", b"sealed_at", b"seq", b"source"]
+        );
+        // Valid JSON outside the subset goes to the general scanner.
+        for other in [
+            &br#"{ "seq":1}"#[..],
+            br#"{"seq":1.5}"#,
+            br#"{"seq":1e3}"#,
+            br#"{"k":"a\"b"}"#,
+            "{\"k\":\"\u{e9}\"}".as_bytes(),
+            br#"{"a":1,"b":2,"c":3,"d":4,"e":5,"f":6,"g":7,"h":8,"i":9}"#,
+        ] {
+            assert!(compact::object_members(other, &mut members).is_none());
+            assert!(general(other).is_ok());
+        }
+        // Invalid JSON is never read as compact.
+        let deep = format!("{{\"a\":{}1{}}}", "[".repeat(70), "]".repeat(70));
+        for bad in [
+            &br#"{"a":[1}}"#[..],
+            br#"{"a":{"b":1]}"#,
+            br#"{"a":[1,"b":2]}"#,
+            br#"{"a":{"b":1,2}}"#,
+            br#"{"a":1,2}"#,
+            br#"{"a":01}"#,
+            br#"{"a":-}"#,
+            br#"{"a":tru}"#,
+            br#"{"a":"x}"#,
+            br#"{"a":1}x"#,
+            br#"{"a":1,}"#,
+            br#"{"a":[1,]}"#,
+            br#"{"a":{"b"}}"#,
+            br#"{,}"#,
+            br#"{"a":1"#,
+            br#"["a"]"#,
+            b"{\"a\":\"\x01\"}",
+        ] {
+            assert!(
+                compact::object_members(bad, &mut members).is_none(),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+            assert!(general(bad).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+        assert!(compact::object_members(deep.as_bytes(), &mut members).is_none());
+        assert!(general(deep.as_bytes()).is_ok());
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(4000))]
+
+        /// Whatever the compact reader accepts, the general scanner accepts with the same
+        /// members, and the two are never both wrong the same way: on an entry with bytes
+        /// replaced, inserted or removed, and cut short.
+        #[test]
+        fn the_compact_reader_accepts_only_what_the_scanner_accepts_alike(
+            edits in proptest::collection::vec((0usize..400, 0usize..SIGNIFICANT.len(), 0u8..3), 0..4),
+            cut in 0usize..420,
+        ) {
+            let mut bytes = ENTRY.to_vec();
+            for (at, c, op) in edits {
+                let at = at % (bytes.len() + 1);
+                let c = SIGNIFICANT[c];
+                match op {
+                    0 if at < bytes.len() => bytes[at] = c,
+                    1 => bytes.insert(at, c),
+                    _ if at < bytes.len() => { bytes.remove(at); }
+                    _ => {}
+                }
+            }
+            for doc in [&bytes[..], &bytes[..cut.min(bytes.len())]] {
+                let mut members = [(&[][..], &[][..]); compact::MEMBERS];
+                if let Some(count) = compact::object_members(doc, &mut members) {
+                    let general = general(doc);
+                    prop_assert!(general.is_ok(), "{:?}: {:?}", String::from_utf8_lossy(doc), general);
+                    let general = general.unwrap();
+                    prop_assert_eq!(&members[..count], general.as_slice());
+                }
+            }
+        }
+    }
 }
