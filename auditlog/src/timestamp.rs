@@ -252,12 +252,53 @@ impl Parts {
     /// (every entry's `sealed_at` is in it, and verification reads them all); `None` for any
     /// other text, which [`Parts::parse`] then reads in full.
     fn sealed_form(b: &[u8]) -> Option<Parts> {
-        const FORM: &[u8; 30] = b"dddd-dd-ddTdd:dd:dd.dddddddddZ";
-        if b.len() != FORM.len() {
+        /// The form, `d` standing for a digit, padded to four words.
+        const FORM: &[u8; 32] = b"dddd-dd-ddTdd:dd:dd.dddddddddZ\0\0";
+        /// Word `w` of the form: its bytes where `digit` is false, 0xff for each `d` where it
+        /// is true (and 0 for other bytes).
+        const fn form_word(w: usize, digit: bool) -> u64 {
+            let mut word = 0u64;
+            let mut i = 0;
+            while i < 8 {
+                let f = FORM[8 * w + i];
+                let byte = match (f == b'd', digit) {
+                    (true, true) => 0xff,
+                    (false, false) => f,
+                    _ => 0,
+                };
+                word |= (byte as u64) << (8 * i);
+                i += 1;
+            }
+            word
+        }
+        const SEPARATORS: [u64; 4] = [
+            form_word(0, false),
+            form_word(1, false),
+            form_word(2, false),
+            form_word(3, false),
+        ];
+        const DIGITS: [u64; 4] = [
+            form_word(0, true),
+            form_word(1, true),
+            form_word(2, true),
+            form_word(3, true),
+        ];
+        const HIGH_NIBBLES: u64 = 0xf0f0_f0f0_f0f0_f0f0;
+        const LOW_NIBBLES: u64 = 0x0f0f_0f0f_0f0f_0f0f;
+        if b.len() != 30 {
             return None;
         }
-        for (&c, &f) in b.iter().zip(FORM) {
-            if (f == b'd' && !c.is_ascii_digit()) || (f != b'd' && c != f) {
+        let mut padded = [0u8; 32];
+        padded[..30].copy_from_slice(b);
+        for (w, bytes) in padded.chunks_exact(8).enumerate() {
+            let x = u64::from_le_bytes(bytes.try_into().expect("eight bytes"));
+            // Every byte not a digit is the form's; every digit is 0x30 to 0x39 (a low
+            // nibble plus 6 stays below 0x10 exactly when it is at most 9).
+            let separators_wrong = (x ^ SEPARATORS[w]) & !DIGITS[w];
+            let not_digit_high = ((x & HIGH_NIBBLES) ^ 0x3030_3030_3030_3030) & DIGITS[w];
+            let not_digit_low =
+                ((x & LOW_NIBBLES) + 0x0606_0606_0606_0606) & 0x1010_1010_1010_1010 & DIGITS[w];
+            if separators_wrong | not_digit_high | not_digit_low != 0 {
                 return None;
             }
         }
@@ -729,15 +770,33 @@ mod tests {
         }
 
         /// The sealer's form, read at fixed places, gives what the full reader gives, for
-        /// any digits (months, days and times out of range too) and any text near the form.
+        /// any digits (months, days and times out of range too), and refuses exactly what is
+        /// not in the form: near-valid text, and the form with one byte replaced by any byte.
         #[test]
         fn the_sealed_form_reads_as_the_full_reader_does(
             s in "[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}\\.[0-9]{8,10}[Zz+]",
+            at in 0usize..30,
+            byte in prop_oneof![
+                prop::sample::select(b"/0123456789:-.TZ \x00\x80\xb9".to_vec()),
+                any::<u8>(),
+            ],
         ) {
-            let b = s.as_bytes();
-            match Parts::sealed_form(b) {
-                Some(fast) => prop_assert_eq!(Ok(fast), Parts::parse_any(b)),
-                None => prop_assert!(b.len() != 30 || b[10] != b'T' || b[29] != b'Z', "{}", s),
+            let mut replaced = s.clone().into_bytes();
+            if let Some(b) = replaced.get_mut(at) {
+                *b = byte;
+            }
+            for b in [s.as_bytes(), &replaced] {
+                let in_form = b.len() == 30
+                    && b.iter().zip(b"dddd-dd-ddTdd:dd:dd.dddddddddZ").all(|(&c, &f)| {
+                        if f == b'd' { c.is_ascii_digit() } else { c == f }
+                    });
+                match Parts::sealed_form(b) {
+                    Some(fast) => {
+                        prop_assert!(in_form);
+                        prop_assert_eq!(Ok(fast), Parts::parse_any(b));
+                    }
+                    None => prop_assert!(!in_form, "{:?}", String::from_utf8_lossy(b)),
+                }
             }
         }
 
