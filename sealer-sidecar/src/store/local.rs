@@ -219,47 +219,45 @@ impl LocalStore {
                 reason: "a prefix must stay inside the store",
             });
         }
-        let dir = match prefix.rfind('/') {
-            Some(i) => self.root.join(&prefix[..i]),
-            None => self.root.clone(),
+        let dir_key = match prefix.rfind('/') {
+            Some(i) => &prefix[..=i],
+            None => "",
         };
-        walk(&self.root, &dir, prefix, &mut out).map_err(|e| StoreError::Io {
+        walk(&self.root.join(dir_key), dir_key, prefix, &mut out).map_err(|e| StoreError::Io {
             key: prefix.to_owned(),
             source: e,
         })?;
-        out.retain(|o| o.key.starts_with(prefix));
+        // Already in order but for names that sort between a directory's name and its
+        // children's keys (`a-b` between `a` and `a/…`); a stable sort of sorted keys is one
+        // pass.
         out.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(out)
     }
 }
 
-/// Every file under `dir` whose key starts with `prefix` (directories that cannot hold one
-/// are skipped, and files are only looked at once their name matches).
-fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<ObjectInfo>) -> std::io::Result<()> {
+/// Every file under `dir` (whose key is `dir_key`, empty or ending in `/`) whose key starts
+/// with `prefix`, in name order: directories that cannot hold one are skipped, and files are
+/// only looked at once their name matches. A store holds tens of thousands of tiles, and
+/// every verification lists them.
+fn walk(dir: &Path, dir_key: &str, prefix: &str, out: &mut Vec<ObjectInfo>) -> std::io::Result<()> {
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(e),
     };
-    for entry in entries {
-        let entry = entry?;
-        let name = entry.file_name();
-        if name.to_string_lossy().starts_with('.') {
-            continue;
-        }
-        let path = entry.path();
-        let key = path
-            .strip_prefix(root)
-            .expect("walk stays under root")
-            .to_string_lossy()
-            .into_owned();
+    let mut entries: Vec<(String, fs::DirEntry)> = entries
+        .map(|entry| entry.map(|e| (e.file_name().to_string_lossy().into_owned(), e)))
+        .filter(|named| !matches!(named, Ok((name, _)) if name.starts_with('.')))
+        .collect::<std::io::Result<_>>()?;
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for (name, entry) in entries {
+        let key = format!("{dir_key}{name}");
         // A key under this entry can match the prefix only if one starts with the other.
         if !(key.starts_with(prefix) || prefix.starts_with(&key)) {
             continue;
         }
-        let file_type = entry.file_type()?;
-        if file_type.is_dir() {
-            walk(root, &path, prefix, out)?;
+        if entry.file_type()?.is_dir() {
+            walk(&entry.path(), &format!("{key}/"), prefix, out)?;
         } else if key.starts_with(prefix) {
             let size = entry.metadata()?.len();
             out.push(ObjectInfo { key, size });
@@ -415,6 +413,54 @@ impl Store for LocalStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Listings come in key order whatever the directories hold, only under the prefix,
+    /// with each object's size.
+    #[tokio::test]
+    async fn listings_are_in_key_order_and_only_under_the_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        // `a-b` sorts between `a` and everything under `a/`; `tile/0/x001/...` deeper.
+        let keys = [
+            "a/z",
+            "a-b",
+            "a/b/c",
+            "ab",
+            "tile/0/x001/002",
+            "tile/0/003",
+            "tile/0/x001/001.p/7",
+            "tile/1/000",
+        ];
+        for (i, key) in keys.iter().enumerate() {
+            let bytes = Bytes::from(vec![b'x'; i + 1]);
+            store.put_if_absent(key, bytes).await.unwrap();
+        }
+        let mut sorted: Vec<&str> = keys.to_vec();
+        sorted.sort_unstable();
+        let size_of = |key: &str| keys.iter().position(|k| *k == key).unwrap() as u64 + 1;
+        for prefix in [
+            "",
+            "a",
+            "a/",
+            "a-",
+            "tile/0/",
+            "tile/0/x001/00",
+            "tile/2/",
+            "zz",
+        ] {
+            let listed = store.list(prefix).await.unwrap();
+            let expected: Vec<&str> = sorted
+                .iter()
+                .copied()
+                .filter(|k| k.starts_with(prefix))
+                .collect();
+            let got: Vec<&str> = listed.iter().map(|o| o.key.as_str()).collect();
+            assert_eq!(got, expected, "prefix {prefix:?}");
+            for o in &listed {
+                assert_eq!(o.size, size_of(&o.key), "{}", o.key);
+            }
+        }
+    }
 
     #[tokio::test]
     async fn a_range_is_appended_to_the_buffer_and_stops_at_the_end() {
