@@ -259,9 +259,6 @@ mod tests {
 
     const ENTRY: &str = r#"{"event":{"client":{"address":"198.51.100.7"},"http":{"request":{"headers":{"x":["a\"b\\c\u00e9"]},"method":"GET"},"response":{"status_code":200}},"n":[1,-2.5e3,0.0,true,false,null,{}],"url":{"path":"/a"}},"kind":"http","sealed_at":"2026-12-04T22:51:31.690563000Z","seq":601,"source":{"id":"gw/a","seq":9}}"#;
 
-    /// Bytes that change JSON structure, to mutate an entry with.
-    const SIGNIFICANT: &[u8] = b"{}[]\",:\\0123456789-+.eEtrufalsn \t\x01u\xc3\xa9";
-
     /// Invalid UTF-8 is refused (serde_json lets it pass inside values it skips); on UTF-8,
     /// the answer is serde_json's.
     fn same_as_serde(bytes: &[u8]) -> Result<(), TestCaseError> {
@@ -344,20 +341,10 @@ mod tests {
         /// on an entry with bytes replaced, inserted or removed, and cut short.
         #[test]
         fn accepts_what_serde_accepts(
-            edits in proptest::collection::vec((0usize..400, 0usize..SIGNIFICANT.len(), 0u8..3), 0..4),
+            edits in crate::json_scan::mutation::edits(),
             cut in 0usize..420,
         ) {
-            let mut bytes = ENTRY.as_bytes().to_vec();
-            for (at, c, op) in edits {
-                let at = at % (bytes.len() + 1);
-                let c = SIGNIFICANT[c];
-                match op {
-                    0 if at < bytes.len() => bytes[at] = c,
-                    1 => bytes.insert(at, c),
-                    _ if at < bytes.len() => { bytes.remove(at); }
-                    _ => {}
-                }
-            }
+            let bytes = crate::json_scan::mutation::apply(ENTRY.as_bytes(), &edits);
             same_as_serde(&bytes)?;
             same_as_serde(&bytes[..cut.min(bytes.len())])?;
         }

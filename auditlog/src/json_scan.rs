@@ -487,9 +487,6 @@ mod tests {
 
     const ENTRY: &[u8] = br#"{"event":{"client":{"address":"198.51.100.7"},"http":{"request":{"headers":{"x":["a","b"]},"method":"GET"},"response":{"status_code":200}},"n":[1,-25,0,true,false,null,{},[]],"url":{"path":"/a"}},"kind":"http","sealed_at":"2026-12-04T22:51:31.690563000Z","seq":601,"source":{"id":"gw/a","seq":9}}"#;
 
-    /// Bytes that change JSON structure, to mutate a document with.
-    const SIGNIFICANT: &[u8] = b"{}[]\",:\\0123456789-+.eEtrufalsn \t\x01u\xc3\xa9";
-
     /// Keys and raw values of a document's top-level members.
     type Members<'a> = Vec<(&'a [u8], &'a [u8])>;
 
@@ -570,20 +567,10 @@ mod tests {
         /// replaced, inserted or removed, and cut short.
         #[test]
         fn the_compact_reader_accepts_only_what_the_scanner_accepts_alike(
-            edits in proptest::collection::vec((0usize..400, 0usize..SIGNIFICANT.len(), 0u8..3), 0..4),
+            edits in mutation::edits(),
             cut in 0usize..420,
         ) {
-            let mut bytes = ENTRY.to_vec();
-            for (at, c, op) in edits {
-                let at = at % (bytes.len() + 1);
-                let c = SIGNIFICANT[c];
-                match op {
-                    0 if at < bytes.len() => bytes[at] = c,
-                    1 => bytes.insert(at, c),
-                    _ if at < bytes.len() => { bytes.remove(at); }
-                    _ => {}
-                }
-            }
+            let bytes = mutation::apply(ENTRY, &edits);
             for doc in [&bytes[..], &bytes[..cut.min(bytes.len())]] {
                 let mut members = [(&[][..], &[][..]); compact::MEMBERS];
                 if let Some(count) = compact::object_members(doc, &mut members) {
@@ -594,5 +581,42 @@ mod tests {
                 }
             }
         }
+    }
+}
+
+/// Documents with bytes that change JSON structure replaced, inserted or removed: the
+/// readers' property tests compare what they make of them.
+#[cfg(test)]
+pub(crate) mod mutation {
+    use proptest::prelude::*;
+
+    /// Bytes that change JSON structure, and a few that make it invalid UTF-8.
+    const SIGNIFICANT: &[u8] = b"{}[]\",:\\0123456789-+.eEtrufalsn \t\x01u\xc3\xa9";
+
+    /// One edit: a position (taken modulo the length), a byte of [`SIGNIFICANT`], and
+    /// whether it replaces, is inserted or removes.
+    pub(crate) type Edit = (usize, usize, u8);
+
+    /// Up to three edits.
+    pub(crate) fn edits() -> impl Strategy<Value = Vec<Edit>> {
+        proptest::collection::vec((0usize..400, 0usize..SIGNIFICANT.len(), 0u8..3), 0..4)
+    }
+
+    /// `doc` with `edits` made in turn.
+    pub(crate) fn apply(doc: &[u8], edits: &[Edit]) -> Vec<u8> {
+        let mut bytes = doc.to_vec();
+        for &(at, c, op) in edits {
+            let at = at % (bytes.len() + 1);
+            let c = SIGNIFICANT[c];
+            match op {
+                0 if at < bytes.len() => bytes[at] = c,
+                1 => bytes.insert(at, c),
+                _ if at < bytes.len() => {
+                    bytes.remove(at);
+                }
+                _ => {}
+            }
+        }
+        bytes
     }
 }
