@@ -264,7 +264,7 @@ pub fn object_members<'a>(
     mut member: impl FnMut(&'a [u8], &'a [u8]) -> Result<(), ScanError>,
 ) -> Result<(), ScanError> {
     let mut members = [(&[][..], &[][..]); compact::MEMBERS];
-    if let Some(count) = compact::object_members(doc, &mut members) {
+    if let Some(count) = shapes::object_members(doc, &mut members) {
         for (key, value) in &members[..count] {
             member(key, value)?;
         }
@@ -323,6 +323,264 @@ fn scan_members<'a>(
         return s.err("trailing characters");
     }
     Ok(())
+}
+
+/// Entries recognised by their shape. Entries from one gateway differ in their strings and
+/// numbers, rarely in their structure: the sequence of their tokens ([`json_skeleton`], 64
+/// bytes at a time with AVX-512). The compact reader checks each new sequence once; a text
+/// with a sequence it accepted before is then in the compact subset exactly when its numbers
+/// and literals are (its strings' bytes are checked with the skeleton), and its members are
+/// where they were. Without AVX-512, or for a text the skeleton cannot be exact for, this is
+/// the compact reader alone.
+mod shapes {
+    use std::cell::RefCell;
+
+    use json_skeleton::Skeleton;
+
+    use super::compact;
+
+    /// Shapes remembered by each thread, the most recently seen first.
+    const KNOWN: usize = 8;
+
+    /// After this many texts in a row whose shape was not remembered, the next [`PAUSE`] go
+    /// straight to the compact reader: a log whose entries all differ in structure pays
+    /// little for the skeletons.
+    const MISSES_BEFORE_PAUSE: u32 = 8;
+    const PAUSE: u32 = 64;
+
+    thread_local! {
+        static SHAPES: RefCell<Shapes> = RefCell::new(Shapes::new());
+    }
+
+    struct Shapes {
+        /// Whether this CPU reads skeletons.
+        usable: bool,
+        /// The last text's, kept for its buffers.
+        skeleton: Skeleton,
+        known: Vec<Shape>,
+        misses: u32,
+        paused: u32,
+    }
+
+    /// The token sequence of a text the compact reader accepted.
+    struct Shape {
+        tokens: Box<[u8]>,
+        /// For each top-level member, the indices of three tokens: its key, its value's
+        /// first, and the one after its value (`,` or the closing `}`).
+        members: Vec<[u32; 3]>,
+        /// Indices of the tokens that are numbers or literals.
+        scalars: Box<[u32]>,
+    }
+
+    /// [`compact::object_members`], through the shapes where it can.
+    pub(super) fn object_members<'a>(
+        doc: &'a [u8],
+        out: &mut [(&'a [u8], &'a [u8]); compact::MEMBERS],
+    ) -> Option<usize> {
+        SHAPES.with_borrow_mut(|shapes| shapes.object_members(doc, out))
+    }
+
+    impl Shapes {
+        fn new() -> Shapes {
+            Shapes {
+                usable: json_skeleton::available(),
+                skeleton: Skeleton::new(),
+                known: Vec::with_capacity(KNOWN),
+                misses: 0,
+                paused: 0,
+            }
+        }
+
+        fn object_members<'a>(
+            &mut self,
+            doc: &'a [u8],
+            out: &mut [(&'a [u8], &'a [u8]); compact::MEMBERS],
+        ) -> Option<usize> {
+            if !self.usable || self.paused > 0 || !self.skeleton.read(doc) {
+                self.paused = self.paused.saturating_sub(1);
+                return compact::object_members(doc, out);
+            }
+            let tokens = self.skeleton.tokens();
+            if let Some(i) = self.known.iter().position(|s| *s.tokens == *tokens) {
+                self.misses = 0;
+                self.known[..=i].rotate_right(1);
+                return self.known[0].members(doc, self.skeleton.starts(), out);
+            }
+            self.misses += 1;
+            if self.misses == MISSES_BEFORE_PAUSE {
+                (self.misses, self.paused) = (0, PAUSE);
+            }
+            let count = compact::object_members(doc, out)?;
+            let shape = Shape::of(tokens);
+            debug_assert_eq!(
+                shape.members.len(),
+                count,
+                "{}",
+                String::from_utf8_lossy(doc)
+            );
+            self.known.truncate(KNOWN - 1);
+            self.known.insert(0, shape);
+            Some(count)
+        }
+    }
+
+    impl Shape {
+        /// The shape of `tokens`, the skeleton of a text the compact reader accepted: it
+        /// starts with `{` and ends with the matching `}`.
+        fn of(tokens: &[u8]) -> Shape {
+            let index = |i: usize| u32::try_from(i).expect("skeletons have under 2^16 tokens");
+            let scalars = (0..tokens.len())
+                .filter(|&i| tokens[i] == b'0')
+                .map(index)
+                .collect();
+            let mut members = Vec::new();
+            let mut key = 1;
+            while key + 1 < tokens.len() {
+                // `"key"`, `:`, then the value's tokens up to a `,` or `}` at the top level.
+                let value = key + 2;
+                let mut end = value;
+                let mut depth = 0u32;
+                loop {
+                    match tokens[end] {
+                        b'{' | b'[' => depth += 1,
+                        b'}' | b']' if depth > 0 => depth -= 1,
+                        b'}' | b',' if depth == 0 => break,
+                        _ => {}
+                    }
+                    end += 1;
+                }
+                members.push([index(key), index(value), index(end)]);
+                key = end + 1;
+            }
+            Shape {
+                tokens: tokens.into(),
+                members,
+                scalars,
+            }
+        }
+
+        /// The members of `doc`, whose skeleton is this shape's and starts at `starts`, if its
+        /// numbers and literals are in the compact subset.
+        fn members<'a>(
+            &self,
+            doc: &'a [u8],
+            starts: &[u16],
+            out: &mut [(&'a [u8], &'a [u8]); compact::MEMBERS],
+        ) -> Option<usize> {
+            let at = |token: u32| usize::from(starts[token as usize]);
+            // A number or literal ends where the next token starts (no whitespace here).
+            if !self.scalars.iter().all(|&s| scalar(&doc[at(s)..at(s + 1)])) {
+                return None;
+            }
+            for (slot, &[key, value, end]) in out.iter_mut().zip(&self.members) {
+                // A key's closing quote is just before its colon.
+                *slot = (&doc[at(key) + 1..at(key + 1) - 1], &doc[at(value)..at(end)]);
+            }
+            Some(self.members.len())
+        }
+    }
+
+    /// A number or literal of the compact subset: `-?(0|[1-9][0-9]*)`, `true`, `false`,
+    /// `null`.
+    fn scalar(bytes: &[u8]) -> bool {
+        match bytes.strip_prefix(b"-").unwrap_or(bytes) {
+            [b'0'] => true,
+            [b'1'..=b'9', rest @ ..] => rest.iter().all(u8::is_ascii_digit),
+            _ => matches!(bytes, b"true" | b"false" | b"null"),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::super::{mutation, tests::ENTRY};
+        use super::*;
+        use proptest::prelude::*;
+
+        type Members<'a> = Option<Vec<(&'a [u8], &'a [u8])>>;
+
+        fn through_shapes<'a>(shapes: &mut Shapes, doc: &'a [u8]) -> Members<'a> {
+            let mut out = [(&[][..], &[][..]); compact::MEMBERS];
+            let count = shapes.object_members(doc, &mut out)?;
+            Some(out[..count].to_vec())
+        }
+
+        fn compact_only(doc: &[u8]) -> Members<'_> {
+            let mut out = [(&[][..], &[][..]); compact::MEMBERS];
+            let count = compact::object_members(doc, &mut out)?;
+            Some(out[..count].to_vec())
+        }
+
+        #[test]
+        fn a_known_shape_is_recognised_and_its_numbers_still_checked() {
+            let mut shapes = Shapes::new();
+            if !shapes.usable {
+                return;
+            }
+            assert_eq!(through_shapes(&mut shapes, ENTRY), compact_only(ENTRY));
+            assert_eq!(shapes.known.len(), 1);
+            // Other strings and numbers, the same shape: recognised, not learned again.
+            let text = String::from_utf8(ENTRY.to_vec()).unwrap();
+            let other = text
+                .replace("\"seq\":601", "\"seq\":98765")
+                .replace("/a", "/bcd");
+            let members = through_shapes(&mut shapes, other.as_bytes()).expect("compact");
+            assert_eq!(Some(members), compact_only(other.as_bytes()));
+            assert_eq!((shapes.known.len(), shapes.misses), (1, 0));
+            // The same skeleton with a number or literal outside the subset, or invalid.
+            for bad in [
+                "\"seq\":6e1",
+                "\"seq\":60.",
+                "\"seq\":01",
+                "\"seq\":-",
+                "\"seq\":6-",
+            ] {
+                let doc = text.replace("\"seq\":601", bad);
+                assert_eq!(through_shapes(&mut shapes, doc.as_bytes()), None, "{doc}");
+                assert_eq!(compact_only(doc.as_bytes()), None, "{doc}");
+            }
+            let doc = text.replace("true", "tru");
+            assert_eq!(through_shapes(&mut shapes, doc.as_bytes()), None, "{doc}");
+            assert_eq!(shapes.known.len(), 1);
+        }
+
+        #[test]
+        fn shapes_not_seen_again_pause_the_skeletons() {
+            let mut shapes = Shapes::new();
+            if !shapes.usable {
+                return;
+            }
+            for i in 0..MISSES_BEFORE_PAUSE {
+                let doc = format!(
+                    "{{\"a{i}\":{}1{}}}",
+                    "[".repeat(i as usize),
+                    "]".repeat(i as usize)
+                );
+                assert!(through_shapes(&mut shapes, doc.as_bytes()).is_some());
+            }
+            assert_eq!((shapes.known.len(), shapes.paused), (KNOWN, PAUSE));
+            assert!(through_shapes(&mut shapes, ENTRY).is_some());
+            assert_eq!((shapes.known.len(), shapes.paused), (KNOWN, PAUSE - 1));
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(4000))]
+
+            /// Read after the entry it was made from (its shape known), a mutated entry gets
+            /// exactly what the compact reader gives it, members or refusal.
+            #[test]
+            fn a_known_shape_gives_what_the_compact_reader_gives(
+                edits in mutation::edits(),
+                cut in 0usize..420,
+            ) {
+                let mut shapes = Shapes::new();
+                let bytes = mutation::apply(ENTRY, &edits);
+                for doc in [ENTRY, &bytes[..], ENTRY, &bytes[..cut.min(bytes.len())], &bytes[..]] {
+                    prop_assert_eq!(through_shapes(&mut shapes, doc), compact_only(doc),
+                        "{}", String::from_utf8_lossy(doc));
+                }
+            }
+        }
+    }
 }
 
 /// The compact form the sealer writes (RFC 8785 output without escapes), read by a loop
@@ -485,7 +743,7 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const ENTRY: &[u8] = br#"{"event":{"client":{"address":"198.51.100.7"},"http":{"request":{"headers":{"x":["a","b"]},"method":"GET"},"response":{"status_code":200}},"n":[1,-25,0,true,false,null,{},[]],"url":{"path":"/a"}},"kind":"http","sealed_at":"2026-12-04T22:51:31.690563000Z","seq":601,"source":{"id":"gw/a","seq":9}}"#;
+    pub(super) const ENTRY: &[u8] = br#"{"event":{"client":{"address":"198.51.100.7"},"http":{"request":{"headers":{"x":["a","b"]},"method":"GET"},"response":{"status_code":200}},"n":[1,-25,0,true,false,null,{},[]],"url":{"path":"/a"}},"kind":"http","sealed_at":"2026-12-04T22:51:31.690563000Z","seq":601,"source":{"id":"gw/a","seq":9}}"#;
 
     /// Keys and raw values of a document's top-level members.
     type Members<'a> = Vec<(&'a [u8], &'a [u8])>;
