@@ -181,7 +181,7 @@ impl EntryHead {
                     .map(|n| seq = Some(n)),
                 // A timestamp that does not parse goes through serde_json too, for its message.
                 "sealed_at" if sealed_at.is_none() => plain_str(value)
-                    .and_then(|text| Timestamp::parse(text).ok())
+                    .and_then(|text| Timestamp::parse_bytes(text).ok())
                     .map_or_else(|| serde_json::from_slice(value), Ok)
                     .map(|t| sealed_at = Some(t)),
                 _ => {
@@ -213,19 +213,21 @@ impl EntryHead {
 /// scanner has already checked the value's grammar); `None` leaves the value to serde_json,
 /// which then gives the same answer or its own error message.
 ///
-/// A string without escapes (the scanner has checked that it is UTF-8).
-fn plain_str(value: &[u8]) -> Option<&str> {
+/// The content of a string without escapes (the scanner has checked that it is UTF-8).
+fn plain_str(value: &[u8]) -> Option<&[u8]> {
     let inner = value.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
     if inner.contains(&b'\\') {
         return None;
     }
-    std::str::from_utf8(inner).ok()
+    Some(inner)
 }
 
 /// One of the kinds' names, without escapes.
 fn plain_kind(value: &[u8]) -> Option<EntryKind> {
     let name = plain_str(value)?;
-    EntryKind::ALL.into_iter().find(|k| k.as_str() == name)
+    EntryKind::ALL
+        .into_iter()
+        .find(|k| k.as_str().as_bytes() == name)
 }
 
 /// A number of at most 19 digits and nothing else (so it fits in a `u64`).

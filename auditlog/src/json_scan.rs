@@ -326,7 +326,7 @@ fn scan_members<'a>(
 }
 
 /// Entries recognised by their shape. Entries from one gateway differ in their strings and
-/// numbers, rarely in their structure: the sequence of their tokens ([`json_skeleton`], 64
+/// numbers, rarely in their structure: the sequence of their tokens ([`text_simd::skeleton`], 64
 /// bytes at a time with AVX-512). The compact reader checks each new sequence once; a text
 /// with a sequence it accepted before is then in the compact subset exactly when its numbers
 /// and literals are (its strings' bytes are checked with the skeleton), and its members are
@@ -335,7 +335,7 @@ fn scan_members<'a>(
 mod shapes {
     use std::cell::RefCell;
 
-    use json_skeleton::Skeleton;
+    use text_simd::skeleton::{self, Skeleton};
 
     use super::compact;
 
@@ -383,7 +383,7 @@ mod shapes {
     impl Shapes {
         fn new() -> Shapes {
             Shapes {
-                usable: json_skeleton::available(),
+                usable: skeleton::available(),
                 skeleton: Skeleton::new(),
                 known: Vec::with_capacity(KNOWN),
                 misses: 0,

@@ -99,11 +99,21 @@ impl Timestamp {
     /// range (including the leap second `60`) or more than 9 fraction digits;
     /// [`TimestampError::OutOfRange`] for an instant that an `i64` of nanoseconds cannot hold.
     pub fn parse(s: &str) -> Result<Self, TimestampError> {
+        Timestamp::parse_bytes(s.as_bytes())
+    }
+
+    /// [`Timestamp::parse`] of text given as bytes (the verifier reads every entry's
+    /// `sealed_at` from the record's bytes); bytes that are not UTF-8 are invalid.
+    ///
+    /// # Errors
+    /// As [`Timestamp::parse`].
+    pub fn parse_bytes(b: &[u8]) -> Result<Self, TimestampError> {
+        let shown = || shorten(&String::from_utf8_lossy(b));
         let invalid = |reason: String| TimestampError::Invalid {
-            input: shorten(s),
+            input: shown(),
             reason,
         };
-        let p = Parts::parse(s.as_bytes()).map_err(|r| invalid(r.to_owned()))?;
+        let p = Parts::parse(b).map_err(|r| invalid(r.to_owned()))?;
 
         if !(1..=12).contains(&p.month) {
             return Err(invalid(format!("month {:02} is not 01..=12", p.month)));
@@ -154,7 +164,7 @@ impl Timestamp {
         let nanos = i128::from(utc_seconds) * i128::from(NANOS_PER_SECOND) + i128::from(p.nanos);
         i64::try_from(nanos)
             .map(Timestamp)
-            .map_err(|_| TimestampError::OutOfRange { input: shorten(s) })
+            .map_err(|_| TimestampError::OutOfRange { input: shown() })
     }
 }
 

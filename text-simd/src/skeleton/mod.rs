@@ -17,14 +17,10 @@
 //! [`MAX_LEN`], or when the CPU lacks AVX-512 ([`available`]); the caller then reads it
 //! another way.
 //!
-//! The crate's `unsafe` is in [`Skeleton::read`] and `avx512`: the call of the
-//! `#[target_feature]` function, made only after the CPU was seen to have its features; the
-//! masked loads of the text, which read only its bytes; and the stores of whole registers
-//! into the spare capacity of the two vectors, reserved beforehand. The property test
-//! compares every result with a byte-at-a-time reader.
-
-#![deny(unsafe_op_in_unsafe_fn)]
-#![warn(missing_docs)]
+//! `unsafe` here: the call of the `#[target_feature]` function, made only after the CPU was
+//! seen to have its features; the masked loads of the text, which read only its bytes; and
+//! the stores of whole registers into the spare capacity of the two vectors, reserved
+//! beforehand. The property tests compare every result with a byte-at-a-time reader.
 
 #[cfg(target_arch = "x86_64")]
 mod avx512;

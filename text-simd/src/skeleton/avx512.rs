@@ -26,13 +26,13 @@ fn prefix_xor(mut bits: u64) -> u64 {
 }
 
 /// Fill `tokens` and `starts` (both empty) with `text`'s skeleton (`text.len()` at most
-/// [`crate::MAX_LEN`]); `false` when it is not exact (see the crate's docs).
+/// [`super::MAX_LEN`]); `false` when it is not exact (see the module docs).
 ///
 /// # Safety
 /// The CPU must have AVX-512 F, BW and VBMI2.
 #[target_feature(enable = "avx512f,avx512bw,avx512vbmi2,popcnt")]
 pub(crate) unsafe fn read(text: &[u8], tokens: &mut Vec<u8>, starts: &mut Vec<u16>) -> bool {
-    debug_assert!(tokens.is_empty() && starts.is_empty() && text.len() <= crate::MAX_LEN);
+    debug_assert!(tokens.is_empty() && starts.is_empty() && text.len() <= super::MAX_LEN);
     // A token starts at one byte, so a chunk starting at `at` follows at most `at` tokens;
     // its stores write one register of bytes and two of positions from there.
     tokens.reserve(text.len() + 64);
