@@ -158,19 +158,24 @@ impl EntryHead {
         let mut duplicate = None;
         let mut bad = None;
         crate::json_scan::object_members(entry, |key, value| {
-            let decoded;
-            let key = if key.contains(&b'\\') {
-                let quoted = [b"\"", key, b"\""].concat();
-                decoded = serde_json::from_slice::<String>(&quoted).unwrap_or_default();
-                decoded.as_bytes()
-            } else {
-                key
+            let field = |key: &[u8]| match key {
+                b"kind" => Some("kind"),
+                b"seq" => Some("seq"),
+                b"sealed_at" => Some("sealed_at"),
+                _ => None,
             };
-            let field = match key {
-                b"kind" => "kind",
-                b"seq" => "seq",
-                b"sealed_at" => "sealed_at",
-                _ => return Ok(()),
+            // A key spelled with escapes is the key it decodes to.
+            let field = match field(key) {
+                Some(field) => field,
+                None if key.contains(&b'\\') => {
+                    let quoted = [b"\"", key, b"\""].concat();
+                    let decoded = serde_json::from_slice::<String>(&quoted).unwrap_or_default();
+                    match field(decoded.as_bytes()) {
+                        Some(field) => field,
+                        None => return Ok(()),
+                    }
+                }
+                None => return Ok(()),
             };
             let result = match field {
                 "kind" if kind.is_none() => plain_kind(value)
@@ -213,13 +218,10 @@ impl EntryHead {
 /// scanner has already checked the value's grammar); `None` leaves the value to serde_json,
 /// which then gives the same answer or its own error message.
 ///
-/// The content of a string without escapes (the scanner has checked that it is UTF-8).
+/// The content of a string as it is written (the scanner has checked that it is UTF-8). Its
+/// readers accept no backslash, so a string with escapes goes to serde_json.
 fn plain_str(value: &[u8]) -> Option<&[u8]> {
-    let inner = value.strip_prefix(b"\"")?.strip_suffix(b"\"")?;
-    if inner.contains(&b'\\') {
-        return None;
-    }
-    Some(inner)
+    value.strip_prefix(b"\"")?.strip_suffix(b"\"")
 }
 
 /// One of the kinds' names, without escapes.
@@ -304,6 +306,11 @@ mod tests {
         }
         let escaped = br#"{"k\u0069nd":"http","seq":1,"sealed_at":"2026-12-04T22:51:31Z"}"#;
         assert_eq!(EntryHead::parse(escaped).unwrap().kind, EntryKind::Http);
+        // Values spelled with escapes are what they decode to, as serde_json reads them.
+        let escaped = br#"{"kind":"ht\u0074p","seq":1,"sealed_at":"2026-12-04T22:51:3\u0031Z"}"#;
+        let head = EntryHead::parse(escaped).unwrap();
+        assert_eq!(head, serde_json::from_slice::<EntryHead>(escaped).unwrap());
+        assert_eq!(head.kind, EntryKind::Http);
     }
 
     #[test]
