@@ -87,10 +87,20 @@ impl MacKey {
             self.prepared
                 .mac_many(&chains[..pairs.len()], &mut macs[..pairs.len()]);
             for ((ok, mac), (_, stored)) in out.iter_mut().zip(&macs).zip(pairs) {
-                *ok = mac.ct_eq(*stored).into();
+                *ok = difference(mac, stored).ct_eq(&0).into();
             }
         }
     }
+}
+
+/// The bits where two hashes differ, folded into one word without an early exit: compared
+/// with 0 in constant time, as a byte-by-byte `ct_eq` of the hashes would be, at an eighth of
+/// the steps (the verifier compares every record's MAC).
+fn difference(a: &Hash, b: &Hash) -> u64 {
+    let word = |bytes: &[u8]| u64::from_ne_bytes(bytes.try_into().expect("eight bytes"));
+    a.chunks_exact(8)
+        .zip(b.chunks_exact(8))
+        .fold(0, |d, (x, y)| d | (word(x) ^ word(y)))
 }
 
 impl std::fmt::Debug for MacKey {
@@ -132,5 +142,27 @@ mod tests {
                 prop_assert_eq!(*ok, !w);
             }
         }
+    }
+
+    #[test]
+    fn a_mac_one_bit_off_anywhere_is_refused() {
+        let key = MacKey::new(&[7; MAC_KEY_LEN]);
+        let chain = [3u8; 32];
+        let mac = key.mac(&chain);
+        let wrong: Vec<Hash> = (0..256)
+            .map(|bit| {
+                let mut m = mac;
+                m[bit / 8] ^= 1 << (bit % 8);
+                m
+            })
+            .collect();
+        let stored: Vec<(&Hash, &Hash)> = std::iter::once(&mac)
+            .chain(&wrong)
+            .map(|m| (&chain, m))
+            .collect();
+        let mut ok = vec![false; stored.len()];
+        key.verify_many(&stored, &mut ok);
+        assert!(ok[0]);
+        assert!(ok[1..].iter().all(|ok| !ok));
     }
 }
