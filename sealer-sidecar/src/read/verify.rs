@@ -19,7 +19,7 @@ use auditlog::merkle::{Frontier, Hash};
 use auditlog::note::NoteVerifier;
 use auditlog::query::{Fields, Filter};
 use auditlog::record::parse_record;
-use auditlog::tiles::{TILES, TileBuilder, TileSet};
+use auditlog::tiles::{HEIGHT, MAX_LEVEL, TILES, TileBuilder, TileId, TileSet, WIDTH};
 use auditlog::timestamp::Timestamp;
 use auditlog::verify::{CosignedSummary, ProblemClass, Report, StoreVerifier, TileCheck};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -70,7 +70,19 @@ pub async fn verify_with_state<S: Store + Clone>(
     verifier: &NoteVerifier,
     options: &VerifyOptions,
 ) -> Result<(Report, Frontier, Hash), StoreError> {
-    let objects = store.list("").await?;
+    // An incremental run lists only what comes after the trusted tree (and the segment that
+    // ends it), so that its cost follows the new entries, not the log's age.
+    let resumable = match (&options.trusted, options.incremental) {
+        (Some(trusted), true) => LogHead::open(&trusted.1, verifier)
+            .ok()
+            .filter(|head| head.size > 0)
+            .map(|head| head.size),
+        _ => None,
+    };
+    let mut objects = match resumable {
+        Some(size) => list_from(store, size).await?,
+        None => store.list("").await?,
+    };
     let mut v = match (&options.trusted, options.incremental) {
         (Some(trusted), true) => match resume(store, verifier, options, trusted, &objects).await? {
             Ok(v) => v,
@@ -79,6 +91,9 @@ pub async fn verify_with_state<S: Store + Clone>(
                 match class {
                     Some(class) => v.add_problem(class, trusted.0.clone(), why),
                     None => v.add_warning(format!("verified in full: {why}")),
+                }
+                if resumable.is_some() {
+                    objects = store.list("").await?;
                 }
                 v
             }
@@ -263,6 +278,40 @@ fn full_verifier(verifier: &NoteVerifier, options: &VerifyOptions) -> StoreVerif
         v.add_problem(ProblemClass::BadCheckpoint, name.clone(), problem);
     }
     v
+}
+
+/// Entries before a trusted size that an incremental run still lists, so that it finds the
+/// segment ending at that size (segments are named by their first entry): more than any
+/// segment holds (32 MiB at most of records of 160 bytes or more, about 210,000). If the
+/// segment is not among them, the run lists everything and verifies in full.
+const SEGMENT_WINDOW: u64 = 1 << 20;
+
+/// What an incremental run from a tree of `size` entries reads: the segments from
+/// [`SEGMENT_WINDOW`] entries before `size`, the checkpoints of at least `size` entries,
+/// and on each level the tiles from the one holding the level's hashes at `size` (the
+/// tree's right edge, which the consistency proof reads too). Objects before those, and
+/// objects under other names, are checked by a full run only.
+async fn list_from<S: Store>(store: &S, size: u64) -> Result<Vec<ObjectInfo>, StoreError> {
+    // Segments are named `segments/<first>-<last>.ndjson`, 20 digits each: the names after
+    // `segments/<from>` are those of the segments from entry `from` on.
+    let from = size.saturating_sub(SEGMENT_WINDOW);
+    let after = format!("{}{from:020}", layout::SEGMENTS);
+    let mut objects = store.list_after(layout::SEGMENTS, &after).await?;
+    let after = format!("{}{size:020}", layout::CHECKPOINTS);
+    objects.extend(store.list_after(layout::CHECKPOINTS, &after).await?);
+    for level in 0..=MAX_LEVEL {
+        let prefix = format!("{TILES}{level}/");
+        let first = (size >> (HEIGHT * u32::from(level))) / WIDTH;
+        let level_objects = match first.checked_sub(1) {
+            None => store.list(&prefix).await?,
+            Some(before) => {
+                let after = TileId::full(level, before).key();
+                store.list_after(&prefix, &after).await?
+            }
+        };
+        objects.extend(level_objects);
+    }
+    Ok(objects)
 }
 
 /// Why verification cannot resume from the trusted checkpoint: a problem to report (then

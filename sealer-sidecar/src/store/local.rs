@@ -209,7 +209,14 @@ impl LocalStore {
         }
     }
 
-    fn list_blocking(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+    /// The keys under `prefix` that sort after `start_after` ("" for all). A directory
+    /// whose keys all sort before `start_after` is not read at all: listing the tiles after
+    /// a size reads the directories on the tree's right edge, not every tile.
+    fn list_after_blocking(
+        &self,
+        prefix: &str,
+        start_after: &str,
+    ) -> Result<Vec<ObjectInfo>, StoreError> {
         let mut out = Vec::new();
         // Only the directory the prefix names is walked: listing `segments/` must not visit
         // every tile.
@@ -223,7 +230,11 @@ impl LocalStore {
             Some(i) => &prefix[..=i],
             None => "",
         };
-        walk(&self.root.join(dir_key), dir_key, prefix, &mut out).map_err(|e| StoreError::Io {
+        let range = Range {
+            prefix,
+            start_after,
+        };
+        walk(&self.root.join(dir_key), dir_key, &range, &mut out).map_err(|e| StoreError::Io {
             key: prefix.to_owned(),
             source: e,
         })?;
@@ -239,7 +250,41 @@ impl LocalStore {
 /// with `prefix`, in name order: directories that cannot hold one are skipped, and files are
 /// only looked at once their name matches. A store holds tens of thousands of tiles, and
 /// every verification lists them.
-fn walk(dir: &Path, dir_key: &str, prefix: &str, out: &mut Vec<ObjectInfo>) -> std::io::Result<()> {
+/// The keys a listing wants: under `prefix`, after `start_after`.
+struct Range<'a> {
+    prefix: &'a str,
+    start_after: &'a str,
+}
+
+impl Range<'_> {
+    /// Whether a key under the directory `dir_key` (ending in `/`) can be wanted: one
+    /// starts with the prefix or the prefix with it, and not every key under it sorts before
+    /// `start_after` (a key under it starts with `dir_key`; all of them sort before
+    /// `start_after` exactly when `dir_key` does and is not its beginning).
+    fn may_hold(&self, dir_key: &str) -> bool {
+        (dir_key.starts_with(self.prefix) || self.prefix.starts_with(dir_key))
+            && (dir_key > self.start_after || self.start_after.starts_with(dir_key))
+    }
+
+    fn wants(&self, key: &str) -> bool {
+        key.starts_with(self.prefix) && key > self.start_after
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many directories this thread's listings have read (tests only).
+    static DIRECTORIES_READ: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+fn walk(
+    dir: &Path,
+    dir_key: &str,
+    range: &Range,
+    out: &mut Vec<ObjectInfo>,
+) -> std::io::Result<()> {
+    #[cfg(test)]
+    DIRECTORIES_READ.set(DIRECTORIES_READ.get() + 1);
     let entries = match fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
@@ -252,13 +297,16 @@ fn walk(dir: &Path, dir_key: &str, prefix: &str, out: &mut Vec<ObjectInfo>) -> s
     entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     for (name, entry) in entries {
         let key = format!("{dir_key}{name}");
-        // A key under this entry can match the prefix only if one starts with the other.
-        if !(key.starts_with(prefix) || prefix.starts_with(&key)) {
+        // Cheap tests first: most names of a large directory are not wanted.
+        let maybe_dir = format!("{key}/");
+        if !range.wants(&key) && !range.may_hold(&maybe_dir) {
             continue;
         }
         if entry.file_type()?.is_dir() {
-            walk(&entry.path(), &format!("{key}/"), prefix, out)?;
-        } else if key.starts_with(prefix) {
+            if range.may_hold(&maybe_dir) {
+                walk(&entry.path(), &maybe_dir, range, out)?;
+            }
+        } else if range.wants(&key) {
             let size = entry.metadata()?.len();
             out.push(ObjectInfo { key, size });
         }
@@ -388,9 +436,17 @@ impl Store for LocalStore {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>, StoreError> {
+        self.list_after(prefix, "").await
+    }
+
+    async fn list_after(
+        &self,
+        prefix: &str,
+        start_after: &str,
+    ) -> Result<Vec<ObjectInfo>, StoreError> {
         let this = self.clone();
-        let prefix = prefix.to_owned();
-        tokio::task::spawn_blocking(move || this.list_blocking(&prefix))
+        let (prefix, start_after) = (prefix.to_owned(), start_after.to_owned());
+        tokio::task::spawn_blocking(move || this.list_after_blocking(&prefix, &start_after))
             .await
             .expect("store task does not panic")
     }
@@ -459,7 +515,63 @@ mod tests {
             for o in &listed {
                 assert_eq!(o.size, size_of(&o.key), "{}", o.key);
             }
+            // After any point, from any key or between keys: the same keys, filtered.
+            let points = sorted
+                .iter()
+                .flat_map(|k| {
+                    [
+                        k.to_string(),
+                        format!("{k}/"),
+                        format!("{k}0"),
+                        k[..k.len() - 1].to_string(),
+                    ]
+                })
+                .chain([
+                    "".into(),
+                    "a/".into(),
+                    "tile/0/x".into(),
+                    "tile/0/x001/".into(),
+                    "~".into(),
+                ]);
+            for start_after in points {
+                let listed = store.list_after(prefix, &start_after).await.unwrap();
+                let got: Vec<&str> = listed.iter().map(|o| o.key.as_str()).collect();
+                let wanted: Vec<&str> = expected
+                    .iter()
+                    .copied()
+                    .filter(|k| *k > start_after.as_str())
+                    .collect();
+                assert_eq!(got, wanted, "prefix {prefix:?} after {start_after:?}");
+            }
         }
+    }
+
+    #[tokio::test]
+    async fn a_listing_after_a_key_does_not_read_the_directories_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = LocalStore::open(dir.path()).unwrap();
+        for key in ["tile/0/x001/001", "tile/0/x002/001", "tile/0/x003/001"] {
+            store
+                .put_if_absent(key, Bytes::from_static(b"h"))
+                .await
+                .unwrap();
+        }
+        let read = |start_after: &str| {
+            DIRECTORIES_READ.set(0);
+            let keys: Vec<String> = store
+                .list_after_blocking("tile/0/", start_after)
+                .unwrap()
+                .into_iter()
+                .map(|o| o.key)
+                .collect();
+            (keys, DIRECTORIES_READ.get())
+        };
+        // tile/0/, x002/ and x003/, not x001/.
+        assert_eq!(
+            read("tile/0/x002/000"),
+            (vec!["tile/0/x002/001".into(), "tile/0/x003/001".into()], 3)
+        );
+        assert_eq!(read("").1, 4);
     }
 
     #[tokio::test]
