@@ -33,6 +33,7 @@ use serde::Deserialize;
 use crate::publish::tiles::TileWriter;
 use crate::read::StoredLog;
 use crate::read::head::StoredHead;
+use crate::read::stored_log::{SEGMENT_SEARCH_WINDOW, SegmentRef};
 use crate::read::tiles::{TilesError, with_tiles};
 use crate::read::verify::{self, VerifyOptions};
 use crate::seal::sources::{self, SourceTracker};
@@ -304,8 +305,18 @@ async fn resume_at_right_edge<S: Store>(
             )));
         }
     }
-    let segments = log.segments().await?;
-    if newest.size > 0 && !segments.iter().any(|s| s.last + 1 == newest.size) {
+    // The segments from a window before the newest checkpoint's size: the one that ends
+    // there, and any stored after it. All of them only if that one is not in the window.
+    let ends_at_newest = |segments: &[SegmentRef]| {
+        newest.size == 0 || segments.iter().any(|s| s.last + 1 == newest.size)
+    };
+    let mut segments = log
+        .segments_from(newest.size.saturating_sub(SEGMENT_SEARCH_WINDOW))
+        .await?;
+    if !ends_at_newest(&segments) {
+        segments = log.segments().await?;
+    }
+    if !ends_at_newest(&segments) {
         return Ok(Err(format!(
             "no segment ends at the newest checkpoint's size {}",
             newest.size

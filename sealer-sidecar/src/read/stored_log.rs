@@ -114,6 +114,19 @@ impl<'a, S: Store> StoredLog<'a, S> {
             .collect())
     }
 
+    /// The segments that start at entry `first` or later, in log order. The listing starts
+    /// there (segments are named `segments/<first>-<last>.ndjson`, 20 digits each), so it
+    /// does not grow with the log's history.
+    pub async fn segments_from(&self, first: u64) -> Result<Vec<SegmentRef>, StoreError> {
+        Ok(self
+            .store
+            .list_after(layout::SEGMENTS, &segments_from_key(first))
+            .await?
+            .into_iter()
+            .filter_map(segment_ref)
+            .collect())
+    }
+
     /// The segments holding any entry of `range`, in log order.
     pub async fn segments_in(
         &self,
@@ -154,6 +167,17 @@ fn checkpoint_ref(o: ObjectInfo) -> Option<CheckpointRef> {
         size,
         unix_nanos,
     })
+}
+
+/// Entries before a checkpoint's size to list segments from, so as to find the segment that
+/// ends at that size without listing the log's history: more than a segment holds (32 MiB at
+/// most of records of 160 bytes or more, about 210,000). Where it is not among them, the
+/// caller lists every segment.
+pub const SEGMENT_SEARCH_WINDOW: u64 = 1 << 20;
+
+/// The key after which the names of the segments from entry `first` on sort.
+pub fn segments_from_key(first: u64) -> String {
+    format!("{}{first:020}", layout::SEGMENTS)
 }
 
 fn segment_ref(o: ObjectInfo) -> Option<SegmentRef> {
@@ -206,6 +230,10 @@ mod tests {
         assert_eq!(firsts(log.segments().await.unwrap()), [0, 3]);
         assert_eq!(firsts(log.segments_in(2..=3).await.unwrap()), [0, 3]);
         assert_eq!(firsts(log.segments_in(4..=9).await.unwrap()), [3]);
+        assert_eq!(firsts(log.segments_from(0).await.unwrap()), [0, 3]);
+        assert_eq!(firsts(log.segments_from(1).await.unwrap()), [3]);
+        assert_eq!(firsts(log.segments_from(3).await.unwrap()), [3]);
+        assert!(firsts(log.segments_from(4).await.unwrap()).is_empty());
         assert!(log.segments_in(7..=9).await.unwrap().is_empty());
     }
 }

@@ -26,6 +26,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::read::checked_segments::CheckedSegments;
 use crate::read::cosigned::{self, Cosigned};
+use crate::read::stored_log::{SEGMENT_SEARCH_WINDOW, segments_from_key};
 use crate::read::tiles::{TilesError, with_tiles};
 use crate::store::{ObjectInfo, Store, StoreError};
 
@@ -280,23 +281,18 @@ fn full_verifier(verifier: &NoteVerifier, options: &VerifyOptions) -> StoreVerif
     v
 }
 
-/// Entries before a trusted size that an incremental run still lists, so that it finds the
-/// segment ending at that size (segments are named by their first entry): more than any
-/// segment holds (32 MiB at most of records of 160 bytes or more, about 210,000). If the
-/// segment is not among them, the run lists everything and verifies in full.
-const SEGMENT_WINDOW: u64 = 1 << 20;
-
 /// What an incremental run from a tree of `size` entries reads: the segments from
-/// [`SEGMENT_WINDOW`] entries before `size`, the checkpoints of at least `size` entries,
+/// [`SEGMENT_SEARCH_WINDOW`] entries before `size` (if the one ending at `size` is not among
+/// them, the run lists everything and verifies in full), the checkpoints of at least `size`
+/// entries,
 /// and on each level the tiles from the one holding the level's hashes at `size` (the
 /// tree's right edge, which the consistency proof reads too). Objects before those, and
 /// objects under other names, are checked by a full run only.
 async fn list_from<S: Store>(store: &S, size: u64) -> Result<Vec<ObjectInfo>, StoreError> {
-    // Segments are named `segments/<first>-<last>.ndjson`, 20 digits each: the names after
-    // `segments/<from>` are those of the segments from entry `from` on.
-    let from = size.saturating_sub(SEGMENT_WINDOW);
-    let after = format!("{}{from:020}", layout::SEGMENTS);
-    let mut objects = store.list_after(layout::SEGMENTS, &after).await?;
+    let from = size.saturating_sub(SEGMENT_SEARCH_WINDOW);
+    let mut objects = store
+        .list_after(layout::SEGMENTS, &segments_from_key(from))
+        .await?;
     let after = format!("{}{size:020}", layout::CHECKPOINTS);
     objects.extend(store.list_after(layout::CHECKPOINTS, &after).await?);
     for level in 0..=MAX_LEVEL {
