@@ -246,10 +246,6 @@ impl LocalStore {
     }
 }
 
-/// Every file under `dir` (whose key is `dir_key`, empty or ending in `/`) whose key starts
-/// with `prefix`, in name order: directories that cannot hold one are skipped, and files are
-/// only looked at once their name matches. A store holds tens of thousands of tiles, and
-/// every verification lists them.
 /// The keys a listing wants: under `prefix`, after `start_after`.
 struct Range<'a> {
     prefix: &'a str,
@@ -277,6 +273,10 @@ thread_local! {
     static DIRECTORIES_READ: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
+/// Every file under `dir` (whose key is `dir_key`, empty or ending in `/`) that `range`
+/// wants, in name order: directories that cannot hold one are not read, and files are only
+/// looked at once their name matches. A store holds tens of thousands of tiles, and every
+/// full verification lists them.
 fn walk(
     dir: &Path,
     dir_key: &str,
@@ -297,14 +297,10 @@ fn walk(
     entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
     for (name, entry) in entries {
         let key = format!("{dir_key}{name}");
-        // Cheap tests first: most names of a large directory are not wanted.
-        let maybe_dir = format!("{key}/");
-        if !range.wants(&key) && !range.may_hold(&maybe_dir) {
-            continue;
-        }
         if entry.file_type()?.is_dir() {
-            if range.may_hold(&maybe_dir) {
-                walk(&entry.path(), &maybe_dir, range, out)?;
+            let dir_key = key + "/";
+            if range.may_hold(&dir_key) {
+                walk(&entry.path(), &dir_key, range, out)?;
             }
         } else if range.wants(&key) {
             let size = entry.metadata()?.len();
