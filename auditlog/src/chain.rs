@@ -66,6 +66,15 @@ impl MacKey {
         self.prepared.mac(chain)
     }
 
+    /// The MACs of many chain values at once, side by side: `out[i]` is the MAC of
+    /// `chains[i]`.
+    ///
+    /// # Panics
+    /// If `out` is not as long as `chains`.
+    pub fn mac_many(&self, chains: &[&Hash], out: &mut [Hash]) {
+        self.prepared.mac_many(chains, out);
+    }
+
     /// Constant-time check of a stored MAC.
     pub fn verify(&self, chain: &Hash, mac: &Hash) -> bool {
         self.prepared.mac(chain).ct_eq(mac).into()

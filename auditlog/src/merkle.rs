@@ -188,6 +188,50 @@ impl Frontier {
         self.size = new_size;
     }
 
+    /// Appends many leaves, as [`push`](Self::push) of each in turn would, computing each
+    /// level's new nodes side by side ([`node_hash_many`]): at every height, the new nodes
+    /// pair up, the first with the frontier's subtree of that height if the old size has one,
+    /// and a last one without a right sibling stays in the frontier.
+    ///
+    /// # Panics
+    /// If the tree would hold more than `u64::MAX` leaves.
+    pub fn extend(&mut self, leaves: &[Hash]) {
+        let old_size = self.size;
+        self.size = old_size
+            .checked_add(leaves.len() as u64)
+            .expect("merkle frontier size overflow");
+        // The subtrees left over at each height, lowest first; the frontier's own from the
+        // heights the new leaves do not reach stay where they are.
+        let mut left_over = Vec::new();
+        let mut nodes = leaves.to_vec();
+        let mut parents = Vec::with_capacity(nodes.len() / 2 + 1);
+        let mut height = 0;
+        while !nodes.is_empty() {
+            // The frontier has a subtree of this height iff the old size's bit is set: it is
+            // the left sibling of the first new node.
+            let left = (old_size >> height & 1 == 1).then(|| {
+                self.hashes
+                    .pop()
+                    .expect("frontier holds one hash per set bit of its size")
+            });
+            let mut children = Vec::with_capacity(nodes.len() / 2 + 1);
+            let mut in_order = left.iter().chain(&nodes);
+            while let (Some(l), Some(r)) = (in_order.next(), in_order.next()) {
+                children.push((l, r));
+            }
+            parents.clear();
+            parents.resize(children.len(), [0; 32]);
+            node_hash_many(&children, &mut parents);
+            if (nodes.len() + usize::from(left.is_some())) % 2 == 1 {
+                left_over.push(*nodes.last().expect("nodes is not empty"));
+            }
+            std::mem::swap(&mut nodes, &mut parents);
+            height += 1;
+        }
+        self.hashes.extend(left_over.into_iter().rev());
+        debug_assert_eq!(self.hashes.len(), self.size.count_ones() as usize);
+    }
+
     /// The Merkle Tree Hash of all leaves pushed so far ([`empty_root`] if none), in
     /// O(log n) node hashes.
     #[must_use]
@@ -767,6 +811,28 @@ mod tests {
             node_hash_many(&children, &mut nodes);
             let expected: Vec<Hash> = children.iter().map(|(l, r)| node_hash(l, r)).collect();
             prop_assert_eq!(nodes, expected);
+        }
+
+        /// Leaves added in runs of any length, from any size, give the frontier that pushing
+        /// them one by one gives.
+        #[test]
+        fn extending_is_pushing_each(
+            runs in proptest::collection::vec(0usize..140, 1..6),
+            seed in any::<u64>(),
+        ) {
+            let leaves = random_leaves(runs.iter().sum(), seed);
+            let (mut extended, mut pushed) = (Frontier::new(), Frontier::new());
+            let mut done = 0;
+            for run in runs {
+                let run = &leaves[done..done + run];
+                extended.extend(run);
+                for leaf in run {
+                    pushed.push(*leaf);
+                }
+                done += run.len();
+                prop_assert_eq!(&extended, &pushed);
+            }
+            prop_assert_eq!(extended.root(), root_of(&leaves));
         }
 
         #[test]

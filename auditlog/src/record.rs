@@ -7,6 +7,8 @@
 //! The line is itself RFC 8785 canonical JSON, so any JSON tool reads it (`jq .entry`), and
 //! the entry bytes appear in it verbatim, so a verifier hashes them without re-serializing.
 
+use text_simd::hex::encode_lower_32;
+
 use crate::merkle::Hash;
 
 const PREFIX: &[u8] = b"{\"chain\":\"";
@@ -16,13 +18,12 @@ const SUFFIX: &[u8] = b"\"}";
 
 /// Append one record line, with its trailing newline.
 pub fn write_record(out: &mut Vec<u8>, entry: &[u8], chain: &Hash, mac: &Hash) {
-    let mut hex = [0u8; 64];
     out.extend_from_slice(PREFIX);
-    out.extend_from_slice(encode_hex(chain, &mut hex));
+    out.extend_from_slice(&encode_lower_32(chain));
     out.extend_from_slice(MIDDLE);
     out.extend_from_slice(entry);
     out.extend_from_slice(MAC_PART);
-    out.extend_from_slice(encode_hex(mac, &mut hex));
+    out.extend_from_slice(&encode_lower_32(mac));
     out.extend_from_slice(SUFFIX);
     out.push(b'\n');
 }
@@ -74,15 +75,6 @@ pub fn parse_record(line: &[u8]) -> Result<Record<'_>, RecordError> {
         chain,
         mac,
     })
-}
-
-fn encode_hex<'a>(bytes: &Hash, buf: &'a mut [u8; 64]) -> &'a [u8] {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for (i, b) in bytes.iter().enumerate() {
-        buf[2 * i] = DIGITS[(b >> 4) as usize];
-        buf[2 * i + 1] = DIGITS[(b & 15) as usize];
-    }
-    buf
 }
 
 /// Strict lowercase hex, as written by [`write_record`]: 64 digits, `0-9a-f` (eight digits

@@ -139,6 +139,13 @@ pub fn lanes() -> usize {
     1
 }
 
+/// The fewest messages worth a pass of the sixteen AVX-512 lanes: one pass costs about what
+/// eight or nine compressions one at a time or in pairs do (`examples/speed.rs`), so fewer go
+/// in pairs or one at a time. Of a longer call, a last group of fewer than sixteen shares a
+/// pass all the same.
+#[cfg(target_arch = "x86_64")]
+const AVX512_FEWEST: usize = 8;
+
 /// Compresses `blocks[i]` into `states[i]` for every `i`, as many at once as the CPU allows.
 ///
 /// # Panics
@@ -146,7 +153,7 @@ pub fn lanes() -> usize {
 pub fn compress_many(states: &mut [State], blocks: &[Block]) {
     assert_eq!(states.len(), blocks.len(), "one block per state");
     #[cfg(target_arch = "x86_64")]
-    if avx512::available() {
+    if avx512::available() && states.len() >= AVX512_FEWEST {
         // SAFETY: `available` has just seen the feature `compress_many_avx512` needs.
         return unsafe { compress_many_avx512(states, blocks) };
     }
@@ -203,7 +210,7 @@ fn compress_many_in_pairs(states: &mut [State], blocks: &[Block]) {
 pub fn digest_many(messages: &[&[&[u8]]], out: &mut [[u8; 32]]) {
     assert_eq!(messages.len(), out.len(), "one digest per message");
     #[cfg(target_arch = "x86_64")]
-    if avx512::available() {
+    if avx512::available() && messages.len() >= AVX512_FEWEST {
         // SAFETY: `available` has just seen the feature `digest_many_avx512` needs.
         return unsafe { digest_many_avx512(messages, out) };
     }

@@ -8,7 +8,8 @@
 //! - [`skeleton`]: the token sequence of a compact JSON text, by which `auditlog` recognises
 //!   an entry's structure instead of parsing it again;
 //! - [`hex`]: 32 bytes from 64 lowercase hex digits, with the same answer on every CPU
-//!   (eight digits at a time in a `u64` without AVX-512).
+//!   (eight digits at a time in a `u64` without AVX-512), and the digits of 32 bytes, four
+//!   bytes at a time in a `u64` (the sealer writes two hashes per record).
 //!
 //! The CPU's features are detected at run time. Property tests compare each AVX-512 path
 //! with a plain one. Each module says where its `unsafe` is; `auditlog`, which uses this

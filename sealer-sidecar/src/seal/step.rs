@@ -40,6 +40,15 @@ pub struct Ack {
     pub last_seq: Option<u64>,
 }
 
+impl Ack {
+    /// One more entry sealed for the batch, at `seq`.
+    fn count(&mut self, seq: u64) {
+        self.first_seq.get_or_insert(seq);
+        self.last_seq = Some(seq);
+        self.sealed += 1;
+    }
+}
+
 /// What the log's state is: the sealer (position, chain head, tree, MAC key) and what is
 /// known of each source.
 #[derive(Debug, Clone)]
@@ -98,7 +107,8 @@ impl SealState {
         self.sources.rollback(&mut snapshot.undo);
     }
 
-    /// Seal a group at `sealed_at`, appending the record lines to `out`. Everything it
+    /// Seal a group at `sealed_at`, appending the record lines to `out` (its entries are
+    /// staged and sealed side by side, [`LogSealer::stage`]). Everything it
     /// changes in the sources is recorded in `snapshot`, so [`SealState::restore`] undoes it.
     pub fn seal_group(
         &mut self,
@@ -132,6 +142,7 @@ impl SealState {
             done.duplicates += ack.duplicates;
             done.acks.push(ack);
         }
+        self.sealer.seal_staged(out, &mut self.leaves);
         done
     }
 
@@ -166,13 +177,15 @@ impl SealState {
                 Observation::Next => {}
             }
         }
-        let s = self
-            .sealer
-            .seal(out, ev.kind, sealed_at, ev.source.as_ref(), &ev.event_json);
-        self.leaves.push(s.leaf);
-        ack.first_seq.get_or_insert(s.seq);
-        ack.last_seq = Some(s.seq);
-        ack.sealed += 1;
+        let seq = self.sealer.stage(
+            out,
+            &mut self.leaves,
+            ev.kind,
+            sealed_at,
+            ev.source.as_ref(),
+            &ev.event_json,
+        );
+        ack.count(seq);
     }
 
     /// Seal an entry of `kind` about source `id` (no number of its own) with `event`.
@@ -190,11 +203,10 @@ impl SealState {
             id: id.to_owned(),
             seq: None,
         };
-        let s = self.sealer.seal(out, kind, sealed_at, Some(&source), &json);
-        self.leaves.push(s.leaf);
-        ack.first_seq.get_or_insert(s.seq);
-        ack.last_seq = Some(s.seq);
-        ack.sealed += 1;
+        let seq = self
+            .sealer
+            .stage(out, &mut self.leaves, kind, sealed_at, Some(&source), &json);
+        ack.count(seq);
     }
 
     /// Seal the end of the source a report is about: a gap for numbers it announced that
