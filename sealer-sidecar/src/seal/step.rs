@@ -8,7 +8,10 @@
 //! - **gaps**: numbers a source skipped are sealed as `gap` entries before the event
 //!   (`sequence_jump`, or `declared_by_source` for those it said it dropped);
 //! - **chain and MAC**: the event is sealed ([`auditlog::seal::LogSealer`]): its leaf joins
-//!   the Merkle tree, its chain value and MAC follow the previous record's.
+//!   the Merkle tree, its chain value and MAC follow the previous record's. Entries take
+//!   their positions as they come and are hashed in groups of up to 64
+//!   ([`LogSealer::stage`]): their leaf hashes, MACs and tree nodes side by side (on this
+//!   project's AVX-512 machine, sealing went from about 1.1 to 0.6–0.7 µs per entry).
 //!
 //! After a batch whose source says it closes (or, from the writer itself, went silent), the
 //! source's end is sealed: a `gap` for numbers it announced that never arrived, then its
