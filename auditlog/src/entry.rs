@@ -186,7 +186,7 @@ impl EntryHead {
                     .map(|n| seq = Some(n)),
                 // A timestamp that does not parse goes through serde_json too, for its message.
                 "sealed_at" if sealed_at.is_none() => plain_str(value)
-                    .and_then(|text| Timestamp::parse_bytes(text).ok())
+                    .and_then(parse_sealed_at)
                     .map_or_else(|| serde_json::from_slice(value), Ok)
                     .map(|t| sealed_at = Some(t)),
                 _ => {
@@ -222,6 +222,29 @@ impl EntryHead {
 /// readers accept no backslash, so a string with escapes goes to serde_json.
 fn plain_str(value: &[u8]) -> Option<&[u8]> {
     value.strip_prefix(b"\"")?.strip_suffix(b"\"")
+}
+
+/// A `sealed_at` text, as [`Timestamp::parse_bytes`] reads it; `None` if it does not parse.
+/// The entries of a group share one `sealed_at`, so each thread keeps the last text it read
+/// and its value, and a text equal to it is not parsed again.
+fn parse_sealed_at(text: &[u8]) -> Option<Timestamp> {
+    /// The longest text kept: RFC 3339 with nanoseconds and an offset is 35 bytes.
+    const KEPT: usize = 40;
+    thread_local! {
+        static LAST: std::cell::Cell<([u8; KEPT], usize, Timestamp)> =
+            const { std::cell::Cell::new(([0; KEPT], usize::MAX, Timestamp::from_unix_nanos(0))) };
+    }
+    let (last, len, value) = LAST.get();
+    if len == text.len() && last[..len] == *text {
+        return Some(value);
+    }
+    let value = Timestamp::parse_bytes(text).ok()?;
+    if text.len() <= KEPT {
+        let mut kept = [0; KEPT];
+        kept[..text.len()].copy_from_slice(text);
+        LAST.set((kept, text.len(), value));
+    }
+    Some(value)
 }
 
 /// One of the kinds' names, without escapes.
@@ -311,6 +334,29 @@ mod tests {
         let head = EntryHead::parse(escaped).unwrap();
         assert_eq!(head, serde_json::from_slice::<EntryHead>(escaped).unwrap());
         assert_eq!(head.kind, EntryKind::Http);
+    }
+
+    /// The kept last `sealed_at` is used only for the same text: texts of one length that
+    /// differ in a digit, or do not parse, get their own answers.
+    #[test]
+    fn a_sealed_at_is_parsed_again_unless_it_is_the_last_one() {
+        let texts: [&[u8]; 7] = [
+            b"2026-12-04T22:51:31.000000001Z",
+            b"2026-12-04T22:51:31.000000001Z",
+            b"2026-12-04T22:51:31.000000002Z",
+            b"2026-12-04T22:51:31.000000001Z",
+            b"2026-12-04T22:51:31.00000000xZ",
+            b"2026-12-04T22:51:31.000000001Z",
+            b"2026-12-04T22:51:31Z",
+        ];
+        for text in texts {
+            assert_eq!(
+                parse_sealed_at(text),
+                Timestamp::parse_bytes(text).ok(),
+                "{}",
+                String::from_utf8_lossy(text)
+            );
+        }
     }
 
     #[test]
