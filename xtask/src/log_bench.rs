@@ -201,10 +201,14 @@ impl Bench {
     }
 }
 
-/// Ask the kernel to drop the cached pages of every file under `dir`, so each verification
-/// reads the store from disk alike.
+/// Write out everything not yet on the disk, then ask the kernel to drop the cached pages of
+/// every file under `dir`, so each verification reads the store from disk alike.
 fn drop_cached(dir: &Path) {
     use std::os::fd::AsRawFd;
+    // Dirty pages are not dropped, and their writeback would compete with the reads: the
+    // store was just written, so first everything goes to the disk.
+    // SAFETY: sync has no arguments and no memory effects.
+    unsafe { libc::sync() };
     let mut dirs = vec![dir.to_owned()];
     while let Some(d) = dirs.pop() {
         let Ok(entries) = std::fs::read_dir(&d) else {
